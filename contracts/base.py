@@ -1,0 +1,52 @@
+"""What every contract class offers the runtime.
+
+Inbound contracts (messages gridbus consumes) are classes with a ``message_type`` (the AMQP
+``type`` property the publisher sets) and ``decode(body) -> instance`` that raises
+``workers.errors.ContractViolation`` with a reason naming the problem.
+
+Outbound contracts (what mappings return) have ``message_type``, ``content_type`` and
+``encode() -> bytes``; SOAP requests instead offer ``to_soap() -> dict`` of the operation's
+keyword arguments; canonical events also offer ``routing_key`` (``<noun>.<verb>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Inbound(Protocol):
+    message_type: ClassVar[str]
+
+    @classmethod
+    def decode(cls, body: bytes) -> Any: ...
+
+
+@runtime_checkable
+class Outbound(Protocol):
+    message_type: ClassVar[str]
+    content_type: ClassVar[str]
+
+    def encode(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class MappingContext:
+    """Everything a mapping may know besides the message: passed in, never looked up.
+
+    message_id: id of the outbound message this step produces (stable across retries, so the
+        receiver can recognise a repeat).
+    correlation_id: the business conversation this message belongs to.
+    source_message_id: the inbound message's id.
+    now: the time of processing, timezone-aware.
+    """
+
+    route: str
+    step: str
+    message_id: str
+    correlation_id: str
+    source_message_id: str
+    source_system: str
+    now: datetime

@@ -1,0 +1,142 @@
+"""Route declarations: what a flow consumes, how it is checked, mapped and delivered.
+
+A route is data. The runtime (``workers``) derives the broker topology, the processing
+pipeline and the retry behaviour from it; adding a flow never changes the runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from routes import naming
+
+#: The upstream systems gridbus knows, by routing-key prefix.
+SYSTEMS = ("tc", "mkt", "pms", "mdc", "cmd")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a route's messages come from.
+
+    ``system`` is both the exchange owner and the only AMQP ``user_id`` the route accepts:
+    the broker checks ``user_id`` against the publishing connection's user, so a message
+    that names another system, or none, is refused as unauthorised.
+    """
+
+    system: str
+    routing_key: str
+
+    def __post_init__(self) -> None:
+        if self.system not in SYSTEMS:
+            raise ValueError(f"unknown source system {self.system!r}; known: {', '.join(SYSTEMS)}")
+
+    @property
+    def exchange(self) -> str:
+        return naming.system_exchange(self.system)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a step's output goes: an adapter by name and one of its operations.
+
+    For AMQP adapters the operation is the routing key; for SOAP adapters it is the WSDL
+    operation name. The canonical events adapter derives the routing key from the event
+    (``<noun>.<verb>``) and ignores ``operation``.
+    """
+
+    adapter: str
+    operation: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One effect of a route: ``mapping(message, context)`` delivered to ``target``.
+
+    Each step is recorded separately in the idempotency store, so a retry after a partial
+    failure repeats only the steps that have not taken effect.
+    """
+
+    name: str
+    mapping: Callable[..., Any]
+    target: Target
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient delivery failures are retried.
+
+    attempts: delivery attempts in all before the message is dead-lettered (default 8).
+    quick_attempts: in-process tries per attempt, spaced by ``quick_delay_s`` (default 3, 0.2 s).
+    first_delay_s / max_delay_s: broker-held back-off before attempt 2, doubling up to the cap.
+    """
+
+    attempts: int = 8
+    first_delay_s: float = 5.0
+    max_delay_s: float = 600.0
+    quick_attempts: int = 3
+    quick_delay_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.quick_attempts < 1:
+            raise ValueError("attempts and quick_attempts must be at least 1")
+        if not 0 < self.first_delay_s <= self.max_delay_s:
+            raise ValueError("need 0 < first_delay_s <= max_delay_s")
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds to wait after failed ``attempt`` (1-based) before the next one."""
+        return min(self.first_delay_s * 2 ** (attempt - 1), self.max_delay_s)
+
+    @property
+    def delay_tiers(self) -> tuple[float, ...]:
+        """Distinct delays in use: one fixed-TTL delay queue per tier."""
+        return tuple(sorted({self.delay_for(a) for a in range(1, self.attempts)}))
+
+
+@dataclass(frozen=True)
+class Supersession:
+    """Messages about one business object carry a revision; an older one never overwrites a newer.
+
+    ``key`` and ``revision`` are functions of the decoded message. A message whose revision is
+    not newer than the latest one accepted for its key is recorded as superseded and not delivered.
+    """
+
+    key: Callable[[Any], str]
+    revision: Callable[[Any], int]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One flow: source binding, contract, steps, retry policy.
+
+    max_body_bytes: larger bodies are dead-lettered before parsing (default 1 MiB).
+    max_crashes: processing starts without an outcome (worker crashed or hung) before the
+        message is dead-lettered as poison (default 3).
+    """
+
+    name: str
+    source: Source
+    contract: Any
+    steps: tuple[Step, ...]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    supersession: Supersession | None = None
+    max_body_bytes: int = 1024 * 1024
+    max_crashes: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"route {self.name}: at least one step is needed")
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"route {self.name}: step names must be unique, got {names}")
+
+    @property
+    def work_queue(self) -> str:
+        return naming.work_queue(self.name)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return naming.dead_letter_queue(self.name)
+
+    def delay_queue(self, delay_s: float) -> str:
+        return naming.delay_queue(self.name, delay_s)
