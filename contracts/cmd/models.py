@@ -1,0 +1,67 @@
+"""PlanChanged: the command center changed the access plan during design (方案变更消息).
+
+Flow 4, cmd -> mkt. XML in namespace ``urn:gridbus:cmd:plan-change:1``, checked against
+``plan_changed.v1.xsd``. Example: ``contracts/examples/cmd.PlanChanged.xml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts import xml
+
+NAMESPACE = "urn:gridbus:cmd:plan-change:1"
+SCHEMA = Path(__file__).with_name("plan_changed.v1.xsd")
+
+
+class Change(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    section: Literal["access", "metering", "billing", "equipment"]
+    field: str
+    old_value: str
+    new_value: str
+
+
+class PlanChanged(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_type: ClassVar[str] = "PlanChanged"
+    max_bytes: ClassVar[int] = xml.DEFAULT_MAX_BYTES
+
+    application_no: str
+    plan_revision: Annotated[int, Field(ge=1)]
+    changed_at: AwareDatetime
+    change_reason: str
+    changes: Annotated[tuple[Change, ...], Field(min_length=1)]
+    changed_by: str
+
+    @classmethod
+    def decode(cls, body: bytes) -> Self:
+        root = xml.parse_xml(body, max_bytes=cls.max_bytes)
+        xml.expect_root(root, NAMESPACE, "PlanChanged")
+        xml.validate(root, SCHEMA)
+
+        def text(parent, name):
+            return xml.child_text(parent, NAMESPACE, name)
+
+        fields = {
+            "application_no": text(root, "ApplicationNo"),
+            "plan_revision": text(root, "PlanRevision"),
+            "changed_at": text(root, "ChangedAt"),
+            "change_reason": text(root, "ChangeReason"),
+            "changes": [
+                {
+                    "section": text(change, "Section"),
+                    "field": text(change, "Field"),
+                    "old_value": text(change, "OldValue"),
+                    "new_value": text(change, "NewValue"),
+                }
+                for change in xml.children(root, NAMESPACE, "Changes/Change")
+            ],
+            "changed_by": text(root, "ChangedBy"),
+        }
+        return xml.build_model(cls, fields, contract=cls.__name__)

@@ -1,0 +1,7 @@
+"""Marketing system (营销2.0) contracts: JSON on AMQP both ways."""
+
+from contracts.mkt.energization_time import EnergizationTimeSet
+from contracts.mkt.notices import BlackMapNotice, PlanChange, PlanChangeNotice
+from contracts.mkt.supply_plan import SupplyPlanPushed
+
+__all__ = ["BlackMapNotice", "EnergizationTimeSet", "PlanChange", "PlanChangeNotice", "SupplyPlanPushed"]

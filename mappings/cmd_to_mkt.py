@@ -1,0 +1,21 @@
+"""Command center -> marketing: production changed the plan during design (flow 4)."""
+
+from __future__ import annotations
+
+from contracts.base import MappingContext
+from contracts.cmd.models import PlanChanged
+from contracts.mkt import PlanChange, PlanChangeNotice
+
+
+def plan_change_notice(message: PlanChanged, ctx: MappingContext) -> PlanChangeNotice:
+    return PlanChangeNotice(
+        application_no=message.application_no,
+        plan_revision=message.plan_revision,
+        changed_at=message.changed_at,
+        change_reason=message.change_reason,
+        changes=tuple(
+            PlanChange(section=c.section, field=c.field, old_value=c.old_value, new_value=c.new_value)
+            for c in message.changes
+        ),
+        notified_at=ctx.now,
+    )

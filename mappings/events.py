@@ -1,0 +1,153 @@
+"""Source messages -> canonical IEC 61968-100 events for other adapters.
+
+Payload element names follow CIM where CIM has the idea (UsagePoint, PowerTransformer,
+ACLineSegment, Substation, ratedS, nominalServiceVoltage). Events fan out to many consumers,
+so they never carry personal data: no customer name, phone or id number, no staff names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from lxml import etree
+
+from contracts.base import MappingContext
+from contracts.canonical import CanonicalEvent, payload_namespace
+from contracts.cmd.models import PlanChanged
+from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from contracts.pms import BlackMapPublished
+from workers.errors import MappingError
+
+#: Marketing's metering-point categories -> (canonical customer kind, becomes a market retail
+#: metering point when the customer joins the retail market). Large-industrial (大工业) and
+#: general commercial/industrial (一般工商业) points are the market-eligible ones.
+METERING_CATEGORIES: dict[str, tuple[str, bool]] = {
+    "large_industrial": ("largeIndustrial", True),
+    "general_commercial_industrial": ("generalCommercialIndustrial", True),
+    "residential": ("residential", False),
+    "agricultural": ("agricultural", False),
+}
+
+
+def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> CanonicalEvent:
+    plan = _Payload("SupplyPlan")
+    root = plan.root
+    plan.add(root, "mRID", message.application_no)
+    plan.add(root, "revision", message.plan_revision)
+    plan.add(root, "surveyedAt", message.surveyed_at)
+    plan.add(root, "intendedEnergizationTime", message.intended_energization_time)
+    plan.add(root, "supplyVoltage", message.access_plan.supply_voltage_kv, unit="kV")
+    plan.add(root, "contractCapacity", message.access_plan.contract_capacity_kva, unit="kVA")
+    for point in message.access_plan.supply_points:
+        supply = plan.add(root, "SupplyPoint")
+        plan.add(supply, "Substation", point.substation)
+        plan.add(supply, "ACLineSegment", point.line)
+        plan.add(supply, "role", point.power_source)
+    for point in message.metering_plan.metering_points:
+        kind, market_eligible = _metering_category(point.category, point.metering_point_id)
+        usage = plan.add(root, "UsagePoint")
+        plan.add(usage, "mRID", point.metering_point_id)
+        plan.add(usage, "customerKind", kind)
+        plan.add(usage, "marketEligible", market_eligible)
+        plan.add(usage, "nominalServiceVoltage", point.voltage_kv, unit="kV")
+        plan.add(usage, "ctRatio", point.ct_ratio)
+        plan.add(usage, "ptRatio", point.pt_ratio)
+    pricing = plan.add(root, "PricingStructure")
+    plan.add(pricing, "tariffCategory", message.billing_plan.tariff_category)
+    plan.add(pricing, "maxDemandBasis", message.billing_plan.max_demand_basis)
+    for transformer in message.customer_equipment_plan.transformers:
+        equipment = plan.add(root, "PowerTransformer")
+        plan.add(equipment, "model", transformer.model)
+        plan.add(equipment, "ratedS", transformer.capacity_kva, unit="kVA")
+    return _event("created", plan, ctx)
+
+
+def energization_time_changed(message: EnergizationTimeSet, ctx: MappingContext) -> CanonicalEvent:
+    payload = _Payload("EnergizationTime")
+    payload.add(payload.root, "applicationNo", message.application_no)
+    payload.add(payload.root, "revision", message.revision)
+    payload.add(payload.root, "intendedEnergizationTime", message.intended_energization_time)
+    payload.add(payload.root, "setAt", message.set_at)
+    return _event("changed", payload, ctx)
+
+
+def black_map_created(message: BlackMapPublished, ctx: MappingContext) -> CanonicalEvent:
+    payload = _Payload("BlackMap")
+    root = payload.root
+    payload.add(root, "mRID", message.graph_id)
+    payload.add(root, "version", message.graph_version)
+    payload.add(root, "applicationNo", message.application_no)
+    payload.add(root, "publishedAt", message.published_at)
+    payload.add(root, "Substation", message.substation)
+    payload.add(root, "Feeder", message.feeder)
+    for item in message.equipment:
+        equipment = payload.add(root, "Equipment")
+        payload.add(equipment, "mRID", item.equipment_id)
+        payload.add(equipment, "kind", item.kind)
+        payload.add(equipment, "name", item.name)
+    return _event("created", payload, ctx)
+
+
+def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent:
+    payload = _Payload("SupplyPlan")
+    root = payload.root
+    payload.add(root, "mRID", message.application_no)
+    payload.add(root, "revision", message.plan_revision)
+    payload.add(root, "changedAt", message.changed_at)
+    payload.add(root, "changeReason", message.change_reason)
+    for change in message.changes:
+        entry = payload.add(root, "Change")
+        payload.add(entry, "section", change.section)
+        payload.add(entry, "field", change.field)
+        payload.add(entry, "oldValue", change.old_value)
+        payload.add(entry, "newValue", change.new_value)
+    return _event("changed", payload, ctx)
+
+
+def _metering_category(category: str, metering_point_id: str) -> tuple[str, bool]:
+    try:
+        return METERING_CATEGORIES[category]
+    except KeyError:
+        raise MappingError(
+            f"metering point {metering_point_id}: category {category!r} has no canonical mapping; "
+            f"known: {', '.join(sorted(METERING_CATEGORIES))}"
+        ) from None
+
+
+class _Payload:
+    """Builds one noun's payload element in ``urn:gridbus:canonical:<noun>:1``."""
+
+    def __init__(self, noun: str):
+        self.noun = noun
+        self.namespace = payload_namespace(noun)
+        self.root = etree.Element(f"{{{self.namespace}}}{noun}", nsmap={None: self.namespace})
+
+    def add(self, parent: etree._Element, name: str, value: object = None, **attributes: str) -> etree._Element:
+        element = etree.SubElement(parent, f"{{{self.namespace}}}{name}", attributes)
+        if value is not None:
+            element.text = _lexical(value)
+        return element
+
+
+def _lexical(value: object) -> str:
+    """XML Schema lexical form: ISO 8601 with offset, plain decimals, lowercase booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _event(verb: str, payload: _Payload, ctx: MappingContext) -> CanonicalEvent:
+    return CanonicalEvent(
+        verb=verb,
+        noun=payload.noun,
+        timestamp=ctx.now,
+        message_id=ctx.message_id,
+        correlation_id=ctx.correlation_id,
+        properties=(("sourceSystem", ctx.source_system), ("sourceMessageID", ctx.source_message_id)),
+        payload=payload.root,
+    )

@@ -1,0 +1,70 @@
+"""High-voltage new installation (高压业扩新装): the four flows between marketing, PMS and the command center."""
+
+from __future__ import annotations
+
+from contracts.cmd.models import PlanChanged
+from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from contracts.pms import BlackMapPublished
+from mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
+
+#: The command center's SOAP service may be down for maintenance windows: 8 attempts, 5 s doubling to 10 min.
+RETRY = RetryPolicy(attempts=8, first_delay_s=5, max_delay_s=600)
+
+EVENTS = Target("events")
+
+
+def application_no(message: EnergizationTimeSet) -> str:
+    return message.application_no
+
+
+def energization_time_revision(message: EnergizationTimeSet) -> int:
+    return message.revision
+
+
+SUPPLY_PLAN_PUSHED = Route(
+    name="mkt.supply-plan-pushed",
+    source=Source(system="mkt", routing_key="supply-plan.pushed"),
+    contract=SupplyPlanPushed,
+    steps=(
+        Step("cmd", mkt_to_cmd.supply_plan, Target("cmd", "ReceiveSupplyPlan")),
+        Step("event", events.supply_plan_created, EVENTS),
+    ),
+    retry=RETRY,
+)
+
+ENERGIZATION_TIME_SET = Route(
+    name="mkt.energization-time-set",
+    source=Source(system="mkt", routing_key="energization-time.set"),
+    contract=EnergizationTimeSet,
+    steps=(
+        Step("cmd", mkt_to_cmd.energization_time, Target("cmd", "ReceiveEnergizationTime")),
+        Step("event", events.energization_time_changed, EVENTS),
+    ),
+    retry=RETRY,
+    supersession=Supersession(key=application_no, revision=energization_time_revision),
+)
+
+BLACK_MAP_PUBLISHED = Route(
+    name="pms.black-map-published",
+    source=Source(system="pms", routing_key="black-map.published"),
+    contract=BlackMapPublished,
+    steps=(
+        Step("mkt", pms_to_mkt.black_map_notice, Target("mkt", "black-map.notice")),
+        Step("event", events.black_map_created, EVENTS),
+    ),
+    retry=RETRY,
+)
+
+PLAN_CHANGED = Route(
+    name="cmd.plan-changed",
+    source=Source(system="cmd", routing_key="plan.changed"),
+    contract=PlanChanged,
+    steps=(
+        Step("mkt", cmd_to_mkt.plan_change_notice, Target("mkt", "plan-change.notice")),
+        Step("event", events.plan_changed, EVENTS),
+    ),
+    retry=RETRY,
+)
+
+ROUTES = (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED)
