@@ -99,7 +99,7 @@ def classify_soap_error(exc: BaseException, site: SoapCallSite) -> GridbusError 
         return TransientDeliveryError(f"{site} failed: HTTP {status}: {_short(exc.message)}; will retry")
     if isinstance(exc, zeep.exceptions.ValidationError):
         return PermanentDeliveryError(
-            f"{site} not sent: the request does not fit the WSDL: {_short(exc.message)}; fix the mapping"
+            f"{site} not sent: the request does not fit the WSDL: {_short(exc)}; fix the mapping"
         )
     if isinstance(exc, (zeep.exceptions.XMLParseError, zeep.exceptions.UnexpectedElementError)):
         return PermanentDeliveryError(

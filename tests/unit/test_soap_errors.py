@@ -42,6 +42,8 @@ def test_fault_code_name(code, name):
         (TransportError("bad request", status_code=400), PermanentDeliveryError, "HTTP 400"),
         (TransportError("slow down", status_code=429), TransientDeliveryError, "HTTP 429"),
         (ValidationError("Missing element ApplicationNo"), PermanentDeliveryError, "ApplicationNo"),
+        (ValidationError("Expected at least 1 items", path=["AccessPlan", "SupplyPoint"]), PermanentDeliveryError,
+         "(AccessPlan.SupplyPoint)"),
         (TypeError("got an unexpected keyword argument 'Colour'"), PermanentDeliveryError, "Colour"),
         (XMLParseError("Unexpected element 'Foo'"), PermanentDeliveryError, "same WSDL version"),
         (XMLSyntaxError("no Envelope"), TransientDeliveryError, "malformed XML"),
