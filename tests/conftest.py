@@ -70,3 +70,20 @@ def pg_url() -> str:
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
     return PG_URL
+
+
+TEST_SYSTEM_PASSWORD = "gridbus-test"
+SYSTEMS = ("tc", "mkt", "pms", "mdc", "cmd")
+
+
+@pytest.fixture(scope="session")
+def system_users(vhost) -> dict[str, tuple[str, str]]:
+    """One RabbitMQ user per upstream system, allowed to publish only to its own exchange."""
+    existing = rabbitmqctl("list_users", "--quiet")
+    for system in SYSTEMS:
+        if f"\n{system}\t" in "\n" + existing or existing.startswith(f"{system}\t"):
+            rabbitmqctl("change_password", system, TEST_SYSTEM_PASSWORD)
+        else:
+            rabbitmqctl("add_user", system, TEST_SYSTEM_PASSWORD)
+        rabbitmqctl("set_permissions", "-p", vhost, system, "^$", f"^{system}\\.out$", "^$")
+    return {s: (s, TEST_SYSTEM_PASSWORD) for s in SYSTEMS}

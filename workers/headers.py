@@ -11,6 +11,7 @@ ORIGINAL_ROUTING_KEY = "x-gridbus-original-routing-key"
 DEAD_LETTERED_AT = "x-gridbus-dead-lettered-at"
 REPLAYED = "x-gridbus-replayed"  # how many times an operator replayed it
 DUE_AT = "x-gridbus-due-at"  # epoch seconds; used by the in-memory broker's delay emulation
+SOURCE_USER = "x-gridbus-source-user"  # user_id of the original publisher, kept when gridbus republishes a copy
 
 # Set by RabbitMQ itself.
 DELIVERY_COUNT = "x-delivery-count"

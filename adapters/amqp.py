@@ -1,0 +1,77 @@
+"""AMQP targets: systems that receive over RabbitMQ (marketing) and the canonical events exchange.
+
+Deliveries are published with confirms through the worker's publisher; ``send`` starts one and
+``flush`` waits for the broker's answers, so a batch of messages costs one confirm round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from contracts.base import MappingContext
+from routes import naming
+from workers.broker import Publisher
+from workers.errors import TransientDeliveryError
+
+
+class AmqpAdapter:
+    """Publishes mapped outputs to ``exchange``; the routing key is the step's operation.
+
+    mandatory: an output no queue is bound for is an error (True for a system's inbox); for
+    the canonical events exchange, fan-out to whoever subscribed, possibly no one (False).
+    routing_key_from_output: take the routing key from ``output.routing_key`` (events).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        exchange: str,
+        publisher: Callable[[], Publisher],
+        *,
+        mandatory: bool = True,
+        routing_key_from_output: bool = False,
+    ):
+        self.name = name
+        self.exchange = exchange
+        self._publisher = publisher
+        self.mandatory = mandatory
+        self.routing_key_from_output = routing_key_from_output
+
+    def send(self, operation: str, output: Any, context: MappingContext) -> int:
+        routing_key = output.routing_key if self.routing_key_from_output else operation
+        return self._publisher().publish(
+            exchange=self.exchange,
+            routing_key=routing_key,
+            body=output.encode(),
+            properties={
+                "message_id": context.message_id,
+                "correlation_id": context.correlation_id,
+                "type": output.message_type,
+                "content_type": output.content_type,
+                "timestamp": int(context.now.timestamp()),
+                "app_id": "gridbus",
+            },
+            headers={"x-gridbus-route": context.route, "x-gridbus-source-message-id": context.source_message_id},
+            mandatory=self.mandatory,
+        )
+
+    def flush(self) -> dict[int, Exception | None]:
+        return self._publisher().wait()
+
+    def deliver(self, operation: str, output: Any, context: MappingContext) -> None:
+        ticket = self.send(operation, output, context)
+        error = self.flush().get(ticket)
+        if error is not None:
+            raise TransientDeliveryError(f"{self.name}: {error}") from error
+
+    def close(self) -> None:
+        """The publisher belongs to the worker; nothing of the adapter's own to close."""
+
+
+def build_amqp_adapters(publisher: Callable[[], Publisher]) -> dict[str, AmqpAdapter]:
+    return {
+        "mkt": AmqpAdapter("mkt", naming.system_inbox_exchange("mkt"), publisher),
+        "events": AmqpAdapter(
+            "events", naming.EVENTS_EXCHANGE, publisher, mandatory=False, routing_key_from_output=True
+        ),
+    }

@@ -1,0 +1,118 @@
+"""Test helpers that talk to the real broker: a pika publisher acting as an upstream system,
+an inbox reader, a dead-letter reader, and a worker running in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import pika
+from kombu import Connection, Queue
+
+from adapters.amqp import build_amqp_adapters
+from routes import naming
+from workers.runtime import Worker
+from workers.store import Store
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class UpstreamSystem:
+    """Publishes as an upstream system would: pika, confirms, mandatory, user_id set."""
+
+    def __init__(self, vhost: str, user: str, password: str, host: str = "127.0.0.1"):
+        params = pika.ConnectionParameters(
+            host=host, virtual_host=vhost, credentials=pika.PlainCredentials(user, password)
+        )
+        self.user = user
+        self.connection = pika.BlockingConnection(params)
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+
+    def publish(self, exchange, routing_key, body: bytes, *, message_id=None, message_type=None,
+                user_id="self", correlation_id=None, content_type="application/json", headers=None) -> str:
+        message_id = str(uuid.uuid4()) if message_id is None else message_id
+        props = pika.BasicProperties(
+            message_id=message_id or None,
+            correlation_id=correlation_id,
+            type=message_type,
+            content_type=content_type,
+            delivery_mode=2,
+            user_id=self.user if user_id == "self" else user_id,
+            headers=headers,
+        )
+        self.channel.basic_publish(exchange, routing_key, body, properties=props, mandatory=True)
+        return message_id
+
+    def close(self):
+        self.connection.close()
+
+
+class QueueReader:
+    """Takes every message off a queue and keeps it (acked), for assertions."""
+
+    def __init__(self, broker_url: str, queue: str):
+        self.broker_url = broker_url
+        self.queue = queue
+        self.messages: list = []
+
+    def drain(self) -> list:
+        with Connection(self.broker_url) as conn:
+            q = Queue(self.queue, no_declare=True)(conn.channel())
+            while (m := q.get(no_ack=False)) is not None:
+                m.ack()
+                self.messages.append(m)
+        return self.messages
+
+    def where(self, predicate) -> list:
+        self.drain()
+        return [m for m in self.messages if predicate(m)]
+
+
+def body_json(message) -> dict:
+    import json
+
+    return json.loads(message.body)
+
+
+@contextmanager
+def running_worker(routes, broker_url: str, store: Store, extra_adapters=None, **kwargs):
+    worker = Worker(
+        routes,
+        broker_url=broker_url,
+        store=store,
+        adapters=lambda publisher: {**build_amqp_adapters(publisher), **(extra_adapters or {})},
+        **kwargs,
+    )
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    wait_for(lambda: worker._publisher is not None, what="worker connected")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(15)
+        assert not thread.is_alive(), "worker did not stop within 15 s"
+
+
+def amqp_url(vhost: str, user: str = "guest", password: str = "guest", host: str = "127.0.0.1") -> str:
+    return f"amqp://{quote(user)}:{quote(password)}@{host}:5672/{quote(vhost, safe='')}"
+
+
+def dead_letter_reader(broker_url: str, route) -> QueueReader:
+    return QueueReader(broker_url, route.dead_letter_queue)
+
+
+def inbox_reader(broker_url: str, system: str = "mkt") -> QueueReader:
+    return QueueReader(broker_url, naming.system_inbox_queue(system))

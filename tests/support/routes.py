@@ -1,0 +1,104 @@
+"""A small flow for testing the runtime itself, independent of any business contract.
+
+``Note`` is a JSON message; its steps deliver to a recording adapter (``rec``) and to the
+marketing inbox over AMQP (``mkt``). Text "crash" kills the worker process, "hang" hangs it:
+the mapping is where a real bug would strike, so that is where these strike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
+from workers.errors import ContractViolation
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message_type: ClassVar[str] = "Note"
+    schema_version: str
+    key: str
+    revision: int = 1
+    text: str
+
+    @classmethod
+    def decode(cls, body: bytes) -> "Note":
+        try:
+            note = cls.model_validate_json(body)
+        except ValidationError as exc:
+            raise ContractViolation(f"not a Note: {exc.errors(include_input=False)}") from exc
+        if note.schema_version != "1":
+            raise ContractViolation(f"Note version {note.schema_version!r} is not supported (expected '1')")
+        return note
+
+
+class NoteOut(BaseModel):
+    message_type: ClassVar[str] = "NoteOut"
+    content_type: ClassVar[str] = "application/json"
+    message_id: str
+    key: str
+    revision: int
+    text: str
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def note_out(note: Note, ctx) -> NoteOut:
+    if note.text == "crash":
+        os._exit(3)
+    if note.text == "hang":
+        time.sleep(3600)
+    if note.text == "unmappable":
+        raise ValueError("no mapping for text 'unmappable'")
+    return NoteOut(message_id=ctx.message_id, key=note.key, revision=note.revision, text=note.text)
+
+
+def note_key(note: Note) -> str:
+    return note.key
+
+
+def note_revision(note: Note) -> int:
+    return note.revision
+
+
+FAST_RETRY = RetryPolicy(attempts=4, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+
+NOTES = Route(
+    name="test.notes",
+    source=Source(system="pms", routing_key="note.published"),
+    contract=Note,
+    steps=(Step("rec", note_out, Target("rec", "Receive")), Step("mkt", note_out, Target("mkt", "note.out"))),
+    retry=FAST_RETRY,
+)
+
+REVISED_NOTES = Route(
+    name="test.revised-notes",
+    source=Source(system="mkt", routing_key="note.revised"),
+    contract=Note,
+    steps=(Step("rec", note_out, Target("rec", "Receive")),),
+    retry=FAST_RETRY,
+    supersession=Supersession(key=note_key, revision=note_revision),
+)
+
+# Crash tests run the worker in a subprocess and read effects from the mkt inbox.
+AMQP_ONLY_NOTES = Route(
+    name="test.amqp-notes",
+    source=Source(system="pms", routing_key="note.amqp"),
+    contract=Note,
+    steps=(Step("mkt", note_out, Target("mkt", "note.out")),),
+    retry=FAST_RETRY,
+    max_crashes=2,
+)
+
+ROUTES = (NOTES, REVISED_NOTES)
+SUBPROCESS_ROUTES = (AMQP_ONLY_NOTES,)
+
+
+def note_body(key: str, text: str = "hello", revision: int = 1, version: str = "1") -> bytes:
+    return json.dumps({"schema_version": version, "key": key, "revision": revision, "text": text}).encode()

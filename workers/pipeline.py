@@ -1,0 +1,202 @@
+"""What happens to one inbound message, up to the point where its outputs are handed over.
+
+The checks run in this order, each ending the message with a typed error: body size, message
+id, source system (``user_id``), message type, then idempotency (already finished: a
+duplicate), contract decoding, supersession, and the route's steps. Steps already recorded as
+effects are skipped, so a retry repeats only what did not take effect.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.base import MappingContext
+from routes import naming
+from routes.model import Route, Step
+from workers import headers as H
+from workers.errors import (
+    ContractViolation,
+    GridbusError,
+    MappingError,
+    MissingMessageId,
+    TransientDeliveryError,
+    Unauthorised,
+    UnknownMessageType,
+)
+from workers.store import Store
+
+#: Namespace of outbound message ids: uuid5(route/step/inbound id), stable across retries, so
+#: every receiver can recognise a repeat of the same output.
+OUTPUT_ID_NAMESPACE = uuid.UUID("4d1b2c66-8f7e-4a43-9d0e-0c6b8f1e2a10")
+
+
+def output_message_id(route: str, step: str, source_message_id: str) -> str:
+    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{route}/{step}/{source_message_id}"))
+
+
+@dataclass
+class Delivery:
+    """One inbound message on one route, and what became of it."""
+
+    route: Route
+    message: Any  # kombu.Message
+    started: float = field(default_factory=time.monotonic)
+    outcome: str | None = None  # delivered, duplicate, superseded, retry-scheduled, dead-lettered, requeued
+    error: GridbusError | None = None
+    tickets: dict[int, str] = field(default_factory=dict)  # publisher ticket -> step name
+    settle_ticket: int | None = None  # ticket of the retry or dead-letter copy
+
+    @property
+    def properties(self) -> dict:
+        return self.message.properties
+
+    @property
+    def headers(self) -> dict:
+        return self.message.headers or {}
+
+    @property
+    def message_id(self) -> str | None:
+        return self.properties.get("message_id") or None
+
+    @property
+    def correlation_id(self) -> str:
+        return self.properties.get("correlation_id") or self.message_id or ""
+
+    @property
+    def attempt(self) -> int:
+        return int(self.headers.get(H.ATTEMPT, 1))
+
+    @property
+    def body(self) -> bytes:
+        body = self.message.body
+        return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+    @property
+    def redelivered(self) -> bool:
+        return bool(self.message.delivery_info.get("redelivered")) or int(self.headers.get(H.DELIVERY_COUNT, 0)) > 0
+
+    @property
+    def source_user(self) -> str | None:
+        """The publishing system: ``user_id`` as checked by the broker, or, for a copy that came
+        back through gridbus's own retry exchange (writable only by gridbus), the header that
+        carries the original ``user_id``."""
+        if self.message.delivery_info.get("exchange") == naming.RETRY_EXCHANGE:
+            return self.headers.get(H.SOURCE_USER)
+        return self.properties.get("user_id")
+
+
+class Pipeline:
+    def __init__(self, store: Store, adapters: dict[str, Any], clock):
+        self.store = store
+        self.adapters = adapters
+        self.clock = clock
+
+    def check(self, d: Delivery) -> None:
+        route = d.route
+        if len(d.body) > route.max_body_bytes:
+            raise ContractViolation(
+                f"body of {len(d.body)} bytes exceeds the limit of {route.max_body_bytes} bytes of route {route.name}"
+            )
+        if not d.message_id:
+            raise MissingMessageId(f"no message_id property: route {route.name} needs one to recognise repeats")
+        user = d.source_user
+        if not user:
+            raise Unauthorised(
+                f"no user_id property: route {route.name} accepts only messages published by "
+                f"{route.source.system!r} with user_id set"
+            )
+        if user != route.source.system:
+            raise Unauthorised(
+                f"published by {user!r}, but route {route.name} accepts only {route.source.system!r}"
+            )
+        expected = route.contract.message_type
+        got = d.properties.get("type")
+        if got != expected:
+            raise UnknownMessageType(
+                f"message type {got!r} is not known on route {route.name} (routing key "
+                f"{route.source.routing_key!r}), which carries {expected!r}"
+            )
+
+    def start(self, d: Delivery) -> None:
+        """Run the checks and the steps; sets ``d.outcome`` or ``d.error``. Async steps leave tickets."""
+        route = d.route
+        try:
+            self.check(d)
+            if self.store.outcome(route.name, d.message_id) is not None:
+                d.outcome = "duplicate"
+                return
+            message = self._decode(d)
+            if route.supersession is not None and not self._claim(route, message, d.message_id):
+                d.outcome = "superseded"
+                return
+            done = self.store.steps_done(route.name, d.message_id)
+            now = self.clock()
+            for step in route.steps:
+                if step.name not in done:
+                    self._run_step(d, step, message, now)
+            d.outcome = "delivered"
+        except GridbusError as exc:
+            d.error = exc
+
+    def _decode(self, d: Delivery):
+        try:
+            return d.route.contract.decode(d.body)
+        except GridbusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash the worker
+            raise ContractViolation(f"could not decode as {d.route.contract.message_type}: {exc}") from exc
+
+    def _claim(self, route: Route, message, message_id: str) -> bool:
+        try:
+            key = str(route.supersession.key(message))
+            revision = int(route.supersession.revision(message))
+        except Exception as exc:  # noqa: BLE001
+            raise MappingError(f"no business key or revision: {exc}") from exc
+        return self.store.claim_revision(route.name, key, revision, message_id)
+
+    def _run_step(self, d: Delivery, step: Step, message, now) -> None:
+        route = d.route
+        context = MappingContext(
+            route=route.name,
+            step=step.name,
+            message_id=output_message_id(route.name, step.name, d.message_id),
+            correlation_id=d.correlation_id,
+            source_message_id=d.message_id,
+            source_system=route.source.system,
+            now=now,
+        )
+        try:
+            output = step.mapping(message, context)
+        except GridbusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a mapping bug ends this message, not the worker
+            raise MappingError(f"step {step.name}: {type(exc).__name__}: {exc}") from exc
+        adapter = self.adapters.get(step.target.adapter)
+        if adapter is None:
+            raise MappingError(f"step {step.name}: no adapter named {step.target.adapter!r} is configured")
+        if hasattr(adapter, "send"):
+            d.tickets[adapter.send(step.target.operation, output, context)] = step.name
+            return
+        self._deliver_now(adapter, step, output, context, route)
+        self.store.record(effects=[(route.name, d.message_id, step.name)])
+
+    @staticmethod
+    def _deliver_now(adapter, step: Step, output, context: MappingContext, route: Route) -> None:
+        """Synchronous delivery with a few quick in-process tries on transient errors."""
+        import tenacity
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientDeliveryError),
+            stop=tenacity.stop_after_attempt(route.retry.quick_attempts),
+            wait=tenacity.wait_fixed(route.retry.quick_delay_s),
+            reraise=True,
+        )
+        try:
+            retrying(adapter.deliver, step.target.operation, output, context)
+        except GridbusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unclassified adapter failure may pass: retry it
+            raise TransientDeliveryError(f"step {step.name}: {type(exc).__name__}: {exc}") from exc

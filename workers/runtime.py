@@ -1,0 +1,378 @@
+"""The worker: consumes the routes' work queues and settles every message exactly once.
+
+A message is acked only after its fate is confirmed by the broker or the target:
+delivered (every step's effect confirmed and recorded), a duplicate or superseded (recorded),
+or its retry/dead-letter copy confirmed by the broker. Anything else (a crash, a lost
+connection) leaves it unacked, and the broker delivers it again; the store makes the repeat
+harmless.
+
+Messages are taken in batches: the consumer callback only collects; the batch is then
+processed, its outputs confirmed in one round trip, its effects recorded in one commit, and
+its messages acked. Redelivered messages are processed alone, each processing start counted
+in the store, so a message that crashes or hangs the worker is dead-lettered as poison after
+``Route.max_crashes`` starts without touching its neighbours.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable
+
+from kombu import Consumer, Queue
+
+from routes import naming
+from routes.model import Route
+from workers import headers as H
+from workers import topology
+from workers.broker import ConfirmTimeout, Publisher, connect, is_amqp
+from workers.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
+from workers.logging import get_logger
+from workers.pipeline import Delivery, Pipeline
+from workers.store import Store
+
+CHINA_TZ = timezone(timedelta(hours=8))
+log = get_logger("gridbus.worker")
+
+#: Headers the broker adds; never carried into a copy gridbus republishes.
+_BROKER_HEADERS = {H.X_DEATH, H.DELIVERY_COUNT, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"}
+
+
+def china_now() -> datetime:
+    return datetime.now(CHINA_TZ)
+
+
+class Worker:
+    """Runs the given routes against one broker until ``stop()`` or SIGTERM.
+
+    adapters: a callable ``(publisher_getter) -> {name: adapter}`` called once at start, so AMQP
+    adapters can reach the publisher of the current connection (it changes on reconnect).
+    """
+
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        *,
+        broker_url: str,
+        store: Store,
+        adapters: Callable[[Callable[[], Publisher]], dict],
+        prefetch: int = 200,
+        batch_size: int = 100,
+        confirm_timeout_s: float = 30.0,
+        message_deadline_s: float = 300.0,
+        retention_s: float = 7 * 86400,
+        clock: Callable[[], datetime] = china_now,
+        declare: bool = True,
+    ):
+        self.routes = list(routes)
+        self.broker_url = broker_url
+        self.store = store
+        self.prefetch = prefetch
+        self.batch_size = batch_size
+        self.confirm_timeout_s = confirm_timeout_s
+        self.message_deadline_s = message_deadline_s
+        self.retention_s = retention_s
+        self.clock = clock
+        self.declare = declare
+        self._publisher: Publisher | None = None
+        self.adapters = adapters(self.publisher)
+        self.pipeline = Pipeline(store, self.adapters, clock)
+        self._stop = threading.Event()
+        self._buffer: list[Delivery] = []
+        self._busy_since: float | None = None
+        self._delayed: list[tuple[float, int, object]] = []  # in-memory broker only
+        self._delayed_seq = 0
+        self._last_purge = 0.0
+        self.counts: dict[str, int] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise TransientDeliveryError("not connected to the broker")
+        return self._publisher
+
+    def stop(self, *_args) -> None:
+        """Finish the batch in hand, then return from ``run`` (also the SIGTERM handler)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def start_watchdog(self) -> None:
+        """A batch that runs past the deadline is a hang: exit, so the messages come back
+        redelivered and the poison guard can find the one that hangs."""
+
+        def watch():
+            while not self._stop.wait(1.0):
+                since = self._busy_since
+                if since is not None and time.monotonic() - since > self.message_deadline_s:
+                    log.critical("worker.hung", deadline_s=self.message_deadline_s, action="exiting for a restart")
+                    os._exit(75)
+
+        threading.Thread(target=watch, name="gridbus-watchdog", daemon=True).start()
+
+    def run(self, *, until: Callable[[], bool] | None = None, idle_timeout_s: float = 0.2) -> None:
+        """Consume until stopped (or ``until()`` is true); reconnects after broker failures."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            consumer_conn = publisher_conn = None
+            try:
+                consumer_conn = connect(self.broker_url)
+                publisher_conn = connect(self.broker_url)
+                self._serve(consumer_conn, publisher_conn, until, idle_timeout_s)
+                return
+            except _recoverable(consumer_conn, publisher_conn) as exc:
+                log.warning("broker.connection_lost", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff)
+                self._buffer.clear()  # unacked: the broker delivers them again
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                self._publisher = None
+                for conn in (consumer_conn, publisher_conn):
+                    if conn is not None:
+                        try:
+                            conn.release()
+                        except Exception:  # noqa: BLE001 - the connection may be dead already
+                            pass
+
+    def _serve(self, consumer_conn, publisher_conn, until, idle_timeout_s) -> None:
+        channel = consumer_conn.channel()
+        if self.declare:
+            topology.declare(channel, topology.derive(self.routes))
+        self._publisher = Publisher(publisher_conn, confirm_timeout_s=self.confirm_timeout_s)
+        self._amqp = is_amqp(consumer_conn)
+        consumers = []
+        for route in self.routes:
+            queue = Queue(route.work_queue, no_declare=True)
+            consumer = Consumer(
+                channel, queues=[queue], on_message=self._collector(route), prefetch_count=self.prefetch
+            )
+            consumer.consume()
+            consumers.append(consumer)
+        log.info("worker.started", routes=[r.name for r in self.routes], broker=_safe_url(self.broker_url))
+        while not self._stop.is_set():
+            self._fill(consumer_conn, idle_timeout_s)
+            if self._buffer:
+                self._process_buffer()
+            elif until is not None and until():
+                break
+            if not self._amqp:
+                self._emulate_delays(channel)
+            self._purge_expired()
+        for consumer in consumers:
+            try:
+                consumer.cancel()
+            except Exception:  # noqa: BLE001
+                pass
+        log.info("worker.stopped", counts=self.counts)
+
+    def _collector(self, route: Route):
+        def collect(message):
+            self._buffer.append(Delivery(route=route, message=message))
+
+        return collect
+
+    def _fill(self, conn, idle_timeout_s: float) -> None:
+        """Read deliveries until a batch is full or the broker is quiet for a moment."""
+        deadline = time.monotonic() + idle_timeout_s
+        while len(self._buffer) < self.batch_size and not self._stop.is_set():
+            timeout = deadline - time.monotonic() if not self._buffer else 0.005
+            if timeout <= 0:
+                return
+            try:
+                conn.drain_events(timeout=timeout)
+            except socket.timeout:
+                if self._buffer or time.monotonic() >= deadline:
+                    return
+
+    # -- processing ---------------------------------------------------------------------------
+
+    def _process_buffer(self) -> None:
+        batch, self._buffer = self._buffer, []
+        plain: list[Delivery] = []
+        for d in batch:
+            if d.redelivered:
+                if plain:
+                    self._process(plain)
+                    plain = []
+                self._process([d], suspect=True)
+            else:
+                plain.append(d)
+        if plain:
+            self._process(plain)
+
+    def _process(self, batch: list[Delivery], suspect: bool = False) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            seen: set[tuple[str, str]] = set()
+            for d in batch:
+                key = (d.route.name, d.message_id or "")
+                if d.message_id and key in seen:
+                    d.outcome = "duplicate"  # the same message twice in one batch: one copy is enough
+                    continue
+                seen.add(key)
+                if suspect and d.message_id and self._is_poison(d):
+                    continue
+                self.pipeline.start(d)
+            self._settle_outputs(batch)
+            for d in batch:
+                if d.error is not None:
+                    self._send_copy(d)
+            settled = self.publisher().wait() if any(d.settle_ticket for d in batch) else {}
+            for d in batch:
+                self._finish(d, settled)
+        finally:
+            self._busy_since = None
+
+    def _is_poison(self, d: Delivery) -> bool:
+        starts = self.store.begin_attempt(d.route.name, d.message_id)
+        if starts >= d.route.max_crashes:
+            d.error = PoisonMessage(
+                f"taken up {starts + 1} times without reaching an outcome: processing it crashes or hangs the "
+                f"worker (limit {d.route.max_crashes} restarts)"
+            )
+            return True
+        return False
+
+    def _settle_outputs(self, batch: list[Delivery]) -> None:
+        if not any(d.tickets for d in batch):
+            results = {}
+        else:
+            results = self.publisher().wait()
+        effects, outcomes = [], []
+        for d in batch:
+            for ticket, step in d.tickets.items():
+                error = results.get(ticket, ConfirmTimeout("publish outcome unknown"))
+                if error is None:
+                    effects.append((d.route.name, d.message_id, step))
+                elif d.error is None:
+                    d.error = TransientDeliveryError(f"step {step}: {error.reason if hasattr(error, 'reason') else error}")
+            if d.error is None and d.outcome in ("delivered", "superseded"):
+                outcomes.append((d.route.name, d.message_id, d.outcome))
+        self.store.record(effects=effects, outcomes=outcomes)
+
+    def _send_copy(self, d: Delivery) -> None:
+        """Publish the message's retry copy (to a delay queue) or its dead letter."""
+        route, error, now = d.route, d.error, self.clock()
+        headers = {k: v for k, v in d.headers.items() if k not in _BROKER_HEADERS}
+        headers.setdefault(H.FIRST_FAILURE_AT, now.isoformat())
+        headers.update(
+            {
+                H.LAST_FAILURE_AT: now.isoformat(),
+                H.ERROR_TYPE: error.kind,
+                H.ERROR_MESSAGE: error.reason,
+                H.ROUTE: route.name,
+            }
+        )
+        info = d.message.delivery_info
+        if info.get("exchange") != naming.RETRY_EXCHANGE:
+            headers[H.ORIGINAL_EXCHANGE] = info.get("exchange", "")
+            headers[H.ORIGINAL_ROUTING_KEY] = info.get("routing_key", "")
+        properties = {k: v for k, v in d.properties.items() if k not in ("user_id", "application_headers")}
+        user = d.source_user
+        if user:
+            headers[H.SOURCE_USER] = user
+        if isinstance(error, TransientDeliveryError) and d.attempt < route.retry.attempts:
+            delay = route.retry.delay_for(d.attempt)
+            headers[H.ATTEMPT] = d.attempt + 1
+            headers[H.DUE_AT] = time.time() + delay
+            d.outcome = "retry-scheduled"
+            exchange, routing_key = "", route.delay_queue(delay)
+        else:
+            if isinstance(error, TransientDeliveryError):
+                d.error = RetriesExhausted(f"gave up after {d.attempt} attempts; last error: {error.reason}")
+                headers[H.ERROR_TYPE] = d.error.kind
+                headers[H.ERROR_MESSAGE] = d.error.reason
+            headers[H.ATTEMPT] = d.attempt
+            headers[H.DEAD_LETTERED_AT] = now.isoformat()
+            d.outcome = "dead-lettered"
+            exchange, routing_key = naming.DEAD_LETTER_EXCHANGE, route.name
+        d.settle_ticket = self.publisher().publish(
+            exchange=exchange, routing_key=routing_key, body=d.body, properties=properties, headers=headers
+        )
+
+    def _finish(self, d: Delivery, settled: dict) -> None:
+        if d.settle_ticket is not None and settled.get(d.settle_ticket, ConfirmTimeout("unknown")) is not None:
+            d.message.reject(requeue=True)  # the copy did not make it: keep the original
+            d.outcome = "requeued"
+        else:
+            d.message.ack()
+        self.counts[d.outcome] = self.counts.get(d.outcome, 0) + 1
+        fields = dict(
+            message_id=d.message_id,
+            correlation_id=d.correlation_id,
+            route=d.route.name,
+            outcome=d.outcome,
+            attempt=d.attempt,
+            duration_ms=round((time.monotonic() - d.started) * 1000, 2),
+        )
+        if d.error is not None:
+            log.warning("message", error_type=d.error.kind, reason=d.error.reason, **fields)
+        else:
+            log.info("message", **fields)
+
+    # -- in-memory broker: what RabbitMQ does with TTL and dead-lettering -------------------------
+
+    def _emulate_delays(self, channel) -> None:
+        """Move due retry copies from delay queues back to the work queue (memory:// only)."""
+        for route in self.routes:
+            for delay in route.retry.delay_tiers:
+                queue = Queue(route.delay_queue(delay), no_declare=True)(channel)
+                while (message := queue.get(no_ack=True)) is not None:
+                    due = float((message.headers or {}).get(H.DUE_AT, 0))
+                    self._delayed_seq += 1
+                    heapq.heappush(self._delayed, (due, self._delayed_seq, (route, message)))
+        now = time.time()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, (route, message) = heapq.heappop(self._delayed)
+            body = message.body if isinstance(message.body, bytes) else message.body.encode()
+            self.publisher().publish(
+                exchange=naming.RETRY_EXCHANGE,
+                routing_key=route.name,
+                body=body,
+                properties={k: v for k, v in message.properties.items() if k != "application_headers"},
+                headers=message.headers,
+            )
+            self.publisher().wait()
+
+    @property
+    def delayed_in_memory(self) -> int:
+        return len(self._delayed)
+
+    def _purge_expired(self) -> None:
+        if time.monotonic() - self._last_purge > 3600:
+            self._last_purge = time.monotonic()
+            removed = self.store.purge_older_than(self.retention_s)
+            if removed:
+                log.info("store.purged", rows=removed, retention_s=self.retention_s)
+
+
+def _recoverable(*connections) -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+
+    errors: tuple = (ConnectionError, socket.error, ConfirmTimeout, TimeoutError, OperationalError)
+    for conn in connections:
+        if conn is not None:
+            errors += tuple(conn.recoverable_connection_errors) + tuple(conn.recoverable_channel_errors)
+            errors += tuple(conn.connection_errors)
+    try:
+        import amqp.exceptions
+
+        errors += (amqp.exceptions.RecoverableConnectionError, amqp.exceptions.ConnectionForced)
+    except ImportError:  # pragma: no cover
+        pass
+    return errors
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
