@@ -170,22 +170,36 @@ def validate(root: etree._Element, schema: Path) -> None:
     if xml_schema.validate(root):
         return
     errors = list(xml_schema.error_log)
+    tree = root.getroottree()
     shown = "; ".join(
-        f"line {error.line} at {_readable_path(error.path)}: {error.message}"
+        f"line {error.line} at {_element_path(tree, error.path)}: {_NAMESPACE_IN_MESSAGE.sub('', error.message).rstrip('.')}"
         for error in errors[:MAX_REPORTED_ERRORS]
     )
     more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more)" if len(errors) > MAX_REPORTED_ERRORS else ""
     raise ContractViolation(f"XML does not match schema {Path(schema).name}: {shown}{more}")
 
 
-_PREFIXED_STEP = re.compile(r"\*\[local-name\(\)\s*=\s*'([^']+)'\]|[A-Za-z_][\w.-]*:")
+# "{urn:gridbus:pms:black-map:1}Kind" -> "Kind" in libxml2's messages (the root check covers namespaces).
+_NAMESPACE_IN_MESSAGE = re.compile(r"\{(?:urn|https?):[^}\s']*\}")
 
 
-def _readable_path(path: str | None) -> str:
-    """``/ns:Root/ns:Equipment/ns:Item[2]`` -> ``/Root/Equipment/Item[2]``."""
-    if not path:
-        return "/"
-    return _PREFIXED_STEP.sub(lambda m: m.group(1) or "", path)
+def _element_path(tree: etree._ElementTree, path: str | None) -> str:
+    """libxml2 reports ``/*/*[7]/*[1]/*[2]``; operators want ``/BlackMapPublished/Equipment/Item[1]/Kind``."""
+    found = tree.xpath(path) if path else []
+    if not found or not isinstance(found[0], etree._Element):
+        return path or "/"
+    steps = []
+    element = found[0]
+    while element is not None:
+        name = etree.QName(element).localname
+        parent = element.getparent()
+        if parent is not None:
+            same = [sibling for sibling in parent if sibling.tag == element.tag]
+            if len(same) > 1:
+                name += f"[{same.index(element) + 1}]"
+        steps.append(name)
+        element = parent
+    return "/" + "/".join(reversed(steps))
 
 
 def child_text(parent: etree._Element, namespace: str, name: str) -> str | None:
