@@ -1,0 +1,124 @@
+"""The ``gridbus`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from workers.settings import Settings
+
+
+@click.group()
+def main() -> None:
+    """gridbus: message-driven integration between the trading center, marketing, PMS,
+    meter data collection and the command center, on RabbitMQ."""
+
+
+@main.command()
+@click.option("--route", "route_names", multiple=True, help="Run only these routes (default: all).")
+@click.option("--routes-module", default=None, help="Where the routes are, as module:ATTRIBUTE (default routes:ROUTES).")
+@click.option("--broker", default=None, help="Override GRIDBUS_BROKER_URL.")
+@click.option("--store", default=None, help="Override GRIDBUS_STORE_URL.")
+def worker(route_names, routes_module, broker, store) -> None:
+    """Consume the routes' work queues until SIGTERM (finishes the batch in hand, loses nothing)."""
+    from workers import logging as gridbus_logging
+    from workers.bootstrap import build_worker, load_routes
+
+    settings = _settings(broker=broker, store=store)
+    gridbus_logging.configure(settings.log_format, settings.log_level)
+    try:
+        routes = load_routes(routes_module, route_names)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from exc
+    runtime = build_worker(settings, routes)
+    runtime.install_signal_handlers()
+    runtime.start_watchdog()
+    runtime.run()
+
+
+@main.group("topology")
+def topology_group() -> None:
+    """The broker topology derived from the routes."""
+
+
+@topology_group.command("show")
+@click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES).")
+def topology_show(routes_module) -> None:
+    """Print every exchange, queue (with its arguments) and binding."""
+    from workers import topology
+    from workers.bootstrap import load_routes
+
+    click.echo(topology.render(topology.derive(load_routes(routes_module))))
+
+
+@topology_group.command("declare")
+@click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES).")
+@click.option("--broker", default=None, help="Override GRIDBUS_BROKER_URL.")
+def topology_declare(routes_module, broker) -> None:
+    """Create the topology on the broker (idempotent)."""
+    from kombu import Connection
+
+    from workers import topology
+    from workers.bootstrap import load_routes
+
+    settings = _settings(broker=broker)
+    topo = topology.derive(load_routes(routes_module))
+    with Connection(settings.broker_url, connect_timeout=10) as conn:
+        channel = conn.channel()
+        topology.declare(channel, topo)
+    click.echo(f"declared {len(topo.exchanges)} exchanges, {len(topo.queues)} queues, {len(topo.bindings)} bindings")
+
+
+@main.command()
+@click.option("--broker", default="memory://", show_default=True, help="memory:// or an amqp:// URL.")
+@click.option(
+    "--system-password",
+    "system_passwords",
+    multiple=True,
+    metavar="SYSTEM=PASSWORD",
+    help="Password of an upstream system's RabbitMQ user (amqp only), e.g. mkt=secret.",
+)
+def demo(broker, system_passwords) -> None:
+    """Run the four high-voltage new-installation flows end to end and check the result."""
+    from workers import logging as gridbus_logging
+    from workers.demo import run_demo
+
+    gridbus_logging.configure("console", "WARNING")
+    passwords = dict(p.split("=", 1) for p in system_passwords)
+    ok = run_demo(broker, passwords)
+    click.echo("\ndemo " + ("passed" if ok else "FAILED"))
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("peer", type=click.Choice(["cmd"]))
+@click.option("--port", type=int, default=8081, show_default=True)
+def stub(peer, port) -> None:
+    """Serve a loopback SOAP stub of a peer (for trials; tests start their own)."""
+    from adapters.soap import SOAP_PEERS, contract_path
+    from adapters.soap_stub import run_stub
+
+    run_stub(contract_path(SOAP_PEERS[peer][0]), port, f"/{peer}")
+
+
+def _settings(**overrides) -> Settings:
+    values = {k + "_url": v for k, v in overrides.items() if v is not None}
+    return Settings(**values)
+
+
+def _register_ops() -> None:
+    try:
+        from workers import cli_ops
+    except ImportError:  # pragma: no cover - ops commands are optional while being built
+        return
+    for name in ("dlq", "simulate"):
+        command = getattr(cli_ops, name, None)
+        if command is not None:
+            main.add_command(command)
+    users = getattr(cli_ops, "users", None)
+    if users is not None:
+        topology_group.add_command(users)
+
+
+_register_ops()
