@@ -1,0 +1,457 @@
+"""Dead-letter queues for operators: list, show, replay and purge.
+
+Every function opens a broker connection of its own and closes it before returning. Browsing
+takes messages with ``basic_get`` without acking them and closes the channel afterwards, so the
+broker requeues everything it handed out: looking never consumes or loses anything.
+
+Replay publishes a copy to the retry exchange (routing key = route name, which leads into the
+route's work queue only), waits for the publisher confirm, and only then acks the dead letter.
+A replay cut off at any point leaves every message in the dead-letter queue, in the work queue,
+or in both; the route's idempotency store recognises the repeat in the last case.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import socket
+import time
+from collections import Counter
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator
+
+import amqp
+from kombu import Connection
+
+from routes import naming
+from routes.model import Route
+from workers import headers as H
+
+#: Route name shown for messages no route is bound to (``gridbus.unrouted.dlq``).
+UNROUTED = "(unrouted)"
+UNROUTED_ERROR_TYPE = "unroutable"
+
+#: Headers the broker sets; a replayed copy never carries them into the work queue.
+_BROKER_HEADERS = (H.X_DEATH, H.DELIVERY_COUNT)
+
+
+class DlqError(Exception):
+    """An operator request that cannot be carried out; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Death:
+    """One entry of RabbitMQ's ``x-death`` header (newest first in the header)."""
+
+    reason: str
+    queue: str
+    count: int
+    exchange: str
+    routing_keys: tuple[str, ...]
+    time: datetime | None
+
+
+@dataclass
+class DeadLetter:
+    """One message in a dead-letter queue, as the broker holds it."""
+
+    route: str
+    queue: str
+    body: bytes
+    properties: dict[str, Any]
+    headers: dict[str, Any]
+
+    @property
+    def message_id(self) -> str | None:
+        return self.properties.get("message_id")
+
+    @property
+    def deaths(self) -> list[Death]:
+        return [_death(entry) for entry in self.headers.get(H.X_DEATH) or [] if isinstance(entry, dict)]
+
+    @property
+    def broker_death(self) -> Death | None:
+        """The broker's own dead-lettering that put the message here, if that is how it came."""
+        deaths = self.deaths
+        if not deaths:
+            return None
+        newest = deaths[0]
+        # An "expired" entry from a delay queue is history carried along, not the reason it is here.
+        if newest.reason == "expired" and newest.queue != naming.work_queue(self.route):
+            return None
+        if H.ERROR_TYPE in self.headers:
+            ours = _parse_time(self.headers.get(H.DEAD_LETTERED_AT))
+            if ours is None or newest.time is None or _aware(newest.time) <= ours:
+                return None
+        return newest
+
+    @property
+    def error_type(self) -> str:
+        if self.route == UNROUTED:
+            return self.headers.get(H.ERROR_TYPE) or UNROUTED_ERROR_TYPE
+        death = self.broker_death
+        if death is not None:
+            return f"broker:{death.reason}"
+        return str(self.headers.get(H.ERROR_TYPE) or "unknown")
+
+    @property
+    def error_message(self) -> str:
+        if self.route == UNROUTED and H.ERROR_MESSAGE not in self.headers:
+            return "no route is bound to this exchange and routing key"
+        death = self.broker_death
+        if death is not None:
+            return (
+                f"RabbitMQ dead-lettered it from {death.queue} ({death.reason}, {death.count} time(s), "
+                f"routing keys {', '.join(death.routing_keys) or '-'})"
+            )
+        return str(self.headers.get(H.ERROR_MESSAGE) or "")
+
+    @property
+    def charset(self) -> str:
+        """Text encoding the publisher declared: charset in content_type, else content_encoding, else UTF-8."""
+        content_type = str(self.properties.get("content_type") or "")
+        for param in content_type.split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip():
+                return value.strip().strip('"')
+        encoding = self.properties.get("content_encoding")
+        if encoding and _is_text_codec(encoding):
+            return encoding
+        return "utf-8"
+
+    def body_text(self) -> tuple[str, str]:
+        """``(encoding, text)``: the body decoded in its declared charset, else ``("base64", ...)``."""
+        try:
+            return self.charset, self.body.decode(self.charset)
+        except (UnicodeDecodeError, LookupError):
+            return "base64", base64.b64encode(self.body).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Dead letters of one route: ``total`` from the queue itself, ``by_error_type`` from browsing."""
+
+    route: str
+    queue: str
+    total: int
+    by_error_type: dict[str, int]
+    exists: bool = True
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did: ``replayed`` and ``failed`` hold ``(route, message_id)`` / ``(route, message_id, reason)``."""
+
+    replayed: list[tuple[str, str | None]] = field(default_factory=list)
+    failed: list[tuple[str, str | None, str]] = field(default_factory=list)
+    left_in_dlq: int = 0
+    ids_not_found: list[str] = field(default_factory=list)
+
+    def count_by_route(self) -> dict[str, int]:
+        return dict(Counter(route for route, _ in self.replayed))
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+
+def list_dead_letters(broker_url: str, routes: Iterable[Route], *, connect_timeout: float = 10) -> list[Summary]:
+    """Counts of dead letters per route and error type, the unrouted queue last. Nothing is consumed."""
+    summaries = []
+    with _connect(broker_url, connect_timeout) as conn:
+        for route_name, queue in _queues(routes, with_unrouted=True):
+            total = _message_count(conn, queue)
+            if total is None:
+                summaries.append(Summary(route_name, queue, 0, {}, exists=False))
+                continue
+            kinds = Counter(letter.error_type for letter in _browse_queue(conn, route_name, queue, total))
+            summaries.append(Summary(route_name, queue, total, dict(sorted(kinds.items()))))
+    return summaries
+
+
+def show(
+    broker_url: str,
+    routes: Iterable[Route],
+    *,
+    message_id: str | None = None,
+    route: str | None = None,
+    limit: int = 20,
+    connect_timeout: float = 10,
+) -> list[DeadLetter]:
+    """Up to ``limit`` dead letters (all headers, body bytes), optionally of one route or one message id."""
+    found: list[DeadLetter] = []
+    with _connect(broker_url, connect_timeout) as conn:
+        for route_name, queue in _selected_queues(routes, route, with_unrouted=True):
+            total = _message_count(conn, queue) or 0
+            with closing(_browse_queue(conn, route_name, queue, total)) as letters:
+                for letter in letters:
+                    if message_id is None or letter.message_id == message_id:
+                        found.append(letter)
+                        if len(found) >= limit:
+                            return found
+    return found
+
+
+# --- changes -------------------------------------------------------------------------------------
+
+
+def replay(
+    broker_url: str,
+    routes: Iterable[Route],
+    *,
+    ids: Iterable[str] | None = None,
+    route: str | None = None,
+    error_type: str | None = None,
+    limit: int | None = None,
+    confirm_timeout: float = 30.0,
+    connect_timeout: float = 10,
+    after_publish: Callable[[DeadLetter], None] | None = None,
+) -> ReplayResult:
+    """Move matching dead letters back into their route's work queue.
+
+    Matches all of: ``ids`` (message ids), ``route``, ``error_type`` (as ``list_dead_letters``
+    shows it); ``limit`` caps how many are moved. Each copy keeps body and properties as they
+    are and all headers except the broker's (``x-death``, ``x-delivery-count``), with
+    ``x-gridbus-replayed`` incremented and ``x-gridbus-attempt`` reset to 1. A ``user_id``
+    property still on the message (broker dead-lettering keeps it) moves to
+    ``x-gridbus-source-user``, as the runtime does, since only its original publisher may set it.
+    The dead letter is acked only after the broker confirmed the copy.
+
+    ``after_publish`` is called between the confirm and the ack (for tests that cut a replay off).
+    """
+    if route == UNROUTED or error_type == UNROUTED_ERROR_TYPE:
+        raise DlqError(
+            f"messages in {naming.UNROUTED_QUEUE} cannot be replayed: no route is bound to their exchange and "
+            "routing key. Add a route for them (then republish from the source), or purge them with "
+            f"`gridbus dlq purge --route '{UNROUTED}' --yes-i-am-sure`."
+        )
+    wanted = set(ids) if ids else None
+    seen_ids: set[str] = set()
+    result = ReplayResult()
+    with _connect(broker_url, connect_timeout) as conn:
+        for route_name, queue in _selected_queues(routes, route, with_unrouted=False):
+            if limit is not None and len(result.replayed) >= limit:
+                break
+            total = _message_count(conn, queue)
+            if not total:
+                continue
+            channel = _channel(conn)
+            acked = 0
+            returned: list[str] = []
+            channel.events["basic_return"].add(lambda exc, *_: returned.append(str(exc)))
+            try:
+                for delivery in _get_up_to(channel, queue, total):
+                    if limit is not None and len(result.replayed) >= limit:
+                        break  # this one and the rest stay in the queue
+                    letter = _letter(route_name, queue, delivery)
+                    if letter.message_id:
+                        seen_ids.add(letter.message_id)
+                    matches = (
+                        (wanted is None or letter.message_id in wanted)
+                        and (error_type is None or letter.error_type == error_type)
+                    )
+                    if not matches:
+                        result.left_in_dlq += 1
+                        continue  # left unacked: requeued when the channel closes
+                    returned.clear()
+                    try:
+                        channel.basic_publish_confirm(
+                            replay_copy(letter),
+                            exchange=naming.RETRY_EXCHANGE,
+                            routing_key=route_name,
+                            mandatory=True,
+                            confirm_timeout=confirm_timeout,
+                        )
+                    except (socket.timeout, TimeoutError) as exc:
+                        raise DlqError(
+                            f"no publisher confirm within {confirm_timeout:g} s for message {letter.message_id} "
+                            f"of {route_name}; it stays in {queue}. Check the broker and replay again "
+                            "(a copy that did arrive is recognised as a repeat)."
+                        ) from exc
+                    except amqp.exceptions.MessageNacked:
+                        result.failed.append((route_name, letter.message_id, "the broker refused the copy (nack)"))
+                        result.left_in_dlq += 1
+                        continue
+                    if returned:
+                        reason = (
+                            f"no queue is bound to {naming.RETRY_EXCHANGE} with key {route_name} "
+                            f"({returned[0]}): run `gridbus topology declare` and replay again"
+                        )
+                        result.failed.append((route_name, letter.message_id, reason))
+                        result.left_in_dlq += 1
+                        continue
+                    if after_publish is not None:
+                        after_publish(letter)
+                    channel.basic_ack(delivery.delivery_tag)
+                    acked += 1
+                    result.replayed.append((route_name, letter.message_id))
+            finally:
+                _close_quietly(channel)
+            _settle(conn, queue, total - acked)
+    if wanted:
+        result.ids_not_found = sorted(wanted - seen_ids)
+    return result
+
+
+def replay_copy(letter: DeadLetter) -> amqp.Message:
+    """The message replay publishes: same body and properties, history kept, broker headers dropped."""
+    headers = {k: v for k, v in letter.headers.items() if k not in _BROKER_HEADERS}
+    headers[H.REPLAYED] = int(headers.get(H.REPLAYED) or 0) + 1
+    headers[H.ATTEMPT] = 1
+    properties = {k: v for k, v in letter.properties.items() if k != "application_headers"}
+    user_id = properties.pop("user_id", None)
+    if user_id and H.SOURCE_USER not in headers:
+        headers[H.SOURCE_USER] = user_id
+    return amqp.Message(letter.body, application_headers=headers, **properties)
+
+
+def purge(broker_url: str, route: str, *, confirm: bool, connect_timeout: float = 10) -> int:
+    """Delete every dead letter of ``route`` (or ``(unrouted)``); returns how many. Needs ``confirm=True``."""
+    if not confirm:
+        raise DlqError(f"refusing to purge the dead letters of {route}: purging deletes them for good; confirm it")
+    queue = naming.UNROUTED_QUEUE if route == UNROUTED else naming.dead_letter_queue(route)
+    with _connect(broker_url, connect_timeout) as conn:
+        if _message_count(conn, queue) is None:
+            raise DlqError(f"there is no queue {queue}: is {route!r} a route name? (`gridbus dlq list` shows them)")
+        channel = _channel(conn)
+        try:
+            return int(channel.queue_purge(queue) or 0)
+        finally:
+            _close_quietly(channel)
+
+
+# --- broker plumbing -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _connect(broker_url: str, connect_timeout: float) -> Iterator[amqp.Connection]:
+    if not broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        raise DlqError(f"dead-letter tools need RabbitMQ (amqp://...), not {broker_url.split(':', 1)[0]}://")
+    conn = Connection(broker_url, connect_timeout=connect_timeout)
+    try:
+        conn.connect()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
+        raise DlqError(f"cannot reach RabbitMQ at {conn.as_uri()}: {exc}") from exc
+    try:
+        yield conn.connection
+    finally:
+        conn.release()
+
+
+def _channel(conn: amqp.Connection) -> amqp.Channel:
+    channel = conn.channel()
+    channel.auto_decode = False  # bodies stay bytes, whatever content_encoding says
+    return channel
+
+
+def _close_quietly(channel: amqp.Channel) -> None:
+    try:
+        channel.close()
+    except Exception:  # noqa: BLE001 - the connection may be gone; the broker requeues anyway
+        pass
+
+
+def _message_count(conn: amqp.Connection, queue: str) -> int | None:
+    """Ready messages in ``queue``, or None when it does not exist (passive declare)."""
+    channel = _channel(conn)
+    try:
+        _, count, _ = channel.queue_declare(queue, passive=True)
+        return count
+    except amqp.exceptions.NotFound:
+        return None
+    finally:
+        _close_quietly(channel)
+
+
+def _get_up_to(channel: amqp.Channel, queue: str, count: int) -> Iterator[amqp.Message]:
+    for _ in range(count):
+        delivery = channel.basic_get(queue, no_ack=False)
+        if delivery is None:
+            return
+        yield delivery
+
+
+def _browse_queue(conn: amqp.Connection, route: str, queue: str, count: int) -> Iterator[DeadLetter]:
+    """Every message now ready in ``queue``, taken unacked and requeued when the channel closes."""
+    channel = _channel(conn)
+    try:
+        for delivery in _get_up_to(channel, queue, count):
+            yield _letter(route, queue, delivery)
+    finally:
+        _close_quietly(channel)
+        _settle(conn, queue, count)
+
+
+def _settle(conn: amqp.Connection, queue: str, expected: int, timeout: float = 2.0) -> None:
+    """Wait (at most ``timeout`` s) until the broker shows the requeued messages as ready again.
+
+    Quorum queues take returned messages back asynchronously; without this, a command run right
+    after another could count too few.
+    """
+    deadline = time.monotonic() + timeout
+    while (_message_count(conn, queue) or 0) < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _letter(route: str, queue: str, delivery: amqp.Message) -> DeadLetter:
+    body = delivery.body
+    body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    properties = dict(delivery.properties)
+    headers = dict(properties.get("application_headers") or {})
+    return DeadLetter(route=route, queue=queue, body=body, properties=properties, headers=headers)
+
+
+def _queues(routes: Iterable[Route], *, with_unrouted: bool) -> list[tuple[str, str]]:
+    queues = [(r.name, r.dead_letter_queue) for r in routes]
+    if with_unrouted:
+        queues.append((UNROUTED, naming.UNROUTED_QUEUE))
+    return queues
+
+
+def _selected_queues(routes: Iterable[Route], route: str | None, *, with_unrouted: bool) -> list[tuple[str, str]]:
+    queues = _queues(routes, with_unrouted=with_unrouted)
+    if route is None:
+        return queues
+    selected = [q for q in queues if q[0] == route]
+    if not selected:
+        known = ", ".join(name for name, _ in queues)
+        raise DlqError(f"unknown route {route!r}; known: {known}")
+    return selected
+
+
+# --- header interpretation -----------------------------------------------------------------------
+
+
+def _death(entry: dict) -> Death:
+    keys = entry.get("routing-keys") or []
+    return Death(
+        reason=str(entry.get("reason", "")),
+        queue=str(entry.get("queue", "")),
+        count=int(entry.get("count", 0) or 0),
+        exchange=str(entry.get("exchange", "")),
+        routing_keys=tuple(str(k) for k in keys),
+        time=entry.get("time") if isinstance(entry.get("time"), datetime) else None,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return _aware(value)
+    if not value:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _is_text_codec(name: str) -> bool:
+    try:
+        return codecs.lookup(name)._is_text_encoding  # type: ignore[attr-defined]
+    except (LookupError, AttributeError):
+        return False
