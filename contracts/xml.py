@@ -230,7 +230,10 @@ def build_model(model: type[M], fields: dict, *, contract: str) -> M:
 def describe_validation_error(exc: ValidationError, *, limit: int = MAX_REPORTED_ERRORS) -> str:
     """``field a.b[0].c: message; ...`` without the offending values (they may be personal data)."""
     errors = exc.errors(include_url=False, include_input=False)
-    parts = [f"field {_location(error['loc'])}: {error['msg']}" for error in errors[:limit]]
+    parts = [
+        f"field {_location(error['loc'])}: {error['msg']}" if error["loc"] else error["msg"]
+        for error in errors[:limit]
+    ]
     if len(errors) > limit:
         parts.append(f"and {len(errors) - limit} more")
     return "; ".join(parts)
@@ -240,4 +243,4 @@ def _location(loc: tuple) -> str:
     text = ""
     for step in loc:
         text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text or "(document)"
+    return text

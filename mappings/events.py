@@ -126,7 +126,10 @@ class _Payload:
     def add(self, parent: etree._Element, name: str, value: object = None, **attributes: str) -> etree._Element:
         element = etree.SubElement(parent, f"{{{self.namespace}}}{name}", attributes)
         if value is not None:
-            element.text = _lexical(value)
+            try:
+                element.text = _lexical(value)
+            except ValueError:  # lxml refuses characters XML cannot carry
+                raise MappingError(f"{self.noun}.{name}: value has characters XML cannot carry") from None
         return element
 
 

@@ -8,9 +8,10 @@ datetimes in ISO 8601 with offset).
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal, Self
+import re
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.xml import describe_validation_error
 from workers.errors import ContractViolation
@@ -19,6 +20,20 @@ SCHEMA_VERSION = "1"
 
 #: Application numbers (业务申请编号) as marketing issues them, e.g. ``HV2026110300017``.
 APPLICATION_NO = r"^[A-Z]{1,4}[0-9]{8,20}$"
+
+
+# Characters XML 1.0 forbids: the plan travels on to SOAP and XML peers, so refuse them at the door.
+_NOT_XML_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(value: str) -> str:
+    if _NOT_XML_CHARACTERS.search(value):
+        raise ValueError("contains control characters that XML and SOAP peers cannot carry")
+    return value
+
+
+#: Free text that is carried on to other systems: 1-200 characters, none of them forbidden in XML.
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(xml_safe)]
 
 
 class StrictModel(BaseModel):

@@ -9,11 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
-from contracts.mkt.base import APPLICATION_NO, JsonInbound, StrictModel
+from contracts.mkt.base import APPLICATION_NO, JsonInbound, StrictModel, Text, xml_safe
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Kilovolts = Annotated[Decimal, Field(gt=0, le=1000, max_digits=8, decimal_places=3)]
 KilovoltAmperes = Annotated[Decimal, Field(gt=0, le=10_000_000, max_digits=12, decimal_places=3)]
@@ -22,7 +21,7 @@ KilovoltAmperes = Annotated[Decimal, Field(gt=0, le=10_000_000, max_digits=12, d
 class Customer(StrictModel):
     """Personal data: kept out of logs (repr) and out of canonical events."""
 
-    name: Annotated[str, Field(min_length=1, max_length=100, repr=False)]
+    name: Annotated[str, Field(min_length=1, max_length=100, repr=False), AfterValidator(xml_safe)]
     contact_phone: Annotated[str, Field(pattern=r"^\+?[0-9][0-9 -]{5,19}$", repr=False)]
     id_number: Annotated[str | None, Field(pattern=r"^[0-9A-Z]{15,18}$", repr=False)] = None
 

@@ -149,6 +149,19 @@ def test_bad_values_are_refused_naming_the_field(path, value, field):
     assert f"field {field}:" in refused(SupplyPlanPushed, as_body(document))
 
 
+@pytest.mark.parametrize("text", ["文一变\u0000", "\u0007", "\uffff"])
+def test_text_xml_peers_cannot_carry_is_refused(text):
+    document = example_json("mkt.SupplyPlanPushed.json")
+    document["access_plan"]["supply_points"][0]["substation"] = text
+    body = json.dumps(document).encode("utf-8")  # ASCII escapes, so lone surrogates survive
+    assert "field access_plan.supply_points[0].substation:" in refused(SupplyPlanPushed, body)
+
+
+def test_lone_surrogate_escape_is_refused():
+    body = b'{"schema_version": "1", "application_no": "HV2026110300017", "revision": 1, "set_by": "a\\ud800"}'
+    assert "Invalid JSON" in refused(EnergizationTimeSet, body)
+
+
 def test_refusal_does_not_echo_personal_data():
     document = example_json("mkt.SupplyPlanPushed.json")
     document["customer"]["contact_phone"] = "not-a-phone 王小明"

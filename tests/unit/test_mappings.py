@@ -1,0 +1,249 @@
+"""Each mapping turns its example message into the expected output (tests/unit/expected/)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import zeep
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from contracts import xml
+from contracts.base import MappingContext
+from contracts.canonical import CanonicalEvent
+from contracts.canonical.envelope import SCHEMA as ENVELOPE_SCHEMA
+from contracts.cmd.models import PlanChanged
+from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from contracts.pms import BlackMapPublished
+from mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from workers.errors import MappingError
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "contracts" / "examples"
+EXPECTED = Path(__file__).parent / "expected"
+WSDL = ROOT / "contracts" / "cmd" / "CommandCenterService.wsdl"
+
+NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+def context(source_system: str = "mkt") -> MappingContext:
+    return MappingContext(
+        route="test.route",
+        step="step",
+        message_id="gb-0001-step",
+        correlation_id="HV2026110300017",
+        source_message_id="src-0001",
+        source_system=source_system,
+        now=NOW,
+    )
+
+
+def supply_plan() -> SupplyPlanPushed:
+    return SupplyPlanPushed.decode((EXAMPLES / "mkt.SupplyPlanPushed.json").read_bytes())
+
+
+def energization_time() -> EnergizationTimeSet:
+    return EnergizationTimeSet.decode((EXAMPLES / "mkt.EnergizationTimeSet.json").read_bytes())
+
+
+def black_map() -> BlackMapPublished:
+    return BlackMapPublished.decode((EXAMPLES / "pms.BlackMapPublished.xml").read_bytes())
+
+
+def plan_changed() -> PlanChanged:
+    return PlanChanged.decode((EXAMPLES / "cmd.PlanChanged.xml").read_bytes())
+
+
+def plain(value):
+    """zeep keyword arguments as JSON-comparable data (types are checked separately)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def expected_json(name: str):
+    return json.loads((EXPECTED / name).read_text(encoding="utf-8"))
+
+
+def canonical_xml(data: bytes) -> bytes:
+    return etree.tostring(xml.parse_xml(data), method="c14n")
+
+
+# ---------------------------------------------------------------- mkt -> cmd (SOAP)
+
+
+def test_supply_plan_to_command_center():
+    request = mkt_to_cmd.supply_plan(supply_plan(), context())
+    assert request.operation == "ReceiveSupplyPlan"
+    assert plain(request.to_soap()) == expected_json("mkt_to_cmd.supply_plan.json")
+
+
+def test_supply_plan_soap_arguments_have_soap_types():
+    arguments = mkt_to_cmd.supply_plan(supply_plan(), context()).to_soap()
+    assert arguments["MessageID"] == "gb-0001-step" and arguments["CorrelationID"] == "HV2026110300017"
+    assert arguments["SentAt"] == NOW and arguments["SentAt"].tzinfo is not None
+    assert isinstance(arguments["SupplyVoltageKV"], Decimal)
+    assert isinstance(arguments["ContractCapacityKVA"], Decimal)
+    assert arguments["IntendedEnergizationTime"].tzinfo is not None
+    point = arguments["MeteringPlan"]["MeteringPoint"][1]
+    assert point["VoltageKV"] == Decimal("0.4") and type(point["CTRatio"]) is int and type(point["PTRatio"]) is int
+    assert isinstance(arguments["CustomerEquipmentPlan"]["Transformer"][0]["CapacityKVA"], Decimal)
+
+
+def test_energization_time_to_command_center():
+    request = mkt_to_cmd.energization_time(energization_time(), context())
+    assert request.operation == "ReceiveEnergizationTime"
+    assert request.message_id == "gb-0001-step"
+    assert plain(request.to_soap()) == expected_json("mkt_to_cmd.energization_time.json")
+
+
+@pytest.fixture(scope="module")
+def cmd_client():
+    return zeep.Client(str(WSDL))
+
+
+@pytest.mark.parametrize(
+    "mapping,message,element",
+    [
+        (mkt_to_cmd.supply_plan, supply_plan, "ReceiveSupplyPlanRequest"),
+        (mkt_to_cmd.energization_time, energization_time, "ReceiveEnergizationTimeRequest"),
+    ],
+)
+def test_soap_requests_fit_the_wsdl(cmd_client, mapping, message, element):
+    """zeep builds the envelope from our keyword arguments (no network): names and types match."""
+    request = mapping(message(), context())
+    envelope = cmd_client.create_message(cmd_client.service, request.operation, **request.to_soap())
+    body = envelope.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
+    wrapper = body[0]
+    assert wrapper.tag == f"{{urn:gridbus:cmd:service:1}}{element}"
+    assert wrapper.findtext("{urn:gridbus:cmd:service:1}MessageID") == "gb-0001-step"
+    assert wrapper.findtext("{urn:gridbus:cmd:service:1}SentAt") == "2026-12-08T17:00:00+08:00"
+
+
+def test_supply_plan_envelope_carries_chinese_and_decimals(cmd_client):
+    request = mkt_to_cmd.supply_plan(supply_plan(), context())
+    envelope = cmd_client.create_message(cmd_client.service, request.operation, **request.to_soap())
+    ns = {"c": "urn:gridbus:cmd:service:1"}
+    assert envelope.xpath("//c:SupplyPoint[1]/c:Substation/text()", namespaces=ns) == ["杭州110kV文一变"]
+    assert envelope.xpath("//c:MeteringPoint[2]/c:VoltageKV/text()", namespaces=ns) == ["0.4"]
+
+
+# ---------------------------------------------------------------- pms -> mkt, cmd -> mkt (JSON)
+
+
+def test_black_map_notice():
+    notice = pms_to_mkt.black_map_notice(black_map(), context("pms"))
+    assert notice.message_type == "BlackMapNotice" and notice.content_type == "application/json"
+    assert json.loads(notice.encode()) == expected_json("pms_to_mkt.black_map_notice.json")
+
+
+def test_plan_change_notice():
+    notice = cmd_to_mkt.plan_change_notice(plan_changed(), context("cmd"))
+    assert notice.message_type == "PlanChangeNotice"
+    assert json.loads(notice.encode()) == expected_json("cmd_to_mkt.plan_change_notice.json")
+
+
+def test_json_notices_are_utf8_without_escapes():
+    body = pms_to_mkt.black_map_notice(black_map(), context("pms")).encode()
+    assert "杭州110kV文一变".encode("utf-8") in body and b"\\u" not in body
+
+
+# ---------------------------------------------------------------- canonical events
+
+
+EVENT_CASES = [
+    (events.supply_plan_created, supply_plan, "mkt", "SupplyPlan", "created", "events.supply_plan_created.xml"),
+    (events.energization_time_changed, energization_time, "mkt", "EnergizationTime", "changed",
+     "events.energization_time_changed.xml"),
+    (events.black_map_created, black_map, "pms", "BlackMap", "created", "events.black_map_created.xml"),
+    (events.plan_changed, plan_changed, "cmd", "SupplyPlan", "changed", "events.plan_changed.xml"),
+]
+
+
+@pytest.mark.parametrize("mapping,message,system,noun,verb,expected", EVENT_CASES, ids=lambda v: getattr(v, "__name__", v))
+def test_events(mapping, message, system, noun, verb, expected):
+    event = mapping(message(), context(system))
+    assert isinstance(event, CanonicalEvent)
+    assert (event.noun, event.verb, event.routing_key) == (noun, verb, f"{noun}.{verb}")
+    assert event.message_type == noun and event.content_type == "application/xml"
+    assert event.message_id == "gb-0001-step" and event.timestamp == NOW
+    body = event.encode()
+    xml.validate(xml.parse_xml(body), ENVELOPE_SCHEMA)
+    assert canonical_xml(body) == canonical_xml((EXPECTED / expected).read_bytes())
+
+
+@pytest.mark.parametrize("mapping,message,system,noun,verb,expected", EVENT_CASES, ids=lambda v: getattr(v, "__name__", v))
+def test_events_carry_no_personal_data(mapping, message, system, noun, verb, expected):
+    text = mapping(message(), context(system)).encode().decode("utf-8")
+    for personal in ("杭州西溪精密机械有限公司", "13957112345", "91330106MA2KE8Q15C", "王建国", "kh330106017", "dd330100208"):
+        assert personal not in text
+
+
+def test_unknown_metering_category_has_no_event_mapping():
+    plan = supply_plan()
+    points = plan.metering_plan.metering_points
+    odd = plan.model_copy(
+        update={"metering_plan": plan.metering_plan.model_copy(
+            update={"metering_points": (points[0].model_copy(update={"category": "street_lighting"}),)}
+        )}
+    )
+    with pytest.raises(MappingError) as caught:
+        events.supply_plan_created(odd, context())
+    assert "3301060001234" in caught.value.reason and "street_lighting" in caught.value.reason
+
+
+def test_mappings_are_pure():
+    assert mkt_to_cmd.supply_plan(supply_plan(), context()) == mkt_to_cmd.supply_plan(supply_plan(), context())
+    assert events.black_map_created(black_map(), context("pms")) == events.black_map_created(black_map(), context("pms"))
+
+
+# ---------------------------------------------------------------- property-based
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    revision=st.integers(min_value=1, max_value=2**31 - 1),
+    offset_minutes=st.integers(min_value=-12 * 60, max_value=14 * 60),
+    when=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),
+)
+def test_energization_time_round_trip(revision, offset_minutes, when):
+    aware = when.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    message = energization_time().model_copy(update={"revision": revision, "intended_energization_time": aware})
+    arguments = mkt_to_cmd.energization_time(message, context()).to_soap()
+    assert arguments["Revision"] == revision and arguments["IntendedEnergizationTime"] == aware
+    event = events.energization_time_changed(message, context())
+    xml.validate(xml.parse_xml(event.encode()), ENVELOPE_SCHEMA)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Cn")), min_size=1, max_size=30), min_size=1, max_size=5
+    )
+)
+def test_black_map_events_and_notices_carry_any_equipment_names(names):
+    source = black_map()
+    items = tuple(source.equipment[0].model_copy(update={"name": name}) for name in names)
+    message = source.model_copy(update={"equipment": items})
+    assert json.loads(pms_to_mkt.black_map_notice(message, context("pms")).encode())["equipment_count"] == len(names)
+    payload = xml.parse_xml(events.black_map_created(message, context("pms")).encode())
+    assert payload.xpath("//*[local-name()='Equipment']/*[local-name()='name']/text()") == names
+
+
+def test_text_xml_cannot_carry_is_a_mapping_error_not_a_crash():
+    source = black_map()
+    message = source.model_copy(update={"equipment": (source.equipment[0].model_copy(update={"name": "a\ufffe"}),)})
+    with pytest.raises(MappingError) as caught:
+        events.black_map_created(message, context("pms"))
+    assert "BlackMap.name" in caught.value.reason
