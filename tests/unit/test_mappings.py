@@ -247,3 +247,59 @@ def test_text_xml_cannot_carry_is_a_mapping_error_not_a_crash():
     with pytest.raises(MappingError) as caught:
         events.black_map_created(message, context("pms"))
     assert "BlackMap.name" in caught.value.reason
+
+
+_NAME = st.text(
+    st.characters(whitelist_categories=("Lu", "Ll", "Lo", "Nd", "Zs", "Pd", "Po")), min_size=1, max_size=40
+)
+_DECIMAL = st.decimals(min_value=Decimal("0.001"), max_value=Decimal("99999"), places=3)
+_WHEN = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1)).map(
+    lambda d: d.replace(microsecond=0).isoformat() + "+08:00"
+)
+
+
+@st.composite
+def supply_plan_documents(draw) -> dict:
+    return {
+        "schema_version": "1",
+        "application_no": "HV" + draw(st.from_regex(r"[0-9]{13}", fullmatch=True)),
+        "customer": {"name": draw(_NAME), "contact_phone": draw(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))},
+        "access_plan": {
+            "supply_voltage_kv": str(draw(st.sampled_from(["0.4", "10", "20", "35", "110", "220"]))),
+            "contract_capacity_kva": str(draw(_DECIMAL)),
+            "supply_points": draw(st.lists(
+                st.fixed_dictionaries({"substation": _NAME, "line": _NAME,
+                                       "power_source": st.sampled_from(["main", "backup"])}),
+                min_size=1, max_size=3,
+            )),
+        },
+        "metering_plan": {"metering_points": draw(st.lists(
+            st.fixed_dictionaries({
+                "metering_point_id": st.from_regex(r"[0-9]{13}", fullmatch=True),
+                "category": st.sampled_from(sorted(events.METERING_CATEGORIES)),
+                "voltage_kv": st.sampled_from(["0.4", "10", "35"]),
+                "ct_ratio": st.integers(1, 10_000),
+                "pt_ratio": st.integers(1, 10_000),
+            }),
+            min_size=1, max_size=3,
+        ))},
+        "billing_plan": {"tariff_category": "large_industrial_two_part",
+                         "max_demand_basis": draw(st.sampled_from(["capacity", "demand", "none"]))},
+        "customer_equipment_plan": {"transformers": draw(st.lists(
+            st.fixed_dictionaries({"model": _NAME, "capacity_kva": _DECIMAL.map(str)}), max_size=3
+        ))},
+        "intended_energization_time": draw(_WHEN),
+        "plan_revision": draw(st.integers(1, 1000)),
+        "surveyed_at": draw(_WHEN),
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(document=supply_plan_documents())
+def test_any_valid_supply_plan_reaches_the_wsdl_and_the_event_schema(cmd_client, document):
+    message = SupplyPlanPushed.decode(json.dumps(document, ensure_ascii=False).encode("utf-8"))
+    request = mkt_to_cmd.supply_plan(message, context())
+    cmd_client.create_message(cmd_client.service, request.operation, **request.to_soap())
+    event = events.supply_plan_created(message, context())
+    assert document["customer"]["contact_phone"] not in event.encode().decode("utf-8")
+    xml.validate(xml.parse_xml(event.encode()), ENVELOPE_SCHEMA)
