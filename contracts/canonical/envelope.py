@@ -7,7 +7,7 @@ Events fan out to many consumers: they never carry personal data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
