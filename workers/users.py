@@ -1,0 +1,132 @@
+"""One RabbitMQ user per upstream system, allowed to publish to its own exchange and nothing else.
+
+The user name is the system code (``mkt``, ``pms``...), the same string a route expects in the
+``user_id`` property. Since RabbitMQ refuses a ``user_id`` that is not the connection's user,
+and the user can write only to ``<system>.out``, a message on a route's work queue that names
+``pms`` was published by whoever holds the ``pms`` password.
+
+Users are managed with ``rabbitmqctl`` (needs to run where the broker node's Erlang cookie is
+readable, typically as root or the rabbitmq user). Passwords go to rabbitmqctl on standard input,
+never on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Iterable
+
+from routes import naming
+
+#: Nothing to configure (declare/delete) and nothing to read: upstream systems only publish.
+CONFIGURE_PERMISSION = "^$"
+READ_PERMISSION = "^$"
+
+
+class UserSetupError(Exception):
+    """rabbitmqctl is missing or refused; the message carries its output and what to do."""
+
+
+@dataclass(frozen=True)
+class SystemUser:
+    """A system's RabbitMQ user. ``password`` is None when an existing user kept its password."""
+
+    system: str
+    username: str
+    password: str | None
+    generated: bool
+    created: bool
+
+
+def write_permission(system: str) -> str:
+    """Regular expression of the exchanges ``system`` may publish to: its own, exactly."""
+    return f"^{re.escape(naming.system_exchange(system))}$"
+
+
+def ensure_system_users(
+    vhost: str,
+    systems: Iterable[str],
+    passwords: dict[str, str] | None = None,
+    *,
+    prefix: str = "",
+    rabbitmqctl: str = "rabbitmqctl",
+    timeout_s: float = 60.0,
+) -> list[SystemUser]:
+    """Create or update the user of each system and set its permissions in ``vhost``.
+
+    passwords: system code -> password. A new user without one gets a generated password
+        (returned once, in ``SystemUser.password``); an existing user without one keeps its own.
+    prefix: prepended to the user name (tests use it to stay apart from real users).
+    """
+    ctl = _Ctl(rabbitmqctl, timeout_s)
+    passwords = passwords or {}
+    existing = ctl.users()
+    result = []
+    for system in dict.fromkeys(systems):
+        username = f"{prefix}{system}"
+        password = passwords.get(system)
+        generated = False
+        if username not in existing:
+            if password is None:
+                password, generated = secrets.token_urlsafe(24), True
+            ctl.run("add_user", username, stdin=password)
+        elif password is not None:
+            ctl.run("change_password", username, stdin=password)
+        ctl.run(
+            "set_permissions", "-p", vhost, username, CONFIGURE_PERMISSION, write_permission(system), READ_PERMISSION
+        )
+        result.append(SystemUser(system, username, password, generated, created=username not in existing))
+    return result
+
+
+def delete_users(usernames: Iterable[str], *, rabbitmqctl: str = "rabbitmqctl", timeout_s: float = 60.0) -> None:
+    """Delete these users if they exist (for tests and decommissioning)."""
+    ctl = _Ctl(rabbitmqctl, timeout_s)
+    existing = ctl.users()
+    for username in usernames:
+        if username in existing:
+            ctl.run("delete_user", username)
+
+
+class _Ctl:
+    def __init__(self, executable: str, timeout_s: float):
+        path = shutil.which(executable)
+        if path is None:
+            raise UserSetupError(
+                f"{executable} not found on PATH: run this on the RabbitMQ host (as root or the rabbitmq user), "
+                "or create the users there with rabbitmqctl add_user / set_permissions"
+            )
+        self.path = path
+        self.timeout_s = timeout_s
+
+    def users(self) -> set[str]:
+        out = self.run("list_users", "--quiet", "--formatter", "json")
+        try:
+            return {entry["user"] for entry in json.loads(out or "[]")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserSetupError(f"unexpected output of rabbitmqctl list_users: {out[:200]!r}") from exc
+
+    def run(self, *args: str, stdin: str | None = None) -> str:
+        # Passwords are never part of args: they would show in the process list.
+        shown = " ".join(args)
+        try:
+            done = subprocess.run(
+                [self.path, *args],
+                input=None if stdin is None else stdin + "\n",
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise UserSetupError(f"rabbitmqctl {shown} did not finish within {self.timeout_s:g} s: is the node up?") from exc
+        if done.returncode != 0:
+            detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            raise UserSetupError(
+                f"rabbitmqctl {shown} failed (exit {done.returncode}): {' '.join(detail)[:500]}"
+                " — check that the node is running and that this account may run rabbitmqctl"
+            )
+        return done.stdout
