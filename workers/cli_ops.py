@@ -1,0 +1,316 @@
+"""Operator commands: ``gridbus dlq ...``, ``gridbus simulate``, ``gridbus topology users``.
+
+Exit codes: 0 done; 1 the broker or rabbitmqctl refused, or some messages could not be handled
+(the output says which); 2 the command line is incomplete or unsafe (e.g. purge without
+``--yes-i-am-sure``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+from kombu import Connection
+
+from workers import dlq as dead_letters
+from workers import simulate as simulation
+from workers import users as system_users
+from workers.settings import Settings
+
+_broker_option = click.option("--broker", default=None, help="AMQP URL; overrides GRIDBUS_BROKER_URL.")
+_routes_option = click.option(
+    "--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES)."
+)
+
+BODY_PREVIEW_CHARS = 4000
+
+
+def _broker_url(broker: str | None) -> str:
+    return broker or Settings().broker_url
+
+
+def _routes(routes_module: str | None, names=()) -> tuple:
+    """The routes: from the click context object when a caller put them there, else the routes module."""
+    ctx = click.get_current_context()
+    if ctx.obj and "routes" in ctx.obj:
+        routes = tuple(ctx.obj["routes"])
+        known = {r.name for r in routes}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise click.BadParameter(f"no route named {', '.join(missing)}; known: {', '.join(known)}", param_hint="--route")
+        return tuple(r for r in routes if not names or r.name in names)
+    from workers.bootstrap import load_routes
+
+    try:
+        return load_routes(routes_module, names)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--route") from exc
+
+
+def _table(rows: list[tuple], header: tuple) -> str:
+    rows = [tuple("" if c is None else str(c) for c in row) for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+# --- dlq -----------------------------------------------------------------------------------------
+
+
+@click.group("dlq")
+def dlq() -> None:
+    """Dead letters: list, look at, replay into their route, or purge."""
+
+
+@dlq.command("list")
+@_broker_option
+@_routes_option
+def dlq_list(broker, routes_module) -> None:
+    """Dead letters per route and error type (nothing is consumed)."""
+    try:
+        summaries = dead_letters.list_dead_letters(_broker_url(broker), _routes(routes_module))
+    except dead_letters.DlqError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = []
+    for s in summaries:
+        if not s.exists:
+            rows.append((s.route, "missing", "", "", "queue not declared: gridbus topology declare"))
+            continue
+        kinds = list(s.by_error_type.items()) or [("", "")]
+        rows.append((s.route, s.total, *kinds[0], ""))
+        rows += [("", "", kind, count, "") for kind, count in kinds[1:]]
+    click.echo(_table(rows, ("ROUTE", "TOTAL", "ERROR TYPE", "COUNT", "NOTE")))
+    click.echo(f"\n{sum(s.total for s in summaries)} dead letter(s)")
+
+
+@dlq.command("show")
+@click.option("--id", "message_id", default=None, help="Only the dead letter(s) with this message id.")
+@click.option("--route", default=None, help="Only this route's dead letters ('(unrouted)' for the unrouted queue).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@click.option("--full", is_flag=True, help=f"Print whole bodies (else the first {BODY_PREVIEW_CHARS} characters).")
+@_broker_option
+@_routes_option
+def dlq_show(message_id, route, limit, full, broker, routes_module) -> None:
+    """Dead letters with every property, header and the body (nothing is consumed)."""
+    try:
+        letters = dead_letters.show(
+            _broker_url(broker), _routes(routes_module), message_id=message_id, route=route, limit=limit
+        )
+    except dead_letters.DlqError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for letter in letters:
+        click.echo(_render_letter(letter, full))
+    if not letters:
+        click.echo("no dead letters found" + (f" with message id {message_id}" if message_id else ""))
+        if message_id:
+            raise SystemExit(1)
+
+
+def _render_letter(letter: dead_letters.DeadLetter, full: bool) -> str:
+    lines = [
+        f"=== {letter.queue}: message {letter.message_id or '(no message_id)'}",
+        f"route:       {letter.route}",
+        f"error type:  {letter.error_type}",
+        f"error:       {letter.error_message}",
+        "properties:",
+    ]
+    lines += [f"  {k}: {v}" for k, v in sorted(letter.properties.items()) if k != "application_headers"]
+    lines.append("headers:")
+    lines += [f"  {k}: {v}" for k, v in sorted(letter.headers.items()) if k != "x-death"]
+    for death in letter.deaths:
+        lines.append(
+            f"  x-death: {death.reason} in {death.queue} x{death.count} "
+            f"(from exchange {death.exchange or '-'}, keys {', '.join(death.routing_keys) or '-'}, at {death.time})"
+        )
+    encoding, text = letter.body_text()
+    cut = not full and len(text) > BODY_PREVIEW_CHARS
+    lines.append(f"body ({len(letter.body)} bytes, shown as {encoding}{', cut; --full for all' if cut else ''}):")
+    lines.append(text[:BODY_PREVIEW_CHARS] if cut else text)
+    return "\n".join(lines) + "\n"
+
+
+@dlq.command("replay")
+@click.option("--id", "ids", multiple=True, help="Message id to replay (repeatable).")
+@click.option("--route", default=None, help="Only this route's dead letters.")
+@click.option("--error-type", default=None, help="Only dead letters of this error type (as `dlq list` shows it).")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Replay at most this many.")
+@_broker_option
+@_routes_option
+def dlq_replay(ids, route, error_type, limit, broker, routes_module) -> None:
+    """Move matching dead letters back into their route's work queue (history headers are kept)."""
+    if not (ids or route or error_type or limit):
+        click.echo("replaying every dead letter of every route (narrow it with --id, --route, --error-type, --limit)")
+    settings = Settings()
+    try:
+        result = dead_letters.replay(
+            _broker_url(broker),
+            _routes(routes_module),
+            ids=list(ids) or None,
+            route=route,
+            error_type=error_type,
+            limit=limit,
+            confirm_timeout=settings.confirm_timeout_s,
+        )
+    except dead_letters.DlqError as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = result.count_by_route()
+    if counts:
+        click.echo(_table(sorted(counts.items()), ("ROUTE", "REPLAYED")))
+    click.echo(f"{len(result.replayed)} replayed, {result.left_in_dlq} left in the dead-letter queues")
+    for route_name, message_id, reason in result.failed:
+        click.echo(f"NOT replayed: {route_name} message {message_id}: {reason}", err=True)
+    if result.ids_not_found:
+        click.echo(f"not found in any route's dead-letter queue: {', '.join(result.ids_not_found)}", err=True)
+    if result.failed or result.ids_not_found:
+        raise SystemExit(1)
+
+
+@dlq.command("purge")
+@click.option("--route", required=True, help="Route whose dead letters are deleted ('(unrouted)' for the unrouted queue).")
+@click.option("--yes-i-am-sure", "sure", is_flag=True, help="Required: purged messages are gone for good.")
+@_broker_option
+def dlq_purge(route, sure, broker) -> None:
+    """Delete every dead letter of one route, for good."""
+    if not sure:
+        raise click.UsageError(
+            f"purging deletes the dead letters of {route} for good; look first (`gridbus dlq show --route {route}`), "
+            "then add --yes-i-am-sure"
+        )
+    try:
+        purged = dead_letters.purge(_broker_url(broker), route, confirm=True)
+    except dead_letters.DlqError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"purged {purged} dead letter(s) of {route}")
+
+
+# --- simulate ------------------------------------------------------------------------------------
+
+
+@click.command("simulate")
+@click.option("--route", "route_names", multiple=True, help="Only these routes (default: all).")
+@click.option("--count", default=None, type=click.IntRange(min=1), help="Publish N variants per route (default: the example once).")
+@click.option(
+    "--system-password",
+    "system_passwords",
+    multiple=True,
+    metavar="SYSTEM=PASSWORD",
+    help="Password of a system's RabbitMQ user (repeatable), e.g. pms=secret.",
+)
+@click.option(
+    "--credentials-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON written by `gridbus topology users --save`: {system: [user, password]}.",
+)
+@click.option("--as-guest", is_flag=True, help="Publish as the broker URL's user; routes refuse these as unauthorised.")
+@click.option(
+    "--examples-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=simulation.EXAMPLES_DIR,
+    show_default=True,
+)
+@_broker_option
+@_routes_option
+def simulate(route_names, count, system_passwords, credentials_file, as_guest, examples_dir, broker, routes_module):
+    """Publish the routes' example messages as the upstream systems would (pika, confirms, user_id)."""
+    routes = _routes(routes_module, route_names)
+    broker_url = _broker_url(broker)
+    credentials = {} if as_guest else _credentials(credentials_file, system_passwords)
+    if as_guest:
+        user = Connection(broker_url).userid or "guest"
+        click.echo(
+            f"publishing as {user!r}, not as the systems' own users: every route accepts only user_id = its "
+            "system code, so these messages will be dead-lettered as unauthorised",
+            err=True,
+        )
+    else:
+        missing = sorted({r.source.system for r in routes} - credentials.keys())
+        if missing:
+            raise click.UsageError(
+                f"no password for the system user(s) {', '.join(missing)}: pass --system-password SYSTEM=PASSWORD "
+                "or --credentials-file (create the users with `gridbus topology users`), or --as-guest to publish "
+                "as the broker URL's user (the routes will refuse those messages as unauthorised)"
+            )
+    report = simulation.simulate(
+        broker_url, routes, count=count, examples_dir=examples_dir, user_credentials=credentials or None
+    )
+    rows = [
+        (r.route, r.user, r.exchange, r.routing_key, r.published, r.error or r.skipped or "ok") for r in report.routes
+    ]
+    click.echo(_table(rows, ("ROUTE", "AS USER", "EXCHANGE", "ROUTING KEY", "PUBLISHED", "NOTE")))
+    click.echo(f"\n{report.published} message(s) published and confirmed")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _credentials(path: Path | None, pairs) -> dict[str, tuple[str, str]]:
+    credentials: dict[str, tuple[str, str]] = {}
+    if path is not None:
+        try:
+            stored = json.loads(path.read_text())
+            for system, value in stored.items():
+                user, password = (system, value) if isinstance(value, str) else value
+                credentials[system] = (user, password)
+        except (ValueError, TypeError) as exc:
+            raise click.BadParameter(f"{path}: expected {{system: [user, password]}}: {exc}") from exc
+    for pair in pairs:
+        system, sep, password = pair.partition("=")
+        if not sep or not system:
+            raise click.BadParameter(f"expected SYSTEM=PASSWORD, got {pair!r}", param_hint="--system-password")
+        credentials[system] = (system, password)
+    return credentials
+
+
+# --- topology users ------------------------------------------------------------------------------
+
+
+@click.command("users")
+@click.option("--system", "systems", multiple=True, help="Only these systems (default: every route's source system).")
+@click.option(
+    "--system-password",
+    "system_passwords",
+    multiple=True,
+    metavar="SYSTEM=PASSWORD",
+    help="Set this password (repeatable); otherwise new users get a generated one, existing ones keep theirs.",
+)
+@click.option("--vhost", default=None, help="Virtual host for the permissions (default: the broker URL's).")
+@click.option(
+    "--save",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the passwords set now to this JSON file (mode 0600) for `gridbus simulate --credentials-file`.",
+)
+@_broker_option
+@_routes_option
+def users(systems, system_passwords, vhost, save, broker, routes_module) -> None:
+    """Create one RabbitMQ user per upstream system, allowed to publish to its own exchange only."""
+    if not systems:
+        systems = sorted({r.source.system for r in _routes(routes_module)})
+    passwords = {system: password for system, (_, password) in _credentials(None, system_passwords).items()}
+    vhost = vhost or Connection(_broker_url(broker)).virtual_host or "/"
+    try:
+        created = system_users.ensure_system_users(vhost, systems, passwords)
+    except system_users.UserSetupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = []
+    for u in created:
+        shown = u.password if u.generated else ("(as given)" if u.password else "(unchanged)")
+        rows.append((u.system, u.username, "created" if u.created else "updated", system_users.write_permission(u.system), shown))
+    click.echo(_table(rows, ("SYSTEM", "USER", "", "MAY WRITE TO", "PASSWORD")))
+    if any(u.generated for u in created):
+        click.echo("\ngenerated passwords are shown only this once: store them in the systems' configuration now")
+    if save is not None:
+        _save_credentials(save, {u.system: (u.username, u.password) for u in created if u.password})
+        click.echo(f"passwords written to {save}")
+
+
+def _save_credentials(path: Path, credentials: dict[str, tuple[str, str]]) -> None:
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored.update({system: list(pair) for system, pair in credentials.items()})
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(path, 0o600)  # also when the file existed with wider permissions
+    with os.fdopen(fd, "w") as out:
+        json.dump(stored, out, indent=2)
