@@ -145,7 +145,7 @@ def variants(body: bytes, kind: str, count: int | None, *, start: int | None = N
 def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | None) -> None:
     try:
         connection = pika.BlockingConnection(params)
-    except pika.exceptions.ProbableAuthenticationError:
+    except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError):
         for _, _, entry in todo:
             entry.error = (
                 f"RabbitMQ refused the login of user {entry.user!r}: create the system users with "

@@ -1,0 +1,156 @@
+"""The pika publisher against the real RabbitMQ: examples arrive in the routes' work queues,
+confirmed, with the properties the routes check."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from kombu import Connection
+
+from routes import ROUTES
+from tests.conftest import BROKER_HOST, rabbitmqctl
+from workers import cli_ops, topology, users
+from workers.simulate import EXAMPLES_DIR, example_path, simulate
+
+pytestmark = pytest.mark.broker
+
+SYSTEMS = sorted({r.source.system for r in ROUTES})
+
+
+@pytest.fixture(scope="module")
+def sim_vhost():
+    """A vhost of this module's own with the real routes declared (their queue names are fixed)."""
+    name = f"gridbus-test-sim-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    with Connection(f"amqp://guest:guest@{BROKER_HOST}:5672/{name}") as conn:
+        topology.declare(conn.default_channel, topology.derive(ROUTES))
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture(scope="module")
+def sim_url(sim_vhost) -> str:
+    return f"amqp://guest:guest@{BROKER_HOST}:5672/{sim_vhost}"
+
+
+@pytest.fixture(scope="module")
+def credentials(sim_vhost):
+    """The systems' users (prefixed so they never touch real users), created once."""
+    created = users.ensure_system_users(sim_vhost, SYSTEMS, prefix=f"t{uuid.uuid4().hex[:6]}-")
+    yield {u.system: (u.username, u.password) for u in created}
+    users.delete_users([u.username for u in created])
+
+
+def take_all(url: str, queue: str, expected: int, timeout: float = 10.0) -> list:
+    taken = []
+    deadline = time.monotonic() + timeout
+    with Connection(url) as conn:
+        channel = conn.default_channel
+        while len(taken) < expected and time.monotonic() < deadline:
+            message = channel.basic_get(queue, no_ack=True)
+            if message is None:
+                time.sleep(0.02)
+            else:
+                taken.append(message)
+        while (extra := channel.basic_get(queue, no_ack=True)) is not None:
+            taken.append(extra)
+    return taken
+
+
+def test_examples_arrive_confirmed_with_the_routes_properties(sim_url, credentials):
+    before = time.time()
+    report = simulate(sim_url, ROUTES, user_credentials=credentials)
+
+    assert report.ok and report.published == len(ROUTES)
+    for route, published in zip(ROUTES, report.routes):
+        assert published.route == route.name and published.published == 1
+        user = credentials[route.source.system][0]
+        [message] = take_all(sim_url, route.work_queue, 1)
+        props = message.properties
+        assert message.body == example_path(route, EXAMPLES_DIR).read_bytes()
+        assert props["message_id"] == published.message_ids[0]
+        assert uuid.UUID(props["message_id"]).version == 4
+        assert props["correlation_id"]
+        assert props["type"] == route.contract.message_type
+        assert props["content_type"] == ("application/json" if message.body.lstrip().startswith(b"{") else "application/xml")
+        assert props["delivery_mode"] == 2
+        assert before - 1 <= props["timestamp"] <= time.time() + 1
+        assert props["user_id"] == user
+        assert message.delivery_info["exchange"] == route.source.exchange
+        assert message.delivery_info["routing_key"] == route.source.routing_key
+
+
+def test_variants_are_valid_and_distinct(sim_url, credentials):
+    report = simulate(sim_url, ROUTES, count=3, user_credentials=credentials)
+
+    assert report.ok and report.published == 3 * len(ROUTES)
+    for route in ROUTES:
+        messages = take_all(sim_url, route.work_queue, 3)
+        assert len(messages) == 3
+        assert len({m.properties["message_id"] for m in messages}) == 3
+        decoded = [route.contract.decode(m.body) for m in messages]
+        assert len({d.application_no for d in decoded}) == 3
+
+
+def test_as_guest_the_user_id_is_guest(sim_url):
+    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    report = simulate(sim_url, [route])
+    assert report.ok and report.routes[0].user == "guest"
+    [message] = take_all(sim_url, route.work_queue, 1)
+    assert message.properties["user_id"] == "guest"
+
+
+def test_route_without_an_example_is_skipped(sim_url, credentials, tmp_path: Path):
+    report = simulate(sim_url, ROUTES, examples_dir=tmp_path, user_credentials=credentials)
+    assert report.published == 0
+    assert {r.skipped for r in report.routes} == {"no example message"}
+
+
+def test_errors_are_reported_per_route(sim_url, credentials, fresh_broker_url):
+    [route] = [r for r in ROUTES if r.source.system == "pms"]
+
+    wrong_password = simulate(sim_url, [route], user_credentials={"pms": (credentials["pms"][0], "wrong")})
+    assert not wrong_password.ok and "refused the login" in wrong_password.routes[0].error
+
+    other_system = simulate(sim_url, [route], user_credentials={"pms": credentials["mkt"]})
+    assert not other_system.ok and "403 ACCESS_REFUSED" in other_system.routes[0].error
+
+    no_topology = simulate(fresh_broker_url, [route])
+    assert not no_topology.ok and "declare the topology" in no_topology.routes[0].error
+
+
+def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_path: Path):
+    [route] = [r for r in ROUTES if r.source.system == "cmd"]
+    runner = CliRunner()
+    obj = {"routes": ROUTES}
+
+    refused = runner.invoke(cli_ops.simulate, ["--broker", sim_url, "--route", route.name], obj=obj)
+    assert refused.exit_code == 2 and "--system-password" in refused.output
+
+    as_guest = runner.invoke(cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--as-guest"], obj=obj)
+    assert as_guest.exit_code == 0, as_guest.output
+    assert "unauthorised" in as_guest.output and "1 message(s) published" in as_guest.output
+
+    take_all(sim_url, route.work_queue, 1)
+
+    credentials_file = tmp_path / "users.json"
+    credentials_file.write_text(json.dumps({"cmd": list(credentials["cmd"])}))
+    as_system = runner.invoke(
+        cli_ops.simulate,
+        ["--broker", sim_url, "--route", route.name, "--credentials-file", str(credentials_file), "--count", "2"],
+        obj=obj,
+    )
+    assert as_system.exit_code == 0, as_system.output
+    messages = take_all(sim_url, route.work_queue, 2)
+    assert [m.properties["user_id"] for m in messages] == [credentials["cmd"][0]] * 2
+
+    wrong = runner.invoke(
+        cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--system-password", "cmd=wrong"], obj=obj
+    )
+    assert wrong.exit_code == 1 and "refused the login" in wrong.output
