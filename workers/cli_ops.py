@@ -39,7 +39,9 @@ def _routes(routes_module: str | None, names=()) -> tuple:
         known = {r.name for r in routes}
         missing = [n for n in names if n not in known]
         if missing:
-            raise click.BadParameter(f"no route named {', '.join(missing)}; known: {', '.join(known)}", param_hint="--route")
+            raise click.BadParameter(
+                f"no route named {', '.join(missing)}; known: {', '.join(known)}", param_hint="--route"
+            )
         return tuple(r for r in routes if not names or r.name in names)
     from workers.bootstrap import load_routes
 
@@ -169,7 +171,9 @@ def dlq_replay(ids, route, error_type, limit, broker, routes_module) -> None:
 
 
 @dlq.command("purge")
-@click.option("--route", required=True, help="Route whose dead letters are deleted ('(unrouted)' for the unrouted queue).")
+@click.option(
+    "--route", required=True, help="Route whose dead letters are deleted ('(unrouted)' for the unrouted queue)."
+)
 @click.option("--yes-i-am-sure", "sure", is_flag=True, help="Required: purged messages are gone for good.")
 @_broker_option
 def dlq_purge(route, sure, broker) -> None:
@@ -191,7 +195,9 @@ def dlq_purge(route, sure, broker) -> None:
 
 @click.command("simulate")
 @click.option("--route", "route_names", multiple=True, help="Only these routes (default: all).")
-@click.option("--count", default=None, type=click.IntRange(min=1), help="Publish N variants per route (default: the example once).")
+@click.option(
+    "--count", default=None, type=click.IntRange(min=1), help="Publish N variants per route (default: the example)."
+)
 @click.option(
     "--system-password",
     "system_passwords",
@@ -298,7 +304,8 @@ def users(systems, system_passwords, vhost, save, broker, routes_module) -> None
     rows = []
     for u in created:
         shown = u.password if u.generated else ("(as given)" if u.password else "(unchanged)")
-        rows.append((u.system, u.username, "created" if u.created else "updated", system_users.write_permission(u.system), shown))
+        action = "created" if u.created else "updated"
+        rows.append((u.system, u.username, action, system_users.write_permission(u.system), shown))
     click.echo(_table(rows, ("SYSTEM", "USER", "", "MAY WRITE TO", "PASSWORD")))
     if any(u.generated for u in created):
         click.echo("\ngenerated passwords are shown only this once: store them in the systems' configuration now")

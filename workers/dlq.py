@@ -229,69 +229,96 @@ def replay(
     wanted = set(ids) if ids else None
     seen_ids: set[str] = set()
     result = ReplayResult()
-    with _connect(broker_url, connect_timeout) as conn:
-        for route_name, queue in _selected_queues(routes, route, with_unrouted=False):
-            if limit is not None and len(result.replayed) >= limit:
-                break
-            total = _message_count(conn, queue)
-            if not total:
-                continue
-            channel = _channel(conn)
-            acked = 0
-            returned: list[str] = []
-            channel.events["basic_return"].add(lambda exc, *_: returned.append(str(exc)))
-            try:
-                for delivery in _get_up_to(channel, queue, total):
-                    if limit is not None and len(result.replayed) >= limit:
-                        break  # this one and the rest stay in the queue
-                    letter = _letter(route_name, queue, delivery)
-                    if letter.message_id:
-                        seen_ids.add(letter.message_id)
-                    matches = (
-                        (wanted is None or letter.message_id in wanted)
-                        and (error_type is None or letter.error_type == error_type)
-                    )
-                    if not matches:
-                        result.left_in_dlq += 1
-                        continue  # left unacked: requeued when the channel closes
-                    returned.clear()
-                    try:
-                        channel.basic_publish_confirm(
-                            replay_copy(letter),
-                            exchange=naming.RETRY_EXCHANGE,
-                            routing_key=route_name,
-                            mandatory=True,
-                            confirm_timeout=confirm_timeout,
-                        )
-                    except (socket.timeout, TimeoutError) as exc:
-                        raise DlqError(
-                            f"no publisher confirm within {confirm_timeout:g} s for message {letter.message_id} "
-                            f"of {route_name}; it stays in {queue}. Check the broker and replay again "
-                            "(a copy that did arrive is recognised as a repeat)."
-                        ) from exc
-                    except amqp.exceptions.MessageNacked:
-                        result.failed.append((route_name, letter.message_id, "the broker refused the copy (nack)"))
-                        result.left_in_dlq += 1
-                        continue
-                    if returned:
-                        reason = (
-                            f"no queue is bound to {naming.RETRY_EXCHANGE} with key {route_name} "
-                            f"({returned[0]}): run `gridbus topology declare` and replay again"
-                        )
-                        result.failed.append((route_name, letter.message_id, reason))
-                        result.left_in_dlq += 1
-                        continue
-                    if after_publish is not None:
-                        after_publish(letter)
-                    channel.basic_ack(delivery.delivery_tag)
-                    acked += 1
-                    result.replayed.append((route_name, letter.message_id))
-            finally:
-                _close_quietly(channel)
-            _settle(conn, queue, total - acked)
-    if wanted:
+    try:
+        with _connect(broker_url, connect_timeout) as conn:
+            for route_name, queue in _selected_queues(routes, route, with_unrouted=False):
+                if limit is not None and len(result.replayed) >= limit:
+                    break
+                _replay_queue(
+                    conn, route_name, queue, result, seen_ids, wanted, error_type, limit, confirm_timeout, after_publish
+                )
+    except (OSError, amqp.exceptions.AMQPError) as exc:
+        raise DlqError(
+            f"the connection to RabbitMQ failed after {len(result.replayed)} message(s) were replayed ({exc!r}). "
+            "Nothing is lost: what was not acked is back in its dead-letter queue; run the replay again "
+            "(copies that already arrived are recognised as repeats)."
+        ) from exc
+    if wanted and (limit is None or len(result.replayed) < limit):
         result.ids_not_found = sorted(wanted - seen_ids)
     return result
+
+
+def _replay_queue(
+    conn: amqp.Connection,
+    route_name: str,
+    queue: str,
+    result: ReplayResult,
+    seen_ids: set[str],
+    wanted: set[str] | None,
+    error_type: str | None,
+    limit: int | None,
+    confirm_timeout: float,
+    after_publish: Callable[[DeadLetter], None] | None,
+) -> None:
+    total = _message_count(conn, queue)
+    if not total:
+        return
+    channel = _channel(conn)
+    acked = 0
+    returned: list[str] = []
+    channel.events["basic_return"].add(lambda exc, *_: returned.append(str(exc)))
+    try:
+        for delivery in _get_up_to(channel, queue, total):
+            if limit is not None and len(result.replayed) >= limit:
+                break  # this one and the rest stay in the queue
+            letter = _letter(route_name, queue, delivery)
+            if letter.message_id:
+                seen_ids.add(letter.message_id)
+            if (wanted is not None and letter.message_id not in wanted) or (
+                error_type is not None and letter.error_type != error_type
+            ):
+                result.left_in_dlq += 1
+                continue  # left unacked: requeued when the channel closes
+            failure = _publish_copy(channel, letter, returned, confirm_timeout)
+            if failure:
+                result.failed.append((route_name, letter.message_id, failure))
+                result.left_in_dlq += 1
+                continue
+            if after_publish is not None:
+                after_publish(letter)
+            channel.basic_ack(delivery.delivery_tag)
+            acked += 1
+            result.replayed.append((route_name, letter.message_id))
+    finally:
+        _close_quietly(channel)
+    _settle(conn, queue, total - acked)
+
+
+def _publish_copy(channel: amqp.Channel, letter: DeadLetter, returned: list[str], confirm_timeout: float) -> str | None:
+    """Publish the replay copy and wait for its confirm; the reason it failed, or None."""
+    returned.clear()
+    try:
+        channel.basic_publish_confirm(
+            replay_copy(letter),
+            exchange=naming.RETRY_EXCHANGE,
+            routing_key=letter.route,
+            mandatory=True,
+            confirm_timeout=confirm_timeout,
+        )
+    except (socket.timeout, TimeoutError) as exc:
+        raise DlqError(
+            f"no publisher confirm within {confirm_timeout:g} s for message {letter.message_id} of {letter.route}; "
+            f"it stays in {letter.queue}. Check the broker and replay again (a copy that did arrive is "
+            "recognised as a repeat)."
+        ) from exc
+    except amqp.exceptions.MessageNacked:
+        return "the broker refused the copy (nack): is the work queue full?"
+    if returned:
+        return (
+            f"no queue is bound to {naming.RETRY_EXCHANGE} with key {letter.route} ({returned[0]}): "
+            "run `gridbus topology declare` and replay again"
+        )
+    return None
 
 
 def replay_copy(letter: DeadLetter) -> amqp.Message:

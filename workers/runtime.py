@@ -129,7 +129,7 @@ class Worker:
                 self._serve(consumer_conn, publisher_conn, until, idle_timeout_s)
                 return
             except _recoverable(consumer_conn, publisher_conn) as exc:
-                log.warning("broker.connection_lost", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff)
+                log.warning("broker.connection_lost", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff, exc_info=True)
                 self._buffer.clear()  # unacked: the broker delivers them again
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -219,7 +219,7 @@ class Worker:
                     continue
                 seen.add(key)
                 if suspect and d.message_id and self._is_poison(d):
-                    continue
+                    continue  # a finished message is a duplicate, never poison: see _is_poison
                 self.pipeline.start(d)
             self._settle_outputs(batch)
             for d in batch:
@@ -228,10 +228,17 @@ class Worker:
             settled = self.publisher().wait() if any(d.settle_ticket for d in batch) else {}
             for d in batch:
                 self._finish(d, settled)
+            if suspect:
+                for d in batch:
+                    if d.message_id and d.outcome != "requeued":
+                        self.store.end_attempt(d.route.name, d.message_id)
         finally:
             self._busy_since = None
 
     def _is_poison(self, d: Delivery) -> bool:
+        """Count this start of a redelivered message; poison once it started too often without outcome."""
+        if self.store.outcome(d.route.name, d.message_id) is not None:
+            return False
         starts = self.store.begin_attempt(d.route.name, d.message_id)
         if starts >= d.route.max_crashes:
             d.error = PoisonMessage(

@@ -247,7 +247,8 @@ def _json_variant(body: bytes, offset: int) -> bytes:
     def vary(node):
         if isinstance(node, dict):
             return {
-                k: _bump(v, offset) if k == "application_no" and isinstance(v, str) else vary(v) for k, v in node.items()
+                key: _bump(value, offset) if key == "application_no" and isinstance(value, str) else vary(value)
+                for key, value in node.items()
             }
         if isinstance(node, list):
             return [vary(v) for v in node]

@@ -167,6 +167,11 @@ class Store:
             )
             return cur.fetchone()[0]
 
+    def end_attempt(self, route: str, message_id: str) -> None:
+        """The redelivered message reached an outcome: it is no poison suspect any more."""
+        with self.transaction() as cur:
+            cur.execute(self._sql("DELETE FROM attempts WHERE route = {p} AND message_id = {p}"), (route, message_id))
+
     def purge_older_than(self, seconds: float) -> int:
         """Forget processed ids older than the retention; returns rows removed."""
         cutoff = time.time() - seconds

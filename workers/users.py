@@ -27,6 +27,9 @@ CONFIGURE_PERMISSION = "^$"
 READ_PERMISSION = "^$"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 class UserSetupError(Exception):
     """rabbitmqctl is missing or refused; the message carries its output and what to do."""
 
@@ -122,9 +125,11 @@ class _Ctl:
                 timeout=self.timeout_s,
             )
         except subprocess.TimeoutExpired as exc:
-            raise UserSetupError(f"rabbitmqctl {shown} did not finish within {self.timeout_s:g} s: is the node up?") from exc
+            raise UserSetupError(
+                f"rabbitmqctl {shown} did not finish within {self.timeout_s:g} s: is the node up?"
+            ) from exc
         if done.returncode != 0:
-            detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            detail = _ANSI.sub("", done.stderr.strip() or done.stdout.strip()).splitlines()
             raise UserSetupError(
                 f"rabbitmqctl {shown} failed (exit {done.returncode}): {' '.join(detail)[:500]}"
                 " — check that the node is running and that this account may run rabbitmqctl"

@@ -56,7 +56,11 @@ class UpstreamSystem:
         return message_id
 
     def close(self):
-        self.connection.close()
+        if self.connection.is_open:
+            try:
+                self.connection.close()
+            except pika.exceptions.AMQPError:
+                pass  # the broker dropped it already (tests that drop connections)
 
 
 class QueueReader:
@@ -116,3 +120,17 @@ def dead_letter_reader(broker_url: str, route) -> QueueReader:
 
 def inbox_reader(broker_url: str, system: str = "mkt") -> QueueReader:
     return QueueReader(broker_url, naming.system_inbox_queue(system))
+
+
+def declare_routes(broker_url: str, routes) -> None:
+    """Create the routes' topology, as ``gridbus topology declare`` does."""
+    from workers import topology
+
+    with Connection(broker_url) as conn:
+        topology.declare(conn.channel(), topology.derive(routes))
+
+
+def queue_depth(broker_url: str, queue: str) -> int:
+    """Messages ready in ``queue`` (not counting those delivered and unacked)."""
+    with Connection(broker_url) as conn:
+        return conn.channel().queue_declare(queue=queue, passive=True).message_count
