@@ -152,22 +152,22 @@ def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | 
                 "`gridbus topology users` and pass their passwords"
             )
         return
-    except pika.exceptions.AMQPConnectionError as exc:
+    except Exception as exc:  # noqa: BLE001 - pika's handshake errors have no common base; all mean the same here
         for _, _, entry in todo:
             entry.error = f"cannot connect to RabbitMQ as {entry.user!r}: {exc!r}"
         return
     try:
         channel = None
-        for route, path, entry in todo:
-            if channel is None or channel.is_closed:
-                channel = connection.channel()
-                channel.confirm_delivery()
+        for position, (route, path, entry) in enumerate(todo):
             kind = path.suffix.lstrip(".")
             body = path.read_bytes()
             if len(body) > MAX_EXAMPLE_BYTES:
                 entry.error = f"{path.name} is larger than {MAX_EXAMPLE_BYTES} bytes"
                 continue
             try:
+                if channel is None or channel.is_closed:
+                    channel = connection.channel()
+                    channel.confirm_delivery()
                 for variant in variants(body, kind, count):
                     entry.message_ids.append(_publish(channel, route, entry, variant, kind))
             except pika.exceptions.ChannelClosedByBroker as exc:
@@ -181,6 +181,14 @@ def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | 
                 entry.error = f"the broker refused a message of {entry.route} (nack): is the work queue full?"
             except (SimulationError, ValueError) as exc:
                 entry.error = str(exc)
+            except pika.exceptions.AMQPConnectionError as exc:
+                entry.error = (
+                    f"the connection was lost ({exc!r}) after {entry.published} confirmed message(s); "
+                    "the unconfirmed one may or may not have arrived"
+                )
+                for _, _, later in todo[position + 1 :]:
+                    later.error = "not published: the connection was lost"
+                return
     finally:
         if connection.is_open:
             connection.close()

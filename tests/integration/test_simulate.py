@@ -78,7 +78,8 @@ def test_examples_arrive_confirmed_with_the_routes_properties(sim_url, credentia
         assert uuid.UUID(props["message_id"]).version == 4
         assert props["correlation_id"]
         assert props["type"] == route.contract.message_type
-        assert props["content_type"] == ("application/json" if message.body.lstrip().startswith(b"{") else "application/xml")
+        is_json = message.body.lstrip().startswith(b"{")
+        assert props["content_type"] == ("application/json" if is_json else "application/xml")
         assert props["delivery_mode"] == 2
         assert before - 1 <= props["timestamp"] <= time.time() + 1
         assert props["user_id"] == user
