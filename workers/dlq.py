@@ -417,8 +417,11 @@ def _settle(conn: amqp.Connection, queue: str, expected: int, timeout: float = 2
     after another could count too few.
     """
     deadline = time.monotonic() + timeout
-    while (_message_count(conn, queue) or 0) < expected and time.monotonic() < deadline:
-        time.sleep(0.01)
+    try:
+        while (_message_count(conn, queue) or 0) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except (OSError, amqp.exceptions.AMQPError):
+        pass  # best effort: the connection is gone, and with it every unacked message went back
 
 
 def _letter(route: str, queue: str, delivery: amqp.Message) -> DeadLetter:
