@@ -40,6 +40,17 @@ _PARSER = etree.XMLParser(
     remove_blank_text=True,
 )
 
+# The same settings, reading every input as UTF-8 whatever its declaration says: ``parse_xml`` has
+# checked the bytes strictly in the declared encoding and hands lxml UTF-8 only.
+_UTF8_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_blank_text=True,
+    encoding="utf-8",
+)
+
 # Declared encoding (normalised) -> Python codec used for the strict check.
 _ENCODINGS = {
     "utf-8": "utf-8",
@@ -78,10 +89,12 @@ def parse_xml(body: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Elem
     """
     if len(body) > max_bytes:
         raise ContractViolation(f"XML body is {len(body)} bytes, over the limit of {max_bytes} bytes")
-    text = _decode(body)
+    data, text = _decode(body)
     _refuse_doctype(text)
     try:
-        root = etree.fromstring(text.encode("utf-8"), _PARSER)
+        # UTF-8 bodies reach lxml as the original bytes (already checked strictly above): the parser
+        # is told the encoding, so the declaration cannot make libxml2 read them any other way.
+        root = etree.fromstring(data, _UTF8_PARSER)
     except etree.XMLSyntaxError as exc:
         raise ContractViolation(f"malformed XML: {exc.msg} (line {exc.lineno})") from None
     docinfo = root.getroottree().docinfo
@@ -96,8 +109,12 @@ _DTD_REFUSAL = (
 )
 
 
-def _decode(body: bytes) -> str:
-    """Decode strictly in the declared encoding and drop the declaration (lxml then sees UTF-8)."""
+def _decode(body: bytes) -> tuple[bytes, str]:
+    """Decode strictly in the declared encoding: ``(UTF-8 bytes for lxml, the decoded text)``.
+
+    A UTF-8 body is handed on as it came (without a byte order mark); any other encoding is
+    re-encoded to UTF-8 with its declaration replaced by as many line breaks as it spanned.
+    """
     for bom, name in _OTHER_BOMS.items():
         if body.startswith(bom):
             raise ContractViolation(f"unsupported encoding {name} (byte order mark); send UTF-8 or GBK")
@@ -130,10 +147,13 @@ def _decode(body: bytes) -> str:
         raise ContractViolation(
             f"{how} but bytes are not valid {label} (first bad byte at offset {exc.start})"
         ) from None
+    if codec == "utf-8":
+        return body, text
     # The declaration is ASCII in every supported encoding, so its length in characters equals its
     # length in bytes. Keep its line breaks so that line numbers in later errors stay true.
     declaration = text[:declaration_end]
-    return "\n" * declaration.count("\n") + text[declaration_end:]
+    text = "\n" * declaration.count("\n") + text[declaration_end:]
+    return text.encode("utf-8"), text
 
 
 def _refuse_doctype(text: str) -> None:
@@ -150,6 +170,8 @@ def expect_root(root: etree._Element, namespace: str, local_name: str, *, versio
 
     Raises ``ContractViolation("expected {ns}Root version 1, got {other-ns}Root")``.
     """
+    if root.tag == _qualified(namespace, local_name):
+        return
     expected = etree.QName(namespace, local_name)
     actual = etree.QName(root)
     if actual != expected:
@@ -164,9 +186,14 @@ def load_schema(path: Path) -> etree.XMLSchema:
     return etree.XMLSchema(document)
 
 
+_SCHEMAS: dict[object, etree.XMLSchema] = {}
+
+
 def validate(root: etree._Element, schema: Path) -> None:
     """Validate against the XSD at ``schema``; refuse listing the first errors with line and path."""
-    xml_schema = load_schema(Path(schema))
+    xml_schema = _SCHEMAS.get(schema)
+    if xml_schema is None:
+        xml_schema = _SCHEMAS[schema] = load_schema(Path(schema))
     if xml_schema.validate(root):
         return
     errors = list(xml_schema.error_log)
@@ -210,10 +237,39 @@ def child_text(parent: etree._Element, namespace: str, name: str) -> str | None:
     return child.text or ""
 
 
+@functools.cache
+def _qualified(namespace: str, name: str) -> str:
+    return f"{{{namespace}}}{name}"
+
+
+def child_texts(parent: etree._Element, namespace: str, names: tuple[str, ...]) -> dict[str, str | None]:
+    """``child_text`` of each of ``names`` in one pass over ``parent``'s children.
+
+    Same answers as calling ``child_text`` for each name: the first child of that name wins,
+    '' when it is empty, None when there is none.
+    """
+    wanted = _wanted(namespace, names)
+    texts: dict[str, str | None] = dict.fromkeys(names)
+    for child in parent:
+        name = wanted.get(child.tag)
+        if name is not None and texts[name] is None:
+            texts[name] = child.text or ""
+    return texts
+
+
+@functools.cache
+def _wanted(namespace: str, names: tuple[str, ...]) -> dict[str, str]:
+    return {_qualified(namespace, name): name for name in names}
+
+
 def children(parent: etree._Element, namespace: str, path: str) -> list[etree._Element]:
     """Children along ``path`` (``"Equipment/Item"``) in ``namespace``."""
-    qualified = "/".join(f"{{{namespace}}}{step}" for step in path.split("/"))
-    return parent.findall(qualified)
+    return parent.findall(_path(namespace, path))
+
+
+@functools.cache
+def _path(namespace: str, path: str) -> str:
+    return "/".join(_qualified(namespace, step) for step in path.split("/"))
 
 
 def build_model(model: type[M], fields: dict, *, contract: str) -> M:

@@ -7,7 +7,7 @@ Events fan out to many consumers: they never carry personal data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -51,6 +51,7 @@ class CanonicalEvent:
     comment: str | None = None
     revision: str = "1.0"
     source: str = "gridbus"
+    _body: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -61,11 +62,20 @@ class CanonicalEvent:
             raise ValueError("timestamp must be timezone-aware")
         payload = self.payload
         if isinstance(payload, etree._Element):
-            payload = etree.tostring(payload, encoding="utf-8")
-            object.__setattr__(self, "payload", payload)
-        root = parse_xml(payload, max_bytes=DEFAULT_MAX_BYTES)
-        if etree.QName(root).namespace != payload_namespace(self.noun):
-            raise ValueError(f"payload must be in namespace {payload_namespace(self.noun)}, got {root.tag}")
+            data = etree.tostring(payload, encoding="utf-8")
+            object.__setattr__(self, "payload", data)
+            # What parse_xml would make of the serialised element is the element itself, unless it
+            # has parts a parse changes (see _reparses_as_is): those go through the full parse.
+            root = payload if _reparses_as_is(payload, data) else parse_xml(data, max_bytes=DEFAULT_MAX_BYTES)
+        else:
+            root = parse_xml(payload, max_bytes=DEFAULT_MAX_BYTES)
+        namespace = payload_namespace(self.noun)
+        if etree.QName(root).namespace != namespace:
+            raise ValueError(f"payload must be in namespace {namespace}, got {root.tag}")
+        # The payload as it appears inside the envelope, spliced in by encode(); None when only
+        # building the envelope tree gives the right bytes.
+        body = data if root is payload else etree.tostring(root, encoding="utf-8")
+        object.__setattr__(self, "_body", body if _splices_as_is(root, body, namespace) else None)
 
     @property
     def message_type(self) -> str:
@@ -75,31 +85,90 @@ class CanonicalEvent:
     def routing_key(self) -> str:
         return f"{self.noun}.{self.verb}"
 
-    def to_element(self) -> etree._Element:
-        message = etree.Element(_m("Message"), nsmap={None: NAMESPACE})
-        header = etree.SubElement(message, _m("Header"))
-        for name, value in (
-            ("Verb", self.verb),
-            ("Noun", self.noun),
-            ("Revision", self.revision),
-            ("Timestamp", self.timestamp.isoformat()),
-            ("Source", self.source),
-            ("MessageID", self.message_id),
-            ("CorrelationID", self.correlation_id),
-            ("Comment", self.comment),
+    def _envelope(self) -> etree._Element:
+        """The envelope with an empty ``Payload`` element."""
+        message = etree.Element(_MESSAGE, nsmap=_NSMAP)
+        header = etree.SubElement(message, _HEADER)
+        for tag, value in (
+            (_VERB, self.verb),
+            (_NOUN, self.noun),
+            (_REVISION, self.revision),
+            (_TIMESTAMP, self.timestamp.isoformat()),
+            (_SOURCE, self.source),
+            (_MESSAGE_ID, self.message_id),
+            (_CORRELATION_ID, self.correlation_id),
+            (_COMMENT, self.comment),
         ):
             if value is not None:
-                etree.SubElement(header, _m(name)).text = value
+                etree.SubElement(header, tag).text = value
         for name, value in self.properties:
-            prop = etree.SubElement(header, _m("Property"))
-            etree.SubElement(prop, _m("Name")).text = name
-            etree.SubElement(prop, _m("Value")).text = value
-        etree.SubElement(message, _m("Payload")).append(parse_xml(self.payload, max_bytes=DEFAULT_MAX_BYTES))
+            prop = etree.SubElement(header, _PROPERTY)
+            etree.SubElement(prop, _NAME).text = name
+            etree.SubElement(prop, _VALUE).text = value
+        etree.SubElement(message, _PAYLOAD)
+        return message
+
+    def to_element(self) -> etree._Element:
+        message = self._envelope()
+        message[-1].append(parse_xml(self.payload, max_bytes=DEFAULT_MAX_BYTES))
         return message
 
     def encode(self) -> bytes:
-        return etree.tostring(self.to_element(), encoding="utf-8", xml_declaration=True)
+        body = self._body
+        if body is None:
+            return etree.tostring(self.to_element(), encoding="utf-8", xml_declaration=True)
+        envelope = etree.tostring(self._envelope(), encoding="utf-8", xml_declaration=True)
+        if not envelope.endswith(_EMPTY_PAYLOAD_END):  # pragma: no cover - lxml always writes it so
+            return etree.tostring(self.to_element(), encoding="utf-8", xml_declaration=True)
+        return b"".join((envelope[: -len(_EMPTY_PAYLOAD_END)], _PAYLOAD_START, body, _PAYLOAD_END))
 
 
 def _m(name: str) -> str:
     return f"{{{NAMESPACE}}}{name}"
+
+
+_NSMAP = {None: NAMESPACE}
+_MESSAGE, _HEADER, _PAYLOAD, _PROPERTY, _NAME, _VALUE = map(_m, ("Message", "Header", "Payload", "Property", "Name", "Value"))
+_VERB, _NOUN, _REVISION, _TIMESTAMP, _SOURCE, _MESSAGE_ID, _CORRELATION_ID, _COMMENT = map(
+    _m, ("Verb", "Noun", "Revision", "Timestamp", "Source", "MessageID", "CorrelationID", "Comment")
+)
+_EMPTY_PAYLOAD_END = b"<Payload/></Message>"
+_PAYLOAD_START = b"<Payload>"
+_PAYLOAD_END = b"</Payload></Message>"
+_NAMESPACE_BYTES = NAMESPACE.encode("ascii")
+
+# Whitespace as XML has it: text made only of these may be dropped by a parse (remove_blank_text).
+_XML_SPACE = " \t\n\r"
+
+
+def _reparses_as_is(element: etree._Element, data: bytes) -> bool:
+    """True when ``parse_xml(data)`` (``data`` = the element serialised) gives the element back.
+
+    That holds for a plain element tree: within the size limit, no tail, no CDATA section, no
+    entity reference, no empty or whitespace-only text (the parser drops blank text and an empty
+    text reads back as none). Anything else is left to the parser, checks and all.
+    """
+    if len(data) > DEFAULT_MAX_BYTES or element.tail is not None or not isinstance(element.tag, str):
+        return False
+    if b"<![CDATA[" in data:
+        return False
+    for node in element.iter():
+        if node.tag is etree.Entity:
+            return False
+        text, tail = node.text, node.tail
+        if text is not None and not text.strip(_XML_SPACE):
+            return False
+        if tail is not None and node is not element and not tail.strip(_XML_SPACE):
+            return False
+    return True
+
+
+def _splices_as_is(root: etree._Element, body: bytes, namespace: str) -> bool:
+    """True when ``body`` placed inside ``<Payload>`` reads exactly as ``root`` appended there would.
+
+    Needs the payload to declare its own namespace as the default on its root (so nothing in it
+    falls into the envelope's default namespace) and not to mention the envelope's namespace
+    (lxml drops declarations the envelope already makes when the element is moved in).
+    """
+    start = f"<{etree.QName(root).localname} xmlns=\"{namespace}\"".encode("utf-8")
+    return body.startswith(start) and body[len(start):len(start) + 1] in (b">", b"/", b" ") and _NAMESPACE_BYTES not in body

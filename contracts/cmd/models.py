@@ -45,23 +45,21 @@ class PlanChanged(BaseModel):
         xml.expect_root(root, NAMESPACE, "PlanChanged")
         xml.validate(root, SCHEMA)
 
-        def text(parent, name):
-            return xml.child_text(parent, NAMESPACE, name)
-
+        top = xml.child_texts(root, NAMESPACE, _FIELDS)
         fields = {
-            "application_no": text(root, "ApplicationNo"),
-            "plan_revision": text(root, "PlanRevision"),
-            "changed_at": text(root, "ChangedAt"),
-            "change_reason": text(root, "ChangeReason"),
-            "changes": [
-                {
-                    "section": text(change, "Section"),
-                    "field": text(change, "Field"),
-                    "old_value": text(change, "OldValue"),
-                    "new_value": text(change, "NewValue"),
-                }
-                for change in xml.children(root, NAMESPACE, "Changes/Change")
-            ],
-            "changed_by": text(root, "ChangedBy"),
+            "application_no": top["ApplicationNo"],
+            "plan_revision": top["PlanRevision"],
+            "changed_at": top["ChangedAt"],
+            "change_reason": top["ChangeReason"],
+            "changes": [_change(xml.child_texts(change, NAMESPACE, _CHANGE_FIELDS)) for change in xml.children(root, NAMESPACE, "Changes/Change")],
+            "changed_by": top["ChangedBy"],
         }
         return xml.build_model(cls, fields, contract=cls.__name__)
+
+
+_FIELDS = ("ApplicationNo", "PlanRevision", "ChangedAt", "ChangeReason", "ChangedBy")
+_CHANGE_FIELDS = ("Section", "Field", "OldValue", "NewValue")
+
+
+def _change(texts: dict) -> dict:
+    return {"section": texts["Section"], "field": texts["Field"], "old_value": texts["OldValue"], "new_value": texts["NewValue"]}

@@ -52,20 +52,23 @@ class BlackMapPublished(BaseModel):
         xml.expect_root(root, NAMESPACE, "BlackMapPublished")
         xml.validate(root, SCHEMA)
 
-        def text(parent, name):
-            return xml.child_text(parent, NAMESPACE, name)
-
+        top = xml.child_texts(root, NAMESPACE, _FIELDS)
         fields = {
-            "application_no": text(root, "ApplicationNo"),
-            "graph_id": text(root, "GraphId"),
-            "graph_version": text(root, "GraphVersion"),
-            "published_at": text(root, "PublishedAt"),
-            "substation": text(root, "Substation"),
-            "feeder": text(root, "Feeder"),
-            "equipment": [
-                {"equipment_id": text(item, "EquipmentId"), "kind": text(item, "Kind"), "name": text(item, "Name")}
-                for item in xml.children(root, NAMESPACE, "Equipment/Item")
-            ],
-            "reviewer": text(root, "Reviewer"),
+            "application_no": top["ApplicationNo"],
+            "graph_id": top["GraphId"],
+            "graph_version": top["GraphVersion"],
+            "published_at": top["PublishedAt"],
+            "substation": top["Substation"],
+            "feeder": top["Feeder"],
+            "equipment": [_item(xml.child_texts(item, NAMESPACE, _ITEM_FIELDS)) for item in xml.children(root, NAMESPACE, "Equipment/Item")],
+            "reviewer": top["Reviewer"],
         }
         return xml.build_model(cls, fields, contract=cls.__name__)
+
+
+_FIELDS = ("ApplicationNo", "GraphId", "GraphVersion", "PublishedAt", "Substation", "Feeder", "Reviewer")
+_ITEM_FIELDS = ("EquipmentId", "Kind", "Name")
+
+
+def _item(texts: dict) -> dict:
+    return {"equipment_id": texts["EquipmentId"], "kind": texts["Kind"], "name": texts["Name"]}
