@@ -242,24 +242,47 @@ def _qualified(namespace: str, name: str) -> str:
     return f"{{{namespace}}}{name}"
 
 
-def child_texts(parent: etree._Element, namespace: str, names: tuple[str, ...]) -> dict[str, str | None]:
-    """``child_text`` of each of ``names`` in one pass over ``parent``'s children.
+class ChildTexts:
+    """Reads ``child_text`` of several children in one pass; made once per contract, used per message.
 
-    Same answers as calling ``child_text`` for each name: the first child of that name wins,
-    '' when it is empty, None when there is none.
+    ``ChildTexts(namespace, names, keys).read(parent)`` gives the same answers as calling
+    ``child_text(parent, namespace, name)`` for each name (the first child of that name wins, ''
+    when it is empty, None when there is none), under ``keys`` (one per name; the names by default).
     """
-    wanted = _wanted(namespace, names)
-    texts: dict[str, str | None] = dict.fromkeys(names)
-    for child in parent:
-        name = wanted.get(child.tag)
-        if name is not None and texts[name] is None:
-            texts[name] = child.text or ""
-    return texts
+
+    __slots__ = ("_wanted", "_keys")
+
+    def __init__(self, namespace: str, names: tuple[str, ...], keys: tuple[str, ...] | None = None):
+        keys = tuple(keys or names)
+        self._keys = keys
+        self._wanted: dict[str, str] = {}
+        for name, key in zip(names, keys, strict=True):
+            self._wanted.setdefault(_qualified(namespace, name), key)
+
+    def read(self, parent: etree._Element) -> dict[str, str | None]:
+        wanted = self._wanted
+        texts: dict[str, str | None] = dict.fromkeys(self._keys)
+        for child in parent:
+            key = wanted.get(child.tag)
+            if key is not None and texts[key] is None:
+                texts[key] = child.text or ""
+        return texts
+
+
+def child_texts(parent: etree._Element, namespace: str, names: tuple[str, ...]) -> dict[str, str | None]:
+    """``child_text`` of each of ``names`` in one pass over ``parent``'s children (see ``ChildTexts``)."""
+    return _child_texts(namespace, tuple(names)).read(parent)
 
 
 @functools.cache
-def _wanted(namespace: str, names: tuple[str, ...]) -> dict[str, str]:
-    return {_qualified(namespace, name): name for name in names}
+def _child_texts(namespace: str, names: tuple[str, ...]) -> ChildTexts:
+    return ChildTexts(namespace, names)
+
+
+def grandchildren(parent: etree._Element, namespace: str, child: str, grandchild: str) -> list[etree._Element]:
+    """``children(parent, namespace, "child/grandchild")`` without the path machinery."""
+    child_tag, grandchild_tag = _qualified(namespace, child), _qualified(namespace, grandchild)
+    return [item for element in parent if element.tag == child_tag for item in element if item.tag == grandchild_tag]
 
 
 def children(parent: etree._Element, namespace: str, path: str) -> list[etree._Element]:

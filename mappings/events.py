@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from lxml import etree
-
 from contracts.base import MappingContext
-from contracts.canonical import CanonicalEvent, payload_namespace
+from contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
+from contracts.canonical.payload import PayloadNode, UnfitText
 from contracts.cmd.models import PlanChanged
 from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from contracts.pms import BlackMapPublished
@@ -121,16 +120,21 @@ class _Payload:
     def __init__(self, noun: str):
         self.noun = noun
         self.namespace = payload_namespace(noun)
-        self.root = etree.Element(f"{{{self.namespace}}}{noun}", nsmap={None: self.namespace})
+        self.builder = PayloadBuilder(noun, self.namespace)
+        self.root = self.builder.root
 
-    def add(self, parent: etree._Element, name: str, value: object = None, **attributes: str) -> etree._Element:
-        element = etree.SubElement(parent, f"{{{self.namespace}}}{name}", attributes)
-        if value is not None:
+    def add(self, parent: PayloadNode, name: str, value: object = None, **attributes: str) -> PayloadNode:
+        if value is None or type(value) is str:
+            text = value
+        else:
             try:
-                element.text = _lexical(value)
-            except ValueError:  # lxml refuses characters XML cannot carry
+                text = _lexical(value)
+            except ValueError:
                 raise MappingError(f"{self.noun}.{name}: value has characters XML cannot carry") from None
-        return element
+        try:
+            return self.builder.add(parent, name, attributes, text)
+        except UnfitText:  # refused as lxml refuses it
+            raise MappingError(f"{self.noun}.{name}: value has characters XML cannot carry") from None
 
 
 def _lexical(value: object) -> str:
@@ -152,5 +156,5 @@ def _event(verb: str, payload: _Payload, ctx: MappingContext) -> CanonicalEvent:
         message_id=ctx.message_id,
         correlation_id=ctx.correlation_id,
         properties=(("sourceSystem", ctx.source_system), ("sourceMessageID", ctx.source_message_id)),
-        payload=payload.root,
+        payload=payload.builder.build(),
     )

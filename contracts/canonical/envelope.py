@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from lxml import etree
 
+from contracts.canonical.payload import NOT_XML_CHARACTERS, BuiltPayload, escape_text
 from contracts.xml import DEFAULT_MAX_BYTES, parse_xml
 
 NAMESPACE = "http://iec.ch/TC57/2011/schema/message"
@@ -33,7 +34,8 @@ def payload_namespace(noun: str) -> str:
 
 @dataclass(frozen=True)
 class CanonicalEvent:
-    """One event. ``payload`` is the noun's element, kept as UTF-8 XML bytes (immutable, comparable).
+    """One event. ``payload`` is the noun's element, kept as UTF-8 XML bytes (immutable, comparable);
+    given as bytes, an lxml element or a ``BuiltPayload`` from ``PayloadBuilder``.
 
     timestamp: when gridbus produced the event (timezone-aware).
     properties: extra header ``Property`` entries as (name, value) pairs.
@@ -46,7 +48,7 @@ class CanonicalEvent:
     timestamp: datetime
     message_id: str
     correlation_id: str
-    payload: bytes | etree._Element
+    payload: bytes | etree._Element | BuiltPayload
     properties: tuple[tuple[str, str], ...] = ()
     comment: str | None = None
     revision: str = "1.0"
@@ -61,6 +63,18 @@ class CanonicalEvent:
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
         payload = self.payload
+        namespace = payload_namespace(self.noun)
+        if isinstance(payload, BuiltPayload):
+            # Well-formed by construction (see contracts.canonical.payload): only the size and the
+            # namespace are left to check.
+            data = payload.data
+            object.__setattr__(self, "payload", data)
+            if len(data) > DEFAULT_MAX_BYTES:
+                parse_xml(data, max_bytes=DEFAULT_MAX_BYTES)  # refuses, naming the size
+            if payload.namespace != namespace:
+                raise ValueError(f"payload must be in namespace {namespace}, got {payload.tag}")
+            object.__setattr__(self, "_body", data if _splices_as_is(payload.tag, data, namespace) else None)
+            return
         if isinstance(payload, etree._Element):
             data = etree.tostring(payload, encoding="utf-8")
             object.__setattr__(self, "payload", data)
@@ -69,13 +83,12 @@ class CanonicalEvent:
             root = payload if _reparses_as_is(payload, data) else parse_xml(data, max_bytes=DEFAULT_MAX_BYTES)
         else:
             root = parse_xml(payload, max_bytes=DEFAULT_MAX_BYTES)
-        namespace = payload_namespace(self.noun)
         if etree.QName(root).namespace != namespace:
             raise ValueError(f"payload must be in namespace {namespace}, got {root.tag}")
         # The payload as it appears inside the envelope, spliced in by encode(); None when only
         # building the envelope tree gives the right bytes.
         body = data if root is payload else etree.tostring(root, encoding="utf-8")
-        object.__setattr__(self, "_body", body if _splices_as_is(root, body, namespace) else None)
+        object.__setattr__(self, "_body", body if _splices_as_is(root.tag, body, namespace) else None)
 
     @property
     def message_type(self) -> str:
@@ -108,6 +121,34 @@ class CanonicalEvent:
         etree.SubElement(message, _PAYLOAD)
         return message
 
+    def _head(self) -> bytes | None:
+        """The serialised envelope up to ``<Payload>``, as lxml writes it; None when a header value
+        is not plain non-empty text XML can carry (lxml then writes it, or refuses it)."""
+        parts = [_HEAD_START]
+        for name, value in (
+            ("Verb", self.verb),
+            ("Noun", self.noun),
+            ("Revision", self.revision),
+            ("Timestamp", self.timestamp.isoformat()),
+            ("Source", self.source),
+            ("MessageID", self.message_id),
+            ("CorrelationID", self.correlation_id),
+            ("Comment", self.comment),
+        ):
+            if value is None:
+                continue
+            if type(value) is not str or not value or NOT_XML_CHARACTERS.search(value):
+                return None
+            parts.append(f"<{name}>{escape_text(value)}</{name}>")
+        for name, value in self.properties:
+            if type(name) is not str or type(value) is not str or not name or not value:
+                return None
+            if NOT_XML_CHARACTERS.search(name) or NOT_XML_CHARACTERS.search(value):
+                return None
+            parts.append(f"<Property><Name>{escape_text(name)}</Name><Value>{escape_text(value)}</Value></Property>")
+        parts.append("</Header><Payload>")
+        return "".join(parts).encode("utf-8")
+
     def to_element(self) -> etree._Element:
         message = self._envelope()
         message[-1].append(parse_xml(self.payload, max_bytes=DEFAULT_MAX_BYTES))
@@ -117,6 +158,9 @@ class CanonicalEvent:
         body = self._body
         if body is None:
             return etree.tostring(self.to_element(), encoding="utf-8", xml_declaration=True)
+        head = self._head()
+        if head is not None:
+            return b"".join((head, body, _PAYLOAD_END))
         envelope = etree.tostring(self._envelope(), encoding="utf-8", xml_declaration=True)
         if not envelope.endswith(_EMPTY_PAYLOAD_END):  # pragma: no cover - lxml always writes it so
             return etree.tostring(self.to_element(), encoding="utf-8", xml_declaration=True)
@@ -132,6 +176,7 @@ _MESSAGE, _HEADER, _PAYLOAD, _PROPERTY, _NAME, _VALUE = map(_m, ("Message", "Hea
 _VERB, _NOUN, _REVISION, _TIMESTAMP, _SOURCE, _MESSAGE_ID, _CORRELATION_ID, _COMMENT = map(
     _m, ("Verb", "Noun", "Revision", "Timestamp", "Source", "MessageID", "CorrelationID", "Comment")
 )
+_HEAD_START = f"<?xml version='1.0' encoding='utf-8'?>\n<Message xmlns=\"{NAMESPACE}\"><Header>"
 _EMPTY_PAYLOAD_END = b"<Payload/></Message>"
 _PAYLOAD_START = b"<Payload>"
 _PAYLOAD_END = b"</Payload></Message>"
@@ -163,12 +208,12 @@ def _reparses_as_is(element: etree._Element, data: bytes) -> bool:
     return True
 
 
-def _splices_as_is(root: etree._Element, body: bytes, namespace: str) -> bool:
+def _splices_as_is(tag: str, body: bytes, namespace: str) -> bool:
     """True when ``body`` placed inside ``<Payload>`` reads exactly as ``root`` appended there would.
 
     Needs the payload to declare its own namespace as the default on its root (so nothing in it
     falls into the envelope's default namespace) and not to mention the envelope's namespace
     (lxml drops declarations the envelope already makes when the element is moved in).
     """
-    start = f"<{etree.QName(root).localname} xmlns=\"{namespace}\"".encode("utf-8")
+    start = f"<{etree.QName(tag).localname} xmlns=\"{namespace}\"".encode("utf-8")
     return body.startswith(start) and body[len(start):len(start) + 1] in (b">", b"/", b" ") and _NAMESPACE_BYTES not in body

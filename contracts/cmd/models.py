@@ -45,21 +45,22 @@ class PlanChanged(BaseModel):
         xml.expect_root(root, NAMESPACE, "PlanChanged")
         xml.validate(root, SCHEMA)
 
-        top = xml.child_texts(root, NAMESPACE, _FIELDS)
+        top = _FIELDS.read(root)
         fields = {
             "application_no": top["ApplicationNo"],
             "plan_revision": top["PlanRevision"],
             "changed_at": top["ChangedAt"],
             "change_reason": top["ChangeReason"],
-            "changes": [_change(xml.child_texts(change, NAMESPACE, _CHANGE_FIELDS)) for change in xml.children(root, NAMESPACE, "Changes/Change")],
+            "changes": [
+                _CHANGE_FIELDS.read(change)
+                for change in xml.grandchildren(root, NAMESPACE, "Changes", "Change")
+            ],
             "changed_by": top["ChangedBy"],
         }
         return xml.build_model(cls, fields, contract=cls.__name__)
 
 
-_FIELDS = ("ApplicationNo", "PlanRevision", "ChangedAt", "ChangeReason", "ChangedBy")
-_CHANGE_FIELDS = ("Section", "Field", "OldValue", "NewValue")
-
-
-def _change(texts: dict) -> dict:
-    return {"section": texts["Section"], "field": texts["Field"], "old_value": texts["OldValue"], "new_value": texts["NewValue"]}
+_FIELDS = xml.ChildTexts(NAMESPACE, ("ApplicationNo", "PlanRevision", "ChangedAt", "ChangeReason", "ChangedBy"))
+_CHANGE_FIELDS = xml.ChildTexts(
+    NAMESPACE, ("Section", "Field", "OldValue", "NewValue"), ("section", "field", "old_value", "new_value")
+)

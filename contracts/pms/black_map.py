@@ -52,7 +52,7 @@ class BlackMapPublished(BaseModel):
         xml.expect_root(root, NAMESPACE, "BlackMapPublished")
         xml.validate(root, SCHEMA)
 
-        top = xml.child_texts(root, NAMESPACE, _FIELDS)
+        top = _FIELDS.read(root)
         fields = {
             "application_no": top["ApplicationNo"],
             "graph_id": top["GraphId"],
@@ -60,15 +60,16 @@ class BlackMapPublished(BaseModel):
             "published_at": top["PublishedAt"],
             "substation": top["Substation"],
             "feeder": top["Feeder"],
-            "equipment": [_item(xml.child_texts(item, NAMESPACE, _ITEM_FIELDS)) for item in xml.children(root, NAMESPACE, "Equipment/Item")],
+            "equipment": [
+                _ITEM_FIELDS.read(item)
+                for item in xml.grandchildren(root, NAMESPACE, "Equipment", "Item")
+            ],
             "reviewer": top["Reviewer"],
         }
         return xml.build_model(cls, fields, contract=cls.__name__)
 
 
-_FIELDS = ("ApplicationNo", "GraphId", "GraphVersion", "PublishedAt", "Substation", "Feeder", "Reviewer")
-_ITEM_FIELDS = ("EquipmentId", "Kind", "Name")
-
-
-def _item(texts: dict) -> dict:
-    return {"equipment_id": texts["EquipmentId"], "kind": texts["Kind"], "name": texts["Name"]}
+_FIELDS = xml.ChildTexts(
+    NAMESPACE, ("ApplicationNo", "GraphId", "GraphVersion", "PublishedAt", "Substation", "Feeder", "Reviewer")
+)
+_ITEM_FIELDS = xml.ChildTexts(NAMESPACE, ("EquipmentId", "Kind", "Name"), ("equipment_id", "kind", "name"))
