@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
-import uuid
+import tempfile
 
 import pytest
 from kombu import Connection
@@ -15,24 +16,57 @@ BROKER_HOST = os.environ.get("GRIDBUS_TEST_BROKER_HOST", "127.0.0.1")
 PG_URL = os.environ.get("GRIDBUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def rabbitmqctl(*args: str) -> str:
+def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+    """Run rabbitmqctl without pipes (its helper processes can outlive it and hold a pipe open),
+    in a process group of its own that is killed whole on timeout."""
     exe = shutil.which("rabbitmqctl")
     if exe is None:
         pytest.fail("rabbitmqctl is not on PATH: the broker tests need the local RabbitMQ")
-    done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        pytest.fail(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen([exe, *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"rabbitmqctl {' '.join(args)} did not answer within {timeout:g} s")
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if code != 0:
+        pytest.fail(f"rabbitmqctl {' '.join(args)} failed: {text.strip()}")
+    return text
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that restart the broker run last, when nothing else needs it."""
+    items.sort(key=lambda item: item.get_closest_marker("broker_restart") is not None)
+
+
+#: Test vhosts are made once per machine and kept: creating and deleting vhosts while other
+#: clients are busy can wedge RabbitMQ 3.10's vhost supervisor. Each use starts from an empty
+#: vhost instead: every queue left in it is deleted first.
+SESSION_VHOST = "gridbus-test"
+FRESH_VHOST = "gridbus-test-fresh"
+
+
+def ensure_empty_vhost(name: str) -> str:
+    if name not in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
+        rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    queues = rabbitmqctl("list_queues", "-p", name, "name", "--quiet", "--no-table-headers").split()
+    if queues:
+        with Connection(f"amqp://guest:guest@{BROKER_HOST}:5672/{name}", connect_timeout=10) as conn:
+            channel = conn.channel()
+            for queue in queues:
+                channel.queue_delete(queue)
+    return name
 
 
 @pytest.fixture(scope="session")
 def vhost():
-    """A fresh vhost for this test session, guest allowed everywhere in it."""
-    name = f"gridbus-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    """The session's vhost, emptied at the start, guest allowed everywhere in it."""
+    return ensure_empty_vhost(SESSION_VHOST)
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +82,8 @@ def broker_url(vhost) -> str:
 
 @pytest.fixture
 def fresh_vhost():
-    """A vhost for one test, for tests that must start from an empty broker."""
-    name = f"gridbus-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    """An empty vhost for one test, for tests that must start from an empty broker."""
+    return ensure_empty_vhost(FRESH_VHOST)
 
 
 @pytest.fixture

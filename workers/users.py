@@ -16,7 +16,10 @@ import json
 import re
 import secrets
 import shutil
+import os
+import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -116,18 +119,26 @@ class _Ctl:
     def run(self, *args: str, stdin: str | None = None) -> str:
         # Passwords are never part of args: they would show in the process list.
         shown = " ".join(args)
-        try:
-            done = subprocess.run(
-                [self.path, *args],
-                input=None if stdin is None else stdin + "\n",
-                capture_output=True,
-                text=True,
-                timeout=self.timeout_s,
+        # No pipes: rabbitmqctl's helper processes can outlive it and hold a pipe open, so output
+        # goes to files, and the whole process group is killed on timeout.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as given:
+            if stdin is not None:
+                given.write((stdin + "\n").encode())
+                given.seek(0)
+            proc = subprocess.Popen([self.path, *args], stdin=given, stdout=out, stderr=err, start_new_session=True)
+            try:
+                returncode = proc.wait(self.timeout_s)
+            except subprocess.TimeoutExpired as exc:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise UserSetupError(
+                    f"rabbitmqctl {shown} did not finish within {self.timeout_s:g} s: is the node up?"
+                ) from exc
+            out.seek(0)
+            err.seek(0)
+            done = subprocess.CompletedProcess(
+                proc.args, returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace")
             )
-        except subprocess.TimeoutExpired as exc:
-            raise UserSetupError(
-                f"rabbitmqctl {shown} did not finish within {self.timeout_s:g} s: is the node up?"
-            ) from exc
         if done.returncode != 0:
             detail = _ANSI.sub("", done.stderr.strip() or done.stdout.strip()).splitlines()
             raise UserSetupError(

@@ -8,13 +8,13 @@ cannot be closed on the sender's side alone).
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections import Counter
 
 import pytest
 
+from tests.conftest import rabbitmqctl
 from tests.support.amqp import UpstreamSystem, body_json, dead_letter_reader, declare_routes, inbox_reader, queue_depth, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
@@ -132,6 +132,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_loses_nothing(broker_url, worker
     assert sum(effects(inbox, key).values()) == 1000  # a clean stop repeats nothing
 
 
+@pytest.mark.broker_restart
 def test_dropped_connections_and_a_broker_restart_mid_stream(broker_url, vhost, tmp_path, pms):
     key = uuid.uuid4().hex
     inbox = inbox_reader(broker_url)
@@ -142,15 +143,14 @@ def test_dropped_connections_and_a_broker_restart_mid_stream(broker_url, vhost, 
     worker.start()
     wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 2900, timeout=60, interval=0.01,
              what="the worker well into the stream")
-    subprocess.run(["rabbitmqctl", "close_all_connections", "-p", vhost, "test: dropped connection"], check=True,
-                   capture_output=True, timeout=60)
+    rabbitmqctl("close_all_connections", "-p", vhost, "test: dropped connection")
     depth = queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue)
     wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < depth - 100, timeout=60,
              what="progress after the drop")
-    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    rabbitmqctl("stop_app", timeout=120)
     time.sleep(1)
-    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
+    rabbitmqctl("start_app", timeout=120)
+    rabbitmqctl("await_startup", timeout=120)
     try:
         assert queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) > 0, "the restart came too late to prove anything"
         wait_for(lambda: len(effects(inbox, key)) == 3000, timeout=120, what="all delivered after the restart")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from kombu import Connection
 
 from routes import ROUTES
-from tests.conftest import BROKER_HOST, rabbitmqctl
+from tests.conftest import BROKER_HOST, ensure_empty_vhost
 from workers import cli_ops, topology, users
 from workers.simulate import EXAMPLES_DIR, example_path, simulate
 
@@ -25,13 +25,10 @@ SYSTEMS = sorted({r.source.system for r in ROUTES})
 @pytest.fixture(scope="module")
 def sim_vhost():
     """A vhost of this module's own with the real routes declared (their queue names are fixed)."""
-    name = f"gridbus-test-sim-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    name = ensure_empty_vhost("gridbus-test-sim")
     with Connection(f"amqp://guest:guest@{BROKER_HOST}:5672/{name}") as conn:
         topology.declare(conn.default_channel, topology.derive(ROUTES))
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    return name
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +39,10 @@ def sim_url(sim_vhost) -> str:
 @pytest.fixture(scope="module")
 def credentials(sim_vhost):
     """The systems' users (prefixed so they never touch real users), created once."""
-    created = users.ensure_system_users(sim_vhost, SYSTEMS, prefix=f"t{uuid.uuid4().hex[:6]}-")
-    yield {u.system: (u.username, u.password) for u in created}
-    users.delete_users([u.username for u in created])
+    created = users.ensure_system_users(
+        sim_vhost, SYSTEMS, {s: "gridbus-test" for s in SYSTEMS}, prefix="gridbus-test-sim-"
+    )
+    return {u.system: (u.username, u.password) for u in created}
 
 
 def take_all(url: str, queue: str, expected: int, timeout: float = 10.0) -> list:

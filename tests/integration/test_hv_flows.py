@@ -1,0 +1,205 @@
+"""The four high-voltage new-installation flows end to end: pika publishers as the upstream
+systems, the real RabbitMQ, the worker, the command center's SOAP stub over HTTP, marketing's
+inbox and the canonical events exchange."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Queue
+
+from adapters.soap import SoapAdapter, contract_path
+from adapters.soap_stub import SoapStub
+from routes import naming
+from routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from routes.model import RetryPolicy
+from tests.support.amqp import QueueReader, UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
+from workers import headers as H
+from workers.store import Store
+
+pytestmark = pytest.mark.broker
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
+FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+ROUTES = tuple(replace(r, retry=FAST) for r in (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED))
+SUPPLY, ENERGIZATION, BLACK_MAP, PLAN = ROUTES
+
+
+@pytest.fixture
+def stub():
+    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd") as s:
+        yield s
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def events_tap(broker_url):
+    """A queue bound to every canonical event, as a consuming adapter would have."""
+    name = f"test.events.{uuid.uuid4().hex[:8]}"
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        channel.exchange_declare(naming.EVENTS_EXCHANGE, "topic", durable=True, auto_delete=False)
+        Queue(name, durable=True)(channel).declare()
+        channel.queue_bind(name, naming.EVENTS_EXCHANGE, "#")
+    return QueueReader(broker_url, name)
+
+
+@pytest.fixture
+def systems(vhost, system_users):
+    opened = {s: UpstreamSystem(vhost, *system_users[s]) for s in ("mkt", "pms", "cmd")}
+    yield opened
+    for system in opened.values():
+        system.close()
+
+
+def worker_for(broker_url, store, stub):
+    cmd = SoapAdapter("cmd", contract_path("cmd/CommandCenterService.wsdl"), stub.url, timeout_s=5)
+    return running_worker(ROUTES, broker_url, store, {"cmd": cmd})
+
+
+def publish(systems, route, body: bytes, **kwargs) -> str:
+    system = systems[route.source.system]
+    content_type = "application/json" if body.lstrip().startswith(b"{") else "application/xml"
+    return system.publish(route.source.exchange, route.source.routing_key, body,
+                          message_type=route.contract.message_type, content_type=content_type, **kwargs)
+
+
+def example(name: str) -> bytes:
+    return (EXAMPLES / name).read_bytes()
+
+
+def unique_application(body: bytes, application_no: str) -> bytes:
+    return body.replace(b"HV2026110300017", application_no.encode())
+
+
+def energization(application_no: str, revision: int) -> bytes:
+    doc = json.loads(example("mkt.EnergizationTimeSet.json"))
+    doc.update(application_no=application_no, revision=revision,
+               intended_energization_time=f"2026-12-{10 + revision:02d}T09:30:00+08:00")
+    return json.dumps(doc).encode()
+
+
+def events_for(tap, correlation_id):
+    return tap.where(lambda m: m.properties.get("correlation_id") == correlation_id)
+
+
+def test_supply_plan_published_three_times_has_one_effect_and_one_event(broker_url, store, stub, systems, events_tap):
+    body = example("mkt.SupplyPlanPushed.json")
+    message_id = str(uuid.uuid4())
+    with worker_for(broker_url, store, stub) as worker:
+        for _ in range(3):
+            publish(systems, SUPPLY, body, message_id=message_id, correlation_id=message_id)
+        wait_for(lambda: worker.counts.get("delivered", 0) + worker.counts.get("duplicate", 0) == 3, what="3 outcomes")
+    applied = [c for c in stub.calls if c.applied]
+    assert len(applied) == 1
+    assert applied[0].payload["ApplicationNo"] == "HV2026110300017"
+    assert applied[0].payload["CustomerName"]  # Chinese text made it through SOAP
+    events = events_for(events_tap, message_id)
+    assert [e.delivery_info["routing_key"] for e in events] == ["SupplyPlan.created"]
+    assert b"http://iec.ch/TC57/2011/schema/message" in events[0].body
+
+
+def test_energization_revisions_1_3_2_reach_the_command_center_as_1_and_3(broker_url, store, stub, systems):
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    with worker_for(broker_url, store, stub) as worker:
+        for n, revision in enumerate((1, 3, 2), start=1):
+            publish(systems, ENERGIZATION, energization(application, revision))
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"revision {revision} settled")
+        assert worker.counts == {"delivered": 2, "superseded": 1}
+    revisions = [c.payload["Revision"] for c in stub.effects("ReceiveEnergizationTime")
+                 if c.payload["ApplicationNo"] == application]
+    assert [int(r) for r in revisions] == [1, 3]
+
+
+def test_command_center_down_for_a_while_then_everything_delivered_once(broker_url, store, stub, systems):
+    stub.fail_for(2.0, "http503")
+    applications = [f"HV{uuid.uuid4().int % 10**13:013d}" for _ in range(10)]
+    with worker_for(broker_url, store, stub) as worker:
+        ids = [publish(systems, SUPPLY, unique_application(example("mkt.SupplyPlanPushed.json"), a)) for a in applications]
+        wait_for(lambda: worker.counts.get("delivered", 0) == 10, timeout=30, what="all delivered after the outage")
+        assert worker.counts.get("retry-scheduled", 0) >= 1
+        assert worker.counts.get("dead-lettered", 0) == 0
+    applied = sorted(c.payload["ApplicationNo"] for c in stub.calls if c.applied)
+    assert applied == sorted(applications)
+    assert [m for m in dead_letter_reader(broker_url, SUPPLY).drain() if m.properties["message_id"] in ids] == []
+
+
+def test_soap_client_fault_is_dead_lettered_at_once_with_the_fault(broker_url, store, stub, systems):
+    stub.fail_next(1, "soap_client_fault")
+    with worker_for(broker_url, store, stub) as worker:
+        message_id = publish(systems, SUPPLY, example("mkt.SupplyPlanPushed.json"))
+        wait_for(lambda: worker.counts.get("dead-lettered") == 1, what="dead letter")
+    [dead] = dead_letter_reader(broker_url, SUPPLY).where(lambda m: m.properties["message_id"] == message_id)
+    assert dead.headers[H.ERROR_TYPE] == "delivery-refused"
+    assert "ReceiveSupplyPlan" in dead.headers[H.ERROR_MESSAGE]
+    assert dead.body == example("mkt.SupplyPlanPushed.json")
+
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE BlackMapPublished [<!ENTITY x SYSTEM "file:///etc/passwd">]>
+<BlackMapPublished xmlns="urn:gridbus:pms:black-map:1"><ApplicationNo>&x;</ApplicationNo></BlackMapPublished>"""
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<BlackMapPublished xmlns="urn:gridbus:pms:black-map:1"><ApplicationNo>&lol3;</ApplicationNo></BlackMapPublished>"""
+
+
+def bad_black_maps() -> dict[str, tuple[bytes, str]]:
+    good = example("pms.BlackMapPublished.xml")
+    gbk = example("pms.BlackMapPublished.gbk.xml")
+    return {
+        "malformed": (good[: len(good) // 2], "malformed"),
+        "wrong-namespace": (good.replace(b"black-map:1", b"black-map:2"), "version 1"),
+        "missing-field": (good.replace(b"<Reviewer>", b"<!-- --><Reviewer>").replace(
+            good[good.index(b"<GraphId>"): good.index(b"</GraphId>") + len(b"</GraphId>")], b""), "GraphId"),
+        "encoding-lie": (gbk.replace(b'encoding="GBK"', b'encoding="UTF-8"'), "UTF-8"),
+        "xxe": (XXE, "DOCTYPE"),
+        "entity-expansion": (LAUGHS, "DOCTYPE"),
+        "oversized": (good.replace(b"<Reviewer>", b"<!--" + b"x" * (1024 * 1024) + b"--><Reviewer>"), "exceeds"),
+    }
+
+
+def test_bad_black_maps_are_dead_lettered_with_reasons_and_good_ones_flow(broker_url, store, stub, systems):
+    cases = bad_black_maps()
+    inbox = inbox_reader(broker_url)
+    correlation = str(uuid.uuid4())
+    with worker_for(broker_url, store, stub) as worker:
+        ids = {}
+        for name, (body, _) in cases.items():
+            ids[name] = publish(systems, BLACK_MAP, body)
+            publish(systems, BLACK_MAP, example("pms.BlackMapPublished.gbk.xml"), correlation_id=correlation)
+        wait_for(lambda: worker.counts.get("dead-lettered", 0) == len(cases), what="bad ones dead-lettered")
+        wait_for(lambda: worker.counts.get("delivered", 0) == len(cases), what="good ones delivered")
+    dead = {m.properties["message_id"]: m for m in dead_letter_reader(broker_url, BLACK_MAP).drain()}
+    for name, (body, says) in cases.items():
+        letter = dead[ids[name]]
+        assert letter.headers[H.ERROR_TYPE] == "contract-violation", name
+        assert says.lower() in letter.headers[H.ERROR_MESSAGE].lower(), (name, letter.headers[H.ERROR_MESSAGE])
+        assert letter.body == body, name
+    notices = inbox.where(lambda m: m.properties.get("correlation_id") == correlation)
+    assert len(notices) == len(cases)
+    notice = json.loads(notices[0].body)
+    assert notice["substation"] == "杭州110kV文一变"  # GBK in, UTF-8 JSON out, Chinese intact
+
+
+def test_plan_change_reaches_marketing_and_the_events_exchange(broker_url, store, stub, systems, events_tap):
+    inbox = inbox_reader(broker_url)
+    with worker_for(broker_url, store, stub) as worker:
+        message_id = publish(systems, PLAN, example("cmd.PlanChanged.xml"), correlation_id="plan-corr")
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="delivered")
+    [notice] = inbox.where(lambda m: m.properties.get("correlation_id") == "plan-corr")
+    assert notice.properties["type"] == "PlanChangeNotice"
+    assert json.loads(notice.body)["plan_revision"] >= 1
+    [event] = events_for(events_tap, "plan-corr")
+    assert event.delivery_info["routing_key"] == "SupplyPlan.changed"
+    assert message_id not in (notice.properties["message_id"], event.properties["message_id"])
