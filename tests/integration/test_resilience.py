@@ -101,7 +101,7 @@ def test_sigkill_mid_stream_then_restart_delivers_everything_once(broker_url, wo
     inbox, dlq = inbox_reader(broker_url), dead_letter_reader(broker_url, AMQP_ONLY_NOTES)
     publish(pms, key, [f"n{i}" for i in range(2000)])
     worker.start()
-    wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 1500, timeout=60, interval=0.01,
+    wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 1500, timeout=60, interval=0.02,
              what="the worker well into the stream")
     worker.kill()
     delivered_before_restart = len(effects(inbox, key))
@@ -123,7 +123,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_loses_nothing(broker_url, worker
     inbox = inbox_reader(broker_url)
     publish(pms, key, [f"n{i}" for i in range(1000)])
     worker.start()
-    wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 700, timeout=60, interval=0.01,
+    wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 700, timeout=60, interval=0.02,
              what="the worker well into the stream")
     assert worker.terminate(timeout=30) == 0
     worker.start()
@@ -141,7 +141,7 @@ def test_dropped_connections_and_a_broker_restart_mid_stream(broker_url, vhost, 
     worker = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/store.sqlite3", ROUTES_MODULE, tmp_path,
                            gridbus_batch_size=2, gridbus_prefetch=4)
     worker.start()
-    wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 2900, timeout=60, interval=0.01,
+    wait_for(lambda: queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue) < 2900, timeout=60, interval=0.02,
              what="the worker well into the stream")
     rabbitmqctl("close_all_connections", "-p", vhost, "test: dropped connection")
     depth = queue_depth(broker_url, AMQP_ONLY_NOTES.work_queue)

@@ -63,6 +63,39 @@ class UpstreamSystem:
                 pass  # the broker dropped it already (tests that drop connections)
 
 
+_SHARED: dict[str, Connection] = {}
+
+
+@contextmanager
+def shared_channel(broker_url: str):
+    """A channel on one long-lived connection per broker URL.
+
+    Tests poll queues many times a second; opening a connection for each poll would put the
+    broker through thousands of handshakes a minute for nothing.
+    """
+    for attempt in (1, 2):
+        conn = _SHARED.get(broker_url)
+        try:
+            if conn is None:
+                conn = Connection(broker_url, connect_timeout=10)
+                conn.ensure_connection(max_retries=3)
+                _SHARED[broker_url] = conn
+            channel = conn.channel()
+        except Exception:  # noqa: BLE001 - a dropped connection: open a new one once
+            _SHARED.pop(broker_url, None)
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield channel
+        finally:
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001 - the channel may have been closed by a broker error
+                _SHARED.pop(broker_url, None)
+        return
+
+
 class QueueReader:
     """Takes every message off a queue and keeps it (acked), for assertions."""
 
@@ -72,8 +105,8 @@ class QueueReader:
         self.messages: list = []
 
     def drain(self) -> list:
-        with Connection(self.broker_url) as conn:
-            q = Queue(self.queue, no_declare=True)(conn.channel())
+        with shared_channel(self.broker_url) as channel:
+            q = Queue(self.queue, no_declare=True)(channel)
             while (m := q.get(no_ack=False)) is not None:
                 m.ack()
                 self.messages.append(m)
@@ -132,5 +165,5 @@ def declare_routes(broker_url: str, routes) -> None:
 
 def queue_depth(broker_url: str, queue: str) -> int:
     """Messages ready in ``queue`` (not counting those delivered and unacked)."""
-    with Connection(broker_url) as conn:
-        return conn.channel().queue_declare(queue=queue, passive=True).message_count
+    with shared_channel(broker_url) as channel:
+        return channel.queue_declare(queue=queue, passive=True).message_count
