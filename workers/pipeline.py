@@ -120,19 +120,25 @@ class Pipeline:
                 f"{route.source.routing_key!r}), which carries {expected!r}"
             )
 
-    def start(self, d: Delivery) -> None:
-        """Run the checks and the steps; sets ``d.outcome`` or ``d.error``. Async steps leave tickets."""
+    def start(self, d: Delivery, known: tuple[str | None, set[str]] | None = None) -> None:
+        """Run the checks and the steps; sets ``d.outcome`` or ``d.error``. Async steps leave tickets.
+
+        known: the message's outcome and recorded steps when the caller looked them up for a
+        whole batch at once; looked up here otherwise.
+        """
         route = d.route
         try:
             self.check(d)
-            if self.store.outcome(route.name, d.message_id) is not None:
+            if known is None:
+                known = (self.store.outcome(route.name, d.message_id), self.store.steps_done(route.name, d.message_id))
+            outcome, done = known
+            if outcome is not None:
                 d.outcome = "duplicate"
                 return
             message = self._decode(d)
             if route.supersession is not None and not self._claim(route, message, d.message_id):
                 d.outcome = "superseded"
                 return
-            done = self.store.steps_done(route.name, d.message_id)
             now = self.clock()
             for step in route.steps:
                 if step.name not in done:

@@ -212,6 +212,7 @@ class Worker:
         self._busy_since = time.monotonic()
         try:
             seen: set[tuple[str, str]] = set()
+            known = {} if suspect else self.store.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
             for d in batch:
                 key = (d.route.name, d.message_id or "")
                 if d.message_id and key in seen:
@@ -220,14 +221,13 @@ class Worker:
                 seen.add(key)
                 if suspect and d.message_id and self._is_poison(d):
                     continue  # a finished message is a duplicate, never poison: see _is_poison
-                self.pipeline.start(d)
+                self.pipeline.start(d, known.get(key))
             self._settle_outputs(batch)
             for d in batch:
                 if d.error is not None:
                     self._send_copy(d)
             settled = self.publisher().wait() if any(d.settle_ticket for d in batch) else {}
-            for d in batch:
-                self._finish(d, settled)
+            self._settle_messages(batch, settled)
             if suspect:
                 for d in batch:
                     if d.message_id and d.outcome != "requeued":
@@ -305,12 +305,25 @@ class Worker:
             exchange=exchange, routing_key=routing_key, body=d.body, properties=properties, headers=headers
         )
 
-    def _finish(self, d: Delivery, settled: dict) -> None:
-        if d.settle_ticket is not None and settled.get(d.settle_ticket, ConfirmTimeout("unknown")) is not None:
-            d.message.reject(requeue=True)  # the copy did not make it: keep the original
-            d.outcome = "requeued"
+    def _settle_messages(self, batch: list[Delivery], settled: dict) -> None:
+        """Requeue what could not be settled, ack the rest (on RabbitMQ with one multiple-ack:
+        every earlier delivery on the channel is settled by now, as batches run in order)."""
+        to_ack = []
+        for d in batch:
+            if d.settle_ticket is not None and settled.get(d.settle_ticket, ConfirmTimeout("unknown")) is not None:
+                d.message.reject(requeue=True)  # the copy did not make it: keep the original
+                d.outcome = "requeued"
+            else:
+                to_ack.append(d)
+        if self._amqp and to_ack:
+            max(to_ack, key=lambda d: d.message.delivery_tag).message.ack(multiple=True)
         else:
-            d.message.ack()
+            for d in to_ack:
+                d.message.ack()
+        for d in batch:
+            self._log_outcome(d)
+
+    def _log_outcome(self, d: Delivery) -> None:
         self.counts[d.outcome] = self.counts.get(d.outcome, 0) + 1
         fields = dict(
             message_id=d.message_id,

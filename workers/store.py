@@ -110,6 +110,22 @@ class Store:
         rows = self._one("SELECT step FROM effects WHERE route = {p} AND message_id = {p}", (route, message_id))
         return {r[0] for r in rows}
 
+    def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str | None, set[str]]]:
+        """Outcome and recorded steps of many (route, message_id) pairs in two queries."""
+        keys = set(keys)
+        found: dict[tuple[str, str], tuple[str | None, set[str]]] = {k: (None, set()) for k in keys}
+        ids = sorted({mid for _, mid in keys})
+        if not ids:
+            return found
+        marks = ", ".join([self._p] * len(ids))
+        for route, mid, outcome in self._one(f"SELECT route, message_id, outcome FROM outcomes WHERE message_id IN ({marks})", tuple(ids)):
+            if (route, mid) in found:
+                found[(route, mid)] = (outcome, found[(route, mid)][1])
+        for route, mid, step in self._one(f"SELECT route, message_id, step FROM effects WHERE message_id IN ({marks})", tuple(ids)):
+            if (route, mid) in found:
+                found[(route, mid)][1].add(step)
+        return found
+
     def latest_revision(self, route: str, key: str) -> int | None:
         rows = self._one("SELECT revision FROM revisions WHERE route = {p} AND key = {p}", (route, key))
         return rows[0][0] if rows else None

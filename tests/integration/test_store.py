@@ -1,0 +1,132 @@
+"""The store on SQLite and on the real PostgreSQL, and workers competing on one queue."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, wait_for
+from tests.support.processes import WorkerProcess
+from tests.support.routes import AMQP_ONLY_NOTES, note_body
+from workers.store import Store
+
+
+@pytest.fixture
+def pg_schema_url(pg_url):
+    """A schema of this test's own in the test database, dropped afterwards."""
+    schema = f"gridbus_t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.sqlite3"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    s = Store(url)
+    yield s
+    s.close()
+
+
+def test_effects_and_outcomes_are_recorded_once(store):
+    assert store.outcome("r", "m1") is None and store.steps_done("r", "m1") == set()
+    store.record(effects=[("r", "m1", "a")])
+    store.record(effects=[("r", "m1", "a"), ("r", "m1", "b")], outcomes=[("r", "m1", "delivered")])
+    store.record(outcomes=[("r", "m1", "superseded")])  # the first outcome stands
+    assert store.steps_done("r", "m1") == {"a", "b"}
+    assert store.outcome("r", "m1") == "delivered"
+    assert store.outcome("other-route", "m1") is None
+
+
+def test_revisions_are_claimed_newest_first(store):
+    assert store.claim_revision("r", "HV1", 1, "m1")
+    assert store.claim_revision("r", "HV1", 3, "m3")
+    assert not store.claim_revision("r", "HV1", 2, "m2")
+    assert not store.claim_revision("r", "HV1", 3, "m3-other")  # same revision, another message
+    assert store.claim_revision("r", "HV1", 3, "m3")  # the same message again (a retry)
+    assert store.latest_revision("r", "HV1") == 3
+    assert store.claim_revision("r", "HV2", 2, "m4")  # keys are independent
+
+
+def test_processing_starts_are_counted_until_the_message_ends(store):
+    assert [store.begin_attempt("r", "m") for _ in range(3)] == [1, 2, 3]
+    store.end_attempt("r", "m")
+    assert store.begin_attempt("r", "m") == 1
+
+
+def test_old_entries_are_purged_after_the_retention(store):
+    store.record(effects=[("r", "m", "a")], outcomes=[("r", "m", "delivered")])
+    assert store.purge_older_than(3600) == 0
+    assert store.purge_older_than(-1) == 2
+    assert store.outcome("r", "m") is None
+
+
+def test_concurrent_claims_on_postgresql_have_one_winner_per_revision(pg_schema_url):
+    stores = [Store(pg_schema_url) for _ in range(4)]
+    wins: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def claim(i, s):
+        barrier.wait()
+        if s.claim_revision("r", "HV9", 5, f"m{i}"):
+            wins.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i, s)) for i, s in enumerate(stores)]
+    [t.start() for t in threads]
+    [t.join(10) for t in threads]
+    assert len(wins) == 1
+    for s in stores:
+        s.close()
+
+
+def test_unknown_store_url_is_refused_with_the_accepted_forms():
+    with pytest.raises(ValueError, match="sqlite:/// or postgresql://"):
+        Store("mysql://nope")
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_two_workers_compete_on_one_queue_with_a_shared_postgresql_store(broker_url, vhost, system_users,
+                                                                         pg_schema_url, tmp_path):
+    declare_routes(broker_url, [AMQP_ONLY_NOTES])
+    pms = UpstreamSystem(vhost, *system_users["pms"])
+    key = uuid.uuid4().hex
+    message_id = str(uuid.uuid4())
+    try:
+        ids = [pms.publish("pms.out", "note.amqp", note_body(key, f"n{i}"), message_type="Note") for i in range(1000)]
+        for _ in range(3):  # one message re-sent: whichever worker gets a copy must see the others
+            pms.publish("pms.out", "note.amqp", note_body(key, "resent"), message_type="Note", message_id=message_id)
+    finally:
+        pms.close()
+    workers = [
+        WorkerProcess(broker_url, pg_schema_url, "tests.support.routes:SUBPROCESS_ROUTES", tmp_path / f"w{i}",
+                      gridbus_prefetch=20, gridbus_batch_size=10)
+        for i in range(2)
+    ]
+    inbox = inbox_reader(broker_url)
+    for w in workers:
+        w.tmp_path.mkdir()
+        w.start()
+    try:
+        mine = lambda: inbox.where(lambda m: body_json(m)["key"] == key)  # noqa: E731
+        wait_for(lambda: len({m.properties["message_id"] for m in mine()}) == 1001, timeout=90, what="all delivered")
+        for w in workers:
+            assert w.terminate() == 0
+    finally:
+        for w in workers:
+            w.close()
+    logs = [w.logs() for w in workers]
+    assert all(log.count('"outcome": "delivered"') > 50 for log in logs), "both workers should have taken a share"
+    assert sum(log.count('"outcome": "delivered"') for log in logs) == 1001
+    with psycopg.connect(pg_schema_url) as conn:
+        delivered = conn.execute("SELECT count(*) FROM outcomes WHERE outcome = 'delivered'").fetchone()[0]
+    assert delivered == 1001
+    assert len(ids) == 1000
