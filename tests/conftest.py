@@ -70,6 +70,15 @@ def delete_all_queues(vhost: str) -> None:
 TEST_VHOSTS = ("gridbus-test", "gridbus-test-fresh", "gridbus-test-sim")
 
 
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test():
+    """A worker process left running by a failed test would consume the next test's messages."""
+    yield
+    from tests.support.processes import kill_leftovers
+
+    kill_leftovers()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _drop_the_modules_queues(request):
     """Delete every queue a test module left behind, once the module is done.

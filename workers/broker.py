@@ -61,6 +61,11 @@ class Publisher:
         self._seq = 0
         self._channel = connection.channel()
         if self.confirms:
+            # py-amqp drains the socket before every publish when the connection announced
+            # connection.blocked; the broker still sends its blocked/unblocked notices, which
+            # ``wait`` reads with the confirms, once per batch instead of once per message.
+            properties = connection.connection.client_properties
+            properties["capabilities"] = {**properties.get("capabilities", {}), "connection.blocked": False}
             self._channel.confirm_select()
             self._channel.events["basic_ack"].add(self._on_ack)
             self._channel.events["basic_nack"].add(self._on_nack)

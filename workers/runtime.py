@@ -130,7 +130,6 @@ class Worker:
                 return
             except _recoverable(consumer_conn, publisher_conn) as exc:
                 log.warning("broker.connection_lost", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff, exc_info=True)
-                self._buffer.clear()  # unacked: the broker delivers them again
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
@@ -141,6 +140,9 @@ class Worker:
                             conn.release()
                         except Exception:  # noqa: BLE001 - the connection may be dead already
                             pass
+                # Closing a connection reads what the broker still sends, deliveries included:
+                # they belong to the closed channel and will come again on the next one.
+                self._buffer = []
 
     def _serve(self, consumer_conn, publisher_conn, until, idle_timeout_s) -> None:
         channel = consumer_conn.channel()

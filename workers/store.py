@@ -34,6 +34,8 @@ _SCHEMA = [
         route TEXT NOT NULL, message_id TEXT NOT NULL, starts INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (route, message_id))""",
     "CREATE INDEX IF NOT EXISTS effects_at ON effects (at)",
+    "CREATE INDEX IF NOT EXISTS effects_message ON effects (message_id)",
+    "CREATE INDEX IF NOT EXISTS outcomes_message ON outcomes (message_id)",
     "CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at)",
 ]
 
@@ -70,6 +72,8 @@ class Store:
         else:
             raise ValueError(f"GRIDBUS_STORE_URL must start with sqlite:/// or postgresql://, got {url!r}")
         with self.transaction() as cur:
+            if self._p == "%s":  # PostgreSQL: workers starting together must not race on CREATE TABLE
+                cur.execute("SELECT pg_advisory_xact_lock(7471990214)")
             for statement in _SCHEMA:
                 cur.execute(statement)
 

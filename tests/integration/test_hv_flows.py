@@ -203,3 +203,25 @@ def test_plan_change_reaches_marketing_and_the_events_exchange(broker_url, store
     [event] = events_for(events_tap, "plan-corr")
     assert event.delivery_info["routing_key"] == "SupplyPlan.changed"
     assert message_id not in (notice.properties["message_id"], event.properties["message_id"])
+
+
+def test_replay_after_the_cause_is_fixed_delivers_once(broker_url, store, stub, systems):
+    from workers import dlq
+
+    stub.fail_when(lambda payload: True, "soap_client_fault")  # the command center refuses everything
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    body = unique_application(example("mkt.SupplyPlanPushed.json"), application)
+    with worker_for(broker_url, store, stub) as worker:
+        message_id = publish(systems, SUPPLY, body)
+        wait_for(lambda: worker.counts.get("dead-lettered") == 1, what="dead letter")
+        assert [c for c in stub.calls if c.applied] == []
+        stub.clear_faults()  # the cause is fixed
+        result = dlq.replay(broker_url, ROUTES, ids=[message_id])
+        assert len(result.replayed) == 1
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="delivered after replay")
+        # A second replay finds nothing: the dead letter was moved, not copied.
+        again = dlq.replay(broker_url, ROUTES, ids=[message_id])
+        assert again.replayed == [] and message_id in again.ids_not_found
+    applied = [c for c in stub.calls if c.applied and c.payload["ApplicationNo"] == application]
+    assert len(applied) == 1
+    assert dlq.show(broker_url, ROUTES, message_id=message_id) == []

@@ -11,6 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+_LIVE: set["WorkerProcess"] = set()
+
+
+def kill_leftovers() -> int:
+    """Kill every worker process a test started and left running (a failed test, say)."""
+    leftovers = [w for w in _LIVE if w.alive()]
+    for worker in leftovers:
+        worker.kill()
+    _LIVE.clear()
+    return len(leftovers)
+
+
 class WorkerProcess:
     def __init__(self, broker_url: str, store_url: str, routes_module: str, tmp_path: Path, **env):
         self.args = [sys.executable, "-c", "from workers.cli import main; main()", "worker", "--routes-module", routes_module]
@@ -34,6 +46,7 @@ class WorkerProcess:
         self.runs += 1
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        _LIVE.add(self)
         return self
 
     def alive(self) -> bool:
