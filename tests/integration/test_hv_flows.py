@@ -19,7 +19,6 @@ from routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_C
 from routes.model import RetryPolicy
 from tests.support.amqp import QueueReader, UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from workers import headers as H
-from workers.store import Store
 
 pytestmark = pytest.mark.broker
 
@@ -33,13 +32,6 @@ SUPPLY, ENERGIZATION, BLACK_MAP, PLAN = ROUTES
 def stub():
     with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd") as s:
         yield s
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/store.sqlite3")
-    yield s
-    s.close()
 
 
 @pytest.fixture

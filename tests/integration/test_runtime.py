@@ -20,16 +20,8 @@ from tests.support.amqp import (
 from tests.support.fakes import RecordingAdapter
 from tests.support.routes import NOTES, REVISED_NOTES, ROUTES, note_body
 from workers import headers as H
-from workers.store import Store
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/store.sqlite3")
-    yield s
-    s.close()
 
 
 @pytest.fixture
