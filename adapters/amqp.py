@@ -14,6 +14,11 @@ from workers.broker import Publisher
 from workers.errors import TransientDeliveryError
 
 
+#: Systems that receive from gridbus over AMQP, each through ``<system>.in`` into
+#: ``<system>.in.inbox`` (the others are reached over SOAP). The topology declares their inboxes.
+AMQP_TARGET_SYSTEMS = ("mkt",)
+
+
 class AmqpAdapter:
     """Publishes mapped outputs to ``exchange``; the routing key is the step's operation.
 
@@ -70,7 +75,7 @@ class AmqpAdapter:
 
 def build_amqp_adapters(publisher: Callable[[], Publisher]) -> dict[str, AmqpAdapter]:
     return {
-        "mkt": AmqpAdapter("mkt", naming.system_inbox_exchange("mkt"), publisher),
+        **{s: AmqpAdapter(s, naming.system_inbox_exchange(s), publisher) for s in AMQP_TARGET_SYSTEMS},
         "events": AmqpAdapter(
             "events", naming.EVENTS_EXCHANGE, publisher, mandatory=False, routing_key_from_output=True
         ),

@@ -14,12 +14,16 @@ RETRY = RetryPolicy(attempts=8, first_delay_s=5, max_delay_s=600)
 EVENTS = Target("events")
 
 
-def application_no(message: EnergizationTimeSet) -> str:
+def application_no(message: EnergizationTimeSet | PlanChanged) -> str:
     return message.application_no
 
 
 def energization_time_revision(message: EnergizationTimeSet) -> int:
     return message.revision
+
+
+def plan_revision(message: PlanChanged) -> int:
+    return message.plan_revision
 
 
 SUPPLY_PLAN_PUSHED = Route(
@@ -65,6 +69,8 @@ PLAN_CHANGED = Route(
         Step("event", events.plan_changed, EVENTS),
     ),
     retry=RETRY,
+    # Marketing must see the newest plan revision: an older one arriving late is not forwarded.
+    supersession=Supersession(key=application_no, revision=plan_revision),
 )
 
 ROUTES = (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED)

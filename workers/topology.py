@@ -14,6 +14,7 @@ from typing import Iterable
 
 from kombu import Exchange, Queue
 
+from adapters.amqp import AMQP_TARGET_SYSTEMS
 from routes import naming
 from routes.model import Route
 
@@ -21,8 +22,6 @@ from routes.model import Route
 #: poison guard (``Route.max_crashes``, counted in the store) acts first; this catches the rest.
 BROKER_DELIVERY_LIMIT = 20
 
-#: Systems that receive from gridbus over AMQP (the others are reached over SOAP).
-AMQP_TARGET_SYSTEMS = ("mkt",)
 
 _AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 

@@ -109,8 +109,15 @@ def test_energization_time_later_revision_supersedes():
     assert route.supersession.key.__name__ != "<lambda>" and route.supersession.revision.__name__ != "<lambda>"
 
 
-def test_only_the_energization_time_route_is_superseded():
-    assert [r.name for r in ROUTES if r.supersession] == ["mkt.energization-time-set"]
+def test_plan_change_later_revision_supersedes():
+    route = route_by_name("cmd.plan-changed")
+    message = route.contract.decode((EXAMPLES / "cmd.PlanChanged.xml").read_bytes())
+    assert route.supersession.key(message) == "HV2026110300017"
+    assert route.supersession.revision(message) == message.plan_revision
+
+
+def test_only_revisioned_flows_are_superseded():
+    assert [r.name for r in ROUTES if r.supersession] == ["mkt.energization-time-set", "cmd.plan-changed"]
 
 
 def test_route_by_name():
