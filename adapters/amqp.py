@@ -1,7 +1,7 @@
 """AMQP targets: systems that receive over RabbitMQ (marketing) and the canonical events exchange.
 
 Deliveries are published with confirms through the worker's publisher; ``send`` starts one and
-``flush`` waits for the broker's answers, so a batch of messages costs one confirm round trip.
+the runtime waits for the broker's answers once per batch, so a batch costs one confirm round trip.
 """
 
 from __future__ import annotations
@@ -60,12 +60,10 @@ class AmqpAdapter:
             mandatory=self.mandatory,
         )
 
-    def flush(self) -> dict[int, Exception | None]:
-        return self._publisher().wait()
-
     def deliver(self, operation: str, output: Any, context: MappingContext) -> None:
+        """One delivery, confirmed before returning (outside the runtime's batches)."""
         ticket = self.send(operation, output, context)
-        error = self.flush().get(ticket)
+        error = self._publisher().wait().get(ticket)
         if error is not None:
             raise TransientDeliveryError(f"{self.name}: {error}") from error
 

@@ -3,7 +3,8 @@
 An adapter delivers one mapped output to one system. ``deliver`` returns when the target has
 taken responsibility for the output (a successful SOAP response, a publisher confirm) and raises
 ``TransientDeliveryError`` or ``PermanentDeliveryError`` otherwise. Adapters that can confirm
-in batches (AMQP) also offer ``send``/``flush``; the runtime uses them when present.
+in batches (AMQP) also offer ``send(operation, output, context) -> ticket``: the runtime then
+settles the tickets of a whole batch with one wait on the worker's publisher.
 """
 
 from __future__ import annotations
@@ -19,11 +20,3 @@ class Adapter(Protocol):
     def deliver(self, operation: str, output: Any, context: MappingContext) -> None: ...
 
     def close(self) -> None: ...
-
-
-class BatchAdapter(Adapter, Protocol):
-    def send(self, operation: str, output: Any, context: MappingContext) -> int:
-        """Start a delivery; returns a ticket. The outcome is known after ``flush``."""
-
-    def flush(self) -> dict[int, Exception | None]:
-        """Wait for every started delivery: ticket -> None on success, or the error."""

@@ -13,23 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
-
-
-@runtime_checkable
-class Inbound(Protocol):
-    message_type: ClassVar[str]
-
-    @classmethod
-    def decode(cls, body: bytes) -> Any: ...
-
-
-@runtime_checkable
-class Outbound(Protocol):
-    message_type: ClassVar[str]
-    content_type: ClassVar[str]
-
-    def encode(self) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from workers.errors import TransientDeliveryError
 
 
 def is_amqp(connection: Connection) -> bool:
-    return connection.transport_cls in ("amqp", "pyamqp", "py-amqp") or connection.transport.driver_type == "amqp"
+    return connection.transport.driver_type == "amqp"
 
 
 def connect(url: str, *, connect_timeout: float = 10.0) -> Connection:
@@ -159,13 +159,6 @@ class Publisher:
         settled = {tag: p.error for tag, p in self._pending.items()}
         self._pending.clear()
         return settled
-
-    def publish_and_wait(self, **kwargs) -> None:
-        """Publish one message and raise if the broker did not take it."""
-        ticket = self.publish(**kwargs)
-        error = self.wait().get(ticket)
-        if error is not None:
-            raise error
 
     def close(self) -> None:
         try:

@@ -25,7 +25,7 @@ from kombu import Connection
 from routes import naming
 from routes.model import Route
 from workers import headers as H
-from workers.dead_letter import UNROUTED, UNROUTED_ERROR_TYPE, DeadLetter, Death, letter_from  # noqa: F401 - re-exported
+from workers.dead_letter import UNROUTED, UNROUTED_ERROR_TYPE, DeadLetter, letter_from
 
 #: Headers the broker sets; a replayed copy never carries them into the work queue.
 _BROKER_HEADERS = (H.X_DEATH, H.DELIVERY_COUNT)

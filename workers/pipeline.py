@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import tenacity
+
 from contracts.base import MappingContext
 from routes import naming
 from routes.model import Route, Step
@@ -93,6 +95,7 @@ class Pipeline:
         self.store = store
         self.adapters = adapters
         self.clock = clock
+        self._retrying: dict[str, tenacity.Retrying] = {}
 
     def check(self, d: Delivery) -> None:
         route = d.route
@@ -189,20 +192,23 @@ class Pipeline:
         self._deliver_now(adapter, step, output, context, route)
         self.store.record(effects=[(route.name, d.message_id, step.name)])
 
-    @staticmethod
-    def _deliver_now(adapter, step: Step, output, context: MappingContext, route: Route) -> None:
+    def _deliver_now(self, adapter, step: Step, output, context: MappingContext, route: Route) -> None:
         """Synchronous delivery with a few quick in-process tries on transient errors."""
-        import tenacity
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientDeliveryError),
-            stop=tenacity.stop_after_attempt(route.retry.quick_attempts),
-            wait=tenacity.wait_fixed(route.retry.quick_delay_s),
-            reraise=True,
-        )
         try:
-            retrying(adapter.deliver, step.target.operation, output, context)
+            self._quick_retry(route)(adapter.deliver, step.target.operation, output, context)
         except GridbusError:
             raise
         except Exception as exc:  # noqa: BLE001 - an unclassified adapter failure may pass: retry it
             raise TransientDeliveryError(f"step {step.name}: {type(exc).__name__}: {exc}") from exc
+
+    def _quick_retry(self, route: Route) -> tenacity.Retrying:
+        """The route's quick-retry policy, built once per route."""
+        retrying = self._retrying.get(route.name)
+        if retrying is None:
+            retrying = self._retrying[route.name] = tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(TransientDeliveryError),
+                stop=tenacity.stop_after_attempt(route.retry.quick_attempts),
+                wait=tenacity.wait_fixed(route.retry.quick_delay_s),
+                reraise=True,
+            )
+        return retrying
