@@ -1,0 +1,138 @@
+"""The unified social credit code (统一社会信用代码) check, as sales-company archives need it.
+
+A unified social credit code (GB 32100-2015) is 18 characters from ``CREDIT_CODE_CHARSET``
+(digits and capital letters without I, O, S, V, Z); a character's value is its index there.
+
+- position 1: registration authority, position 2: organisation category (not checked here);
+- positions 3-8: administrative region code, six digits;
+- positions 9-17: the organisation code (GB 11714): an eight-character body and its own check
+  character at position 17 (weights 3, 7, 9, 10, 5, 8, 4, 2; ``11 - (sum mod 11)``,
+  10 is written ``X`` and 11 is written ``0``). GB 11714 gives letters their place in the Latin
+  alphabet (A = 10 ... Z = 35), which differs from the credit-code value from J onwards;
+- position 18: the GB 32100 check character over positions 1-17 (weights ``3**i mod 31``;
+  ``31 - (sum mod 31)``, 31 is written ``0``).
+
+Because every GB 32100 weight is coprime to 31 and values lie in 0..30, changing any single
+character of a valid code always breaks the position-18 check, so no one-character slip passes.
+
+``credit_code_problems`` lists every problem found, in position order, each with a stable
+machine-readable ``code`` for feedback messages and an English ``message`` for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CREDIT_CODE_CHARSET",
+    "CodeProblem",
+    "credit_code_check_character",
+    "credit_code_problems",
+    "is_valid_credit_code",
+    "organisation_check_character",
+]
+
+#: The 31 characters a credit code may use; a character's value is its index.
+CREDIT_CODE_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+#: Length of a unified social credit code.
+CREDIT_CODE_LENGTH = 18
+
+_CREDIT_VALUE = {ch: value for value, ch in enumerate(CREDIT_CODE_CHARSET)}
+#: GB 32100 weights for positions 1-17 (3**i mod 31).
+_CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+#: GB 11714 values: digits, then the Latin alphabet A = 10 ... Z = 35.
+_ORGANISATION_VALUE = {ch: value for value, ch in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+#: GB 11714 weights for the eight characters of the organisation code body.
+_ORGANISATION_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+_DIGITS = frozenset("0123456789")
+_REGION = range(3, 9)  # 1-based positions of the region code
+_ORGANISATION_BODY = range(9, 17)  # 1-based positions checked by position 17
+
+
+@dataclass(frozen=True)
+class CodeProblem:
+    """One reason a credit code is refused.
+
+    ``code`` is one of "missing", "length", "character", "region", "organisation-check",
+    "check-character"; ``message`` says which position or character and what was expected.
+    """
+
+    code: str
+    message: str
+
+
+def credit_code_check_character(first17: str) -> str:
+    """The GB 32100 check character (position 18) for 17 characters of the charset.
+
+    Raises ``ValueError`` when ``first17`` is not 17 characters of ``CREDIT_CODE_CHARSET``.
+    """
+    if len(first17) != CREDIT_CODE_LENGTH - 1 or any(ch not in _CREDIT_VALUE for ch in first17):
+        raise ValueError(f"17 characters of {CREDIT_CODE_CHARSET} expected, got {first17!r}")
+    total = sum(_CREDIT_VALUE[ch] * weight for ch, weight in zip(first17, _CREDIT_WEIGHTS))
+    return CREDIT_CODE_CHARSET[(31 - total % 31) % 31]
+
+
+def organisation_check_character(eight: str) -> str:
+    """The GB 11714 check character (credit-code position 17) for the eight-character body.
+
+    The body may use digits and capital letters A-Z; the result is a digit or ``X``.
+    Raises ``ValueError`` for anything else.
+    """
+    if len(eight) != 8 or any(ch not in _ORGANISATION_VALUE for ch in eight):
+        raise ValueError(f"8 digits or capital letters expected, got {eight!r}")
+    total = sum(_ORGANISATION_VALUE[ch] * weight for ch, weight in zip(eight, _ORGANISATION_WEIGHTS))
+    check = 11 - total % 11
+    return "X" if check == 10 else "0" if check == 11 else str(check)
+
+
+def credit_code_problems(code: str | None) -> tuple[CodeProblem, ...]:
+    """Every problem of ``code`` as a unified social credit code, in position order; ``()`` if valid.
+
+    A missing code or one of the wrong length is reported alone, since the other checks need
+    all 18 characters. The code is taken as given: no trimming, no case folding.
+    """
+    if not code:
+        return (CodeProblem("missing", "no unified social credit code given"),)
+    if len(code) != CREDIT_CODE_LENGTH:
+        return (CodeProblem("length", f"{CREDIT_CODE_LENGTH} characters expected, got {len(code)}"),)
+
+    problems: list[CodeProblem] = []
+    bad_positions: set[int] = set()
+    for position, ch in enumerate(code, start=1):
+        if ch not in _CREDIT_VALUE:
+            bad_positions.add(position)
+            problems.append(CodeProblem("character", _character_message(position, ch)))
+        elif position in _REGION and ch not in _DIGITS:
+            problems.append(CodeProblem(
+                "region", f"position {position} is part of the region code (positions 3-8) and must be "
+                          f"a digit, got {ch!r}"))
+        elif position == 17 and bad_positions.isdisjoint(_ORGANISATION_BODY):
+            expected = organisation_check_character(code[8:16])
+            if ch != expected:
+                problems.append(CodeProblem(
+                    "organisation-check", f"position 17 must be the organisation code check character "
+                                          f"{expected!r} for positions 9-16 {code[8:16]!r}, got {ch!r}"))
+        elif position == 18 and not bad_positions:
+            expected = credit_code_check_character(code[:17])
+            if ch != expected:
+                problems.append(CodeProblem(
+                    "check-character", f"position 18 must be the check character {expected!r} "
+                                       f"for positions 1-17, got {ch!r}"))
+    return tuple(problems)
+
+
+def is_valid_credit_code(code: str | None) -> bool:
+    """True when ``code`` is a well-formed unified social credit code with both checks right."""
+    return not credit_code_problems(code)
+
+
+def _character_message(position: int, ch: str) -> str:
+    hint = ""
+    if ch.upper() in _CREDIT_VALUE:
+        hint = f" (lowercase is not accepted: use {ch.upper()!r})"
+    elif ch in "IOSVZ":
+        hint = " (I, O, S, V and Z are never used)"
+    return f"position {position} must be one of {CREDIT_CODE_CHARSET}, got {ch!r}{hint}"
