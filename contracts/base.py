@@ -11,8 +11,9 @@ keyword arguments; canonical events also offer ``routing_key`` (``<noun>.<verb>`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class MappingContext:
     correlation_id: the business conversation this message belongs to.
     source_message_id: the inbound message's id.
     now: the time of processing, timezone-aware.
+    decision: the result of the route's decision on durable state (``Route.decide``), the same
+        on every redelivery; empty for routes without one.
+    item: for a fan-out step (``Step.each``), the item this output is for.
     """
 
     route: str
@@ -33,3 +37,5 @@ class MappingContext:
     source_message_id: str
     source_system: str
     now: datetime
+    decision: Mapping[str, Any] = field(default_factory=dict)
+    item: Any = None

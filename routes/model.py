@@ -14,6 +14,10 @@ from routes import naming
 #: The upstream systems gridbus knows, by routing-key prefix.
 SYSTEMS = ("tc", "mkt", "pms", "mdc", "cmd")
 
+#: The source of messages gridbus sends itself (schedules that fell due). They enter a route's
+#: work queue only through the retry exchange, which only gridbus may write to.
+INTERNAL = "gridbus"
+
 
 @dataclass(frozen=True)
 class Source:
@@ -28,12 +32,17 @@ class Source:
     routing_key: str
 
     def __post_init__(self) -> None:
-        if self.system not in SYSTEMS:
-            raise ValueError(f"unknown source system {self.system!r}; known: {', '.join(SYSTEMS)}")
+        if self.system not in SYSTEMS and self.system != INTERNAL:
+            raise ValueError(f"unknown source system {self.system!r}; known: {', '.join(SYSTEMS)}, {INTERNAL}")
+
+    @property
+    def internal(self) -> bool:
+        """Messages gridbus sends itself (a schedule fell due): no system exchange, no system user."""
+        return self.system == INTERNAL
 
     @property
     def exchange(self) -> str:
-        return naming.system_exchange(self.system)
+        return naming.RETRY_EXCHANGE if self.internal else naming.system_exchange(self.system)
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,19 @@ class Step:
     """One effect of a route: ``mapping(message, context)`` delivered to ``target``.
 
     Each step is recorded separately in the idempotency store, so a retry after a partial
-    failure repeats only the steps that have not taken effect.
+    failure repeats only the steps that have not taken effect. A mapping that returns ``None``
+    has nothing to deliver for this message (a condition of the route's decision was not met).
+
+    each: fan-out. ``each(message, context)`` yields ``(key, item)`` pairs; the mapping then runs
+        once per item with ``context.item`` set, and every item is delivered and recorded as a
+        step of its own (``<name>/<key>``) with its own stable output message id, so a retry
+        repeats only the items that did not take effect.
     """
 
     name: str
     mapping: Callable[..., Any]
     target: Target
+    each: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,14 @@ class Supersession:
 class Route:
     """One flow: source binding, contract, steps, retry policy.
 
+    decide: the route's business decision on durable state, ``decide(message, state, now) ->
+        routes.state.Decision`` (see ``routes.state``). It runs once per message: its writes,
+        schedules and result are committed together with the fact that it ran, and a
+        redelivered message gets the recorded result, so the steps (which read it as
+        ``context.decision``) do the same thing again, and the state changes only once.
+    trace_keys: ``trace_keys(message) -> iterable of str``, the business keys (credit code,
+        user unit...) under which every outcome and delivery of the message is journalled for
+        ``gridbus trace``.
     max_body_bytes: larger bodies are dead-lettered before parsing (default 1 MiB).
     max_crashes: processing starts without an outcome (worker crashed or hung) before the
         message is dead-lettered as poison (default 3).
@@ -120,6 +144,8 @@ class Route:
     steps: tuple[Step, ...]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     supersession: Supersession | None = None
+    decide: Callable[..., Any] | None = None
+    trace_keys: Callable[[Any], Any] | None = None
     max_body_bytes: int = 1024 * 1024
     max_crashes: int = 3
 

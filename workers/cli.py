@@ -92,14 +92,21 @@ def demo(broker, system_passwords) -> None:
 
 
 @main.command()
-@click.argument("peer", type=click.Choice(["cmd"]))
-@click.option("--port", type=int, default=8081, show_default=True)
+@click.argument("peer")
+@click.option("--port", type=int, default=None, help="Default: the port of the peer's configured endpoint (8081 cmd, 8082 tc).")
 def stub(peer, port) -> None:
-    """Serve a loopback SOAP stub of a peer (for trials; tests start their own)."""
+    """Serve a loopback SOAP stub of PEER, a SOAP peer such as cmd or tc (for trials; tests start
+    their own), at the path of the peer's configured endpoint (GRIDBUS_<PEER>_SOAP_URL)."""
+    from urllib.parse import urlsplit
+
     from adapters.soap import SOAP_PEERS, contract_path
     from adapters.soap_stub import run_stub
 
-    run_stub(contract_path(SOAP_PEERS[peer][0]), port, f"/{peer}")
+    if peer not in SOAP_PEERS:
+        raise click.BadParameter(f"{peer!r} is not a SOAP peer; choose from {', '.join(sorted(SOAP_PEERS))}", param_hint="PEER")
+    wsdl_file, url_field = SOAP_PEERS[peer]
+    endpoint = urlsplit(getattr(_settings(), url_field))
+    run_stub(contract_path(wsdl_file), port or endpoint.port or 80, endpoint.path or f"/{peer}")
 
 
 def _settings(**overrides) -> Settings:
@@ -108,17 +115,11 @@ def _settings(**overrides) -> Settings:
 
 
 def _register_ops() -> None:
-    try:
-        from workers import cli_ops
-    except ImportError:  # pragma: no cover - ops commands are optional while being built
-        return
-    for name in ("dlq", "simulate"):
-        command = getattr(cli_ops, name, None)
-        if command is not None:
-            main.add_command(command)
-    users = getattr(cli_ops, "users", None)
-    if users is not None:
-        topology_group.add_command(users)
+    from workers import cli_ops
+
+    for command in (cli_ops.dlq, cli_ops.simulate, cli_ops.trace):
+        main.add_command(command)
+    topology_group.add_command(cli_ops.users)
 
 
 _register_ops()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -233,7 +234,7 @@ def simulate(route_names, count, system_passwords, credentials_file, as_guest, e
             err=True,
         )
     else:
-        missing = sorted({r.source.system for r in routes} - credentials.keys())
+        missing = sorted({r.source.system for r in routes if not r.source.internal} - credentials.keys())
         if missing:
             raise click.UsageError(
                 f"no password for the system user(s) {', '.join(missing)}: pass --system-password SYSTEM=PASSWORD "
@@ -294,7 +295,7 @@ def _credentials(path: Path | None, pairs) -> dict[str, tuple[str, str]]:
 def users(systems, system_passwords, vhost, save, broker, routes_module) -> None:
     """Create one RabbitMQ user per upstream system, allowed to publish to its own exchange only."""
     if not systems:
-        systems = sorted({r.source.system for r in _routes(routes_module)})
+        systems = sorted({r.source.system for r in _routes(routes_module) if not r.source.internal})
     passwords = {system: password for system, (_, password) in _credentials(None, system_passwords).items()}
     vhost = vhost or Connection(_broker_url(broker)).virtual_host or "/"
     try:
@@ -321,3 +322,32 @@ def _save_credentials(path: Path, credentials: dict[str, tuple[str, str]]) -> No
     os.chmod(path, 0o600)  # also when the file existed with wider permissions
     with os.fdopen(fd, "w") as out:
         json.dump(stored, out, indent=2)
+
+
+# --- trace ---------------------------------------------------------------------------------------
+
+
+@click.command("trace")
+@click.argument("key")
+@click.option("--store", "store_url", default=None, help="Store URL; overrides GRIDBUS_STORE_URL.")
+def trace(key, store_url) -> None:
+    """The history of one business object, oldest first: a sales company by credit code, a retail
+    user unit by its id, an agreement by its number. Every message received, its outcome (delivered,
+    duplicate, retry scheduled, dead-lettered with the reason), every delivery to a system, every
+    state change and schedule, across all routes."""
+    from workers.runtime import CHINA_TZ
+    from workers.store import Store
+
+    store = Store(store_url or Settings().store_url)
+    try:
+        rows = store.trace(key)
+    finally:
+        store.close()
+    if not rows:
+        click.echo(f"nothing recorded under {key!r}")
+        raise SystemExit(1)
+    table = [
+        (datetime.fromtimestamp(at, CHINA_TZ).isoformat(timespec="seconds"), event, route, message_id, detail)
+        for at, event, route, message_id, detail in rows
+    ]
+    click.echo(_table(table, ("AT", "EVENT", "ROUTE", "MESSAGE", "DETAIL")))

@@ -52,6 +52,13 @@ class MappingError(PermanentError):
     kind = "mapping-error"
 
 
+class UnknownReference(PermanentError):
+    """The message refers to a business object gridbus does not hold in the state it needs
+    (an agreement no binding awaits, a binding of another sales company)."""
+
+    kind = "unknown-reference"
+
+
 class PermanentDeliveryError(PermanentError):
     """The target refused the message in a way that retrying cannot change (SOAP Client fault, HTTP 4xx)."""
 

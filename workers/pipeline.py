@@ -2,15 +2,17 @@
 
 The checks run in this order, each ending the message with a typed error: body size, message
 id, source system (``user_id``), message type, then idempotency (already finished: a
-duplicate), contract decoding, supersession, and the route's steps. Steps already recorded as
-effects are skipped, so a retry repeats only what did not take effect.
+duplicate), contract decoding, supersession, the route's decision on durable state (once per
+message; a redelivery reads the recorded result), and the route's steps. Steps already recorded
+as effects are skipped, so a retry repeats only what did not take effect.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import tenacity
@@ -50,6 +52,9 @@ class Delivery:
     error: GridbusError | None = None
     tickets: dict[int, str] = field(default_factory=dict)  # publisher ticket -> step name
     settle_ticket: int | None = None  # ticket of the retry or dead-letter copy
+    trace_keys: tuple[str, ...] = ()  # business keys this message is journalled under
+    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # step -> (target, output message id)
+    delivered: list[str] = field(default_factory=list)  # steps that took effect in this processing
 
     @property
     def properties(self) -> dict:
@@ -139,16 +144,54 @@ class Pipeline:
                 d.outcome = "duplicate"
                 return
             message = self._decode(d)
+            if route.trace_keys is not None:
+                d.trace_keys = self._trace_keys(route, message)
             if route.supersession is not None and not self._claim(route, message, d.message_id):
                 d.outcome = "superseded"
                 return
             now = self.clock()
+            decision = self._decide(d, message, now) if route.decide is not None else {}
+            if decision.get("trace_keys"):  # business objects the decision touched besides the message's own
+                d.trace_keys = tuple(dict.fromkeys((*d.trace_keys, *map(str, decision["trace_keys"]))))
             for step in route.steps:
-                if step.name not in done:
-                    self._run_step(d, step, message, now)
+                self._run_step(d, step, message, now, decision, done)
             d.outcome = "delivered"
         except GridbusError as exc:
             d.error = exc
+
+    @staticmethod
+    def _trace_keys(route: Route, message) -> tuple[str, ...]:
+        try:
+            return tuple(dict.fromkeys(str(k) for k in route.trace_keys(message) if k))
+        except Exception as exc:  # noqa: BLE001
+            raise MappingError(f"no trace keys: {type(exc).__name__}: {exc}") from exc
+
+    def _decide(self, d: Delivery, message, now) -> dict:
+        """The route's decision on this message: decided and committed once, then read back."""
+        route = d.route
+        recorded = self.store.decision(route.name, d.message_id)
+        if recorded is not None:
+            return recorded
+        state = self.store.state()
+        try:
+            decision = route.decide(message, state, now)
+        except GridbusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a rule bug ends this message, not the worker
+            raise MappingError(f"decision: {type(exc).__name__}: {exc}") from exc
+        try:
+            result = json.loads(json.dumps(decision.result, ensure_ascii=False))  # as a redelivery will read it
+        except (TypeError, ValueError) as exc:
+            raise MappingError(f"decision result is not JSON: {exc}") from exc
+        if self.store.commit_decision(route.name, d.message_id, decision, state.read, now):
+            return result
+        recorded = self.store.decision(route.name, d.message_id)
+        if recorded is not None:  # a competing worker decided this message meanwhile
+            return recorded
+        raise TransientDeliveryError(
+            f"route {route.name}: state this message was decided on was changed meanwhile by another "
+            "message; deciding again on the next attempt"
+        )
 
     def _decode(self, d: Delivery):
         try:
@@ -166,31 +209,54 @@ class Pipeline:
             raise MappingError(f"no business key or revision: {exc}") from exc
         return self.store.claim_revision(route.name, key, revision, message_id)
 
-    def _run_step(self, d: Delivery, step: Step, message, now) -> None:
-        route = d.route
+    def _run_step(self, d: Delivery, step: Step, message, now, decision: dict, done: set[str]) -> None:
         context = MappingContext(
-            route=route.name,
+            route=d.route.name,
             step=step.name,
-            message_id=output_message_id(route.name, step.name, d.message_id),
+            message_id=output_message_id(d.route.name, step.name, d.message_id),
             correlation_id=d.correlation_id,
             source_message_id=d.message_id,
-            source_system=route.source.system,
+            source_system=d.route.source.system,
             now=now,
+            decision=decision,
         )
+        if step.each is None:
+            if step.name not in done:
+                self._deliver_step(d, step, step.name, message, context)
+            return
+        try:
+            items = [(str(key), item) for key, item in step.each(message, context)]
+        except GridbusError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise MappingError(f"step {step.name}: items: {type(exc).__name__}: {exc}") from exc
+        for key, item in items:
+            name = f"{step.name}/{key}"
+            if name not in done:
+                message_id = output_message_id(d.route.name, name, d.message_id)
+                self._deliver_step(d, step, name, message, replace(context, step=name, message_id=message_id, item=item))
+
+    def _deliver_step(self, d: Delivery, step: Step, name: str, message, context: MappingContext) -> None:
+        route = d.route
         try:
             output = step.mapping(message, context)
         except GridbusError:
             raise
         except Exception as exc:  # noqa: BLE001 - a mapping bug ends this message, not the worker
-            raise MappingError(f"step {step.name}: {type(exc).__name__}: {exc}") from exc
+            raise MappingError(f"step {name}: {type(exc).__name__}: {exc}") from exc
+        if output is None:
+            return  # nothing to deliver for this message
         adapter = self.adapters.get(step.target.adapter)
         if adapter is None:
-            raise MappingError(f"step {step.name}: no adapter named {step.target.adapter!r} is configured")
+            raise MappingError(f"step {name}: no adapter named {step.target.adapter!r} is configured")
+        target = f"{step.target.adapter} {step.target.operation or getattr(output, 'routing_key', '')}".strip()
+        d.outputs[name] = (target, context.message_id)
         if hasattr(adapter, "send"):
-            d.tickets[adapter.send(step.target.operation, output, context)] = step.name
+            d.tickets[adapter.send(step.target.operation, output, context)] = name
             return
         self._deliver_now(adapter, step, output, context, route)
-        self.store.record(effects=[(route.name, d.message_id, step.name)])
+        self.store.record(effects=[(route.name, d.message_id, name)])
+        d.delivered.append(name)
 
     def _deliver_now(self, adapter, step: Step, output, context: MappingContext, route: Route) -> None:
         """Synchronous delivery with a few quick in-process tries on transient errors."""

@@ -11,11 +11,17 @@ processed, its outputs confirmed in one round trip, its effects recorded in one 
 its messages acked. Redelivered messages are processed alone, each processing start counted
 in the store, so a message that crashes or hangs the worker is dead-lettered as poison after
 ``Route.max_crashes`` starts without touching its neighbours.
+
+Schedules that routes' decisions set (``routes.state.Schedule``) are kept in the store; the
+worker sends each one that fell due by its clock to its internal route through the retry
+exchange, marks it fired once the broker confirmed it, and so a schedule survives worker and
+broker restarts. Messages of routes with trace keys are journalled for ``gridbus trace``.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import signal
 import socket
@@ -34,7 +40,7 @@ from workers.broker import ConfirmTimeout, Publisher, connect, is_amqp
 from workers.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
 from workers.logging import get_logger
 from workers.pipeline import Delivery, Pipeline
-from workers.store import Store
+from workers.store import DueSchedule, Store
 
 CHINA_TZ = timezone(timedelta(hours=8))
 log = get_logger("gridbus.worker")
@@ -68,6 +74,7 @@ class Worker:
         retention_s: float = 7 * 86400,
         clock: Callable[[], datetime] = china_now,
         declare: bool = True,
+        schedule_poll_s: float = 1.0,
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
@@ -79,6 +86,9 @@ class Worker:
         self.retention_s = retention_s
         self.clock = clock
         self.declare = declare
+        self.schedule_poll_s = schedule_poll_s
+        self._last_schedule_poll = 0.0
+        self._scheduled_routes = [r.name for r in self.routes if r.source.internal]
         self._publisher: Publisher | None = None
         self.adapters = adapters(self.publisher)
         self.pipeline = Pipeline(store, self.adapters, clock)
@@ -167,6 +177,7 @@ class Worker:
                 break
             if not self._amqp:
                 self._emulate_delays(channel)
+            self._fire_due_schedules()
             self._purge_expired()
         for consumer in consumers:
             try:
@@ -261,6 +272,7 @@ class Worker:
                 error = results.get(ticket, ConfirmTimeout("publish outcome unknown"))
                 if error is None:
                     effects.append((d.route.name, d.message_id, step))
+                    d.delivered.append(step)
                 elif d.error is None:
                     d.error = TransientDeliveryError(f"step {step}: {error.reason if hasattr(error, 'reason') else error}")
             if d.error is None and d.outcome in ("delivered", "superseded"):
@@ -324,6 +336,7 @@ class Worker:
                 d.message.ack()
         for d in batch:
             self._log_outcome(d)
+        self._journal(batch)
 
     def _log_outcome(self, d: Delivery) -> None:
         self.counts[d.outcome] = self.counts.get(d.outcome, 0) + 1
@@ -339,6 +352,67 @@ class Worker:
             log.warning("message", error_type=d.error.kind, reason=d.error.reason, **fields)
         else:
             log.info("message", **fields)
+
+    def _journal(self, batch: list[Delivery]) -> None:
+        """The trace journal: every outcome and delivery of messages that have business keys."""
+        traced = [d for d in batch if d.trace_keys]
+        if not traced:
+            return
+        at = self.clock().timestamp()
+        rows = []
+        for d in traced:
+            if d.error is not None:
+                detail = f"{d.error.kind}: {d.error.reason}"
+            else:
+                detail = f"{d.properties.get('type')} from {d.route.source.system}"
+            if d.attempt > 1:
+                detail += f" (attempt {d.attempt})"
+            entries = [(d.outcome or "", detail)]
+            entries += [
+                ("delivered", f"{step} -> {d.outputs[step][0]} (message {d.outputs[step][1]})")
+                for step in d.delivered
+                if step in d.outputs
+            ]
+            rows += [(at, key, event, d.route.name, d.message_id or "", text) for key in d.trace_keys for event, text in entries]
+        self.store.journal(rows)
+
+    # -- durable schedules ----------------------------------------------------------------------
+
+    def _fire_due_schedules(self) -> None:
+        """Send every schedule that fell due to its route; mark it fired once confirmed."""
+        if not self._scheduled_routes or time.monotonic() - self._last_schedule_poll < self.schedule_poll_s:
+            return
+        self._last_schedule_poll = time.monotonic()
+        now = self.clock()
+        due = self.store.due_schedules(self._scheduled_routes, now)
+        if not due:
+            return
+        tickets = {self._publish_schedule(s, now): s for s in due}
+        results = self.publisher().wait()
+        for ticket, schedule in tickets.items():
+            error = results.get(ticket, ConfirmTimeout("publish outcome unknown"))
+            if error is None:
+                self.store.mark_fired(schedule, now)
+                log.info("schedule.fired", route=schedule.route, key=schedule.key, message_id=schedule.message_id)
+            else:  # still pending: the next poll sends it again, under the same message id
+                log.warning("schedule.not_sent", route=schedule.route, key=schedule.key, error=str(error))
+
+    def _publish_schedule(self, schedule: DueSchedule, now: datetime) -> int:
+        route = next(r for r in self.routes if r.name == schedule.route)
+        return self.publisher().publish(
+            exchange=naming.RETRY_EXCHANGE,
+            routing_key=route.name,
+            body=json.dumps(schedule.payload, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+            properties={
+                "message_id": schedule.message_id,
+                "correlation_id": schedule.message_id,
+                "type": route.contract.message_type,
+                "content_type": "application/json",
+                "timestamp": int(now.timestamp()),
+                "app_id": "gridbus",
+            },
+            headers={H.SOURCE_USER: route.source.system, H.ROUTE: route.name},
+        )
 
     # -- in-memory broker: what RabbitMQ does with TTL and dead-lettering -------------------------
 

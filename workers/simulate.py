@@ -94,6 +94,8 @@ def simulate(
     report = SimulationReport()
     by_system: dict[str, list[tuple[Route, Path | None]]] = {}
     for route in routes:
+        if route.source.internal:  # gridbus sends these itself, when a schedule falls due
+            continue
         by_system.setdefault(route.source.system, []).append((route, example_path(route, Path(examples_dir))))
     for system, planned in by_system.items():
         params = _parameters_for(base, (user_credentials or {}).get(system))

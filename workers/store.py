@@ -9,16 +9,28 @@ Tables
 - outcomes(route, message_id, outcome): the message is finished (delivered or superseded).
 - revisions(route, key, revision, message_id): newest revision accepted per business key.
 - attempts(route, message_id, starts): processing starts of a redelivered message (poison guard).
+- records(kind, key, ref, version, data): business state of routes with a decision (JSON).
+- decisions(route, message_id, result): a message was decided; the result its steps read.
+- schedules(route, key, due_at, payload, state): durable schedules of internal messages.
+- journal(seq, at, key, event, route, message_id, detail): the history ``gridbus trace`` shows.
+
+Business state, schedules and the journal are kept; the retention purge forgets only the
+idempotency tables.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
+
+from routes.state import Decision, Record
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS effects (
@@ -33,6 +45,22 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS attempts (
         route TEXT NOT NULL, message_id TEXT NOT NULL, starts INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (route, message_id))""",
+    """CREATE TABLE IF NOT EXISTS records (
+        kind TEXT NOT NULL, key TEXT NOT NULL, ref TEXT, version BIGINT NOT NULL, data TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, key))""",
+    """CREATE TABLE IF NOT EXISTS decisions (
+        route TEXT NOT NULL, message_id TEXT NOT NULL, result TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (route, message_id))""",
+    """CREATE TABLE IF NOT EXISTS schedules (
+        route TEXT NOT NULL, key TEXT NOT NULL, due_at DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL,
+        keys TEXT NOT NULL, state TEXT NOT NULL, message_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (route, key))""",
+    """CREATE TABLE IF NOT EXISTS journal (
+        seq {serial}, at DOUBLE PRECISION NOT NULL, key TEXT NOT NULL, event TEXT NOT NULL,
+        route TEXT NOT NULL, message_id TEXT NOT NULL, detail TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS records_ref ON records (kind, ref)",
+    "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (state, due_at)",
+    "CREATE INDEX IF NOT EXISTS journal_key ON journal (key, seq)",
     "CREATE INDEX IF NOT EXISTS effects_at ON effects (at)",
     "CREATE INDEX IF NOT EXISTS effects_message ON effects (message_id)",
     "CREATE INDEX IF NOT EXISTS outcomes_message ON outcomes (message_id)",
@@ -64,18 +92,20 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._p = "?"
+            self._serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
         elif url.startswith(("postgresql://", "postgres://")):
             import psycopg
 
             self._conn = psycopg.connect(url, autocommit=True)
             self._p = "%s"
+            self._serial = "BIGSERIAL PRIMARY KEY"
         else:
             raise ValueError(f"GRIDBUS_STORE_URL must start with sqlite:/// or postgresql://, got {url!r}")
         with self.transaction() as cur:
             if self._p == "%s":  # PostgreSQL: workers starting together must not race on CREATE TABLE
                 cur.execute("SELECT pg_advisory_xact_lock(7471990214)")
             for statement in _SCHEMA:
-                cur.execute(statement)
+                cur.execute(statement.replace("{serial}", self._serial))
 
     def _sql(self, template: str) -> str:
         return template.replace("{p}", self._p)
@@ -202,7 +232,237 @@ class Store:
                 removed += max(cur.rowcount, 0)
         return removed
 
+    # -- business state, decisions, schedules, journal --------------------------------------
+
+    def state(self) -> "StateView":
+        """A read view for one decision; it remembers the versions it read."""
+        return StateView(self)
+
+    def get_record(self, kind: str, key: str) -> Record | None:
+        rows = self._one(
+            "SELECT kind, key, ref, version, data FROM records WHERE kind = {p} AND key = {p}", (kind, key)
+        )
+        return _record(rows[0]) if rows else None
+
+    def find_records(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
+        sql, params = "SELECT kind, key, ref, version, data FROM records WHERE kind = {p}", [kind]
+        if ref is not None:
+            sql += " AND ref = {p}"
+            params.append(ref)
+        if key_prefix is not None:
+            sql += " AND substr(key, 1, {p}) = {p}"
+            params += [len(key_prefix), key_prefix]
+        return [_record(r) for r in self._one(sql + " ORDER BY key", tuple(params))]
+
+    def decision(self, route: str, message_id: str) -> dict | None:
+        """The recorded result of deciding this message, or None when it was not decided yet."""
+        rows = self._one("SELECT result FROM decisions WHERE route = {p} AND message_id = {p}", (route, message_id))
+        return json.loads(rows[0][0]) if rows else None
+
+    def commit_decision(
+        self, route: str, message_id: str, decision: Decision, read: dict[tuple[str, str], int], now: datetime
+    ) -> bool:
+        """Commit a decision with everything it writes; False (nothing written) when a record it
+        read changed meanwhile or the message was decided by another worker."""
+        at = now.timestamp()
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                if not self._apply_decision(cur, route, message_id, decision, read, at):
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute("COMMIT")
+                return True
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+
+    def _apply_decision(self, cur, route, message_id, decision: Decision, read, at: float) -> bool:
+        sql = self._sql
+        cur.execute(
+            sql("INSERT INTO decisions (route, message_id, result, at) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"),
+            (route, message_id, _json(decision.result), at),
+        )
+        if cur.rowcount != 1:
+            return False
+        written = set()
+        for put in decision.puts:
+            version = read.get((put.kind, put.key))
+            data = _json(put.data)
+            if version is None:  # written without being read: last writer wins
+                cur.execute(
+                    sql(
+                        "INSERT INTO records (kind, key, ref, version, data, at) VALUES ({p}, {p}, {p}, 1, {p}, {p}) "
+                        "ON CONFLICT (kind, key) DO UPDATE SET ref = excluded.ref, data = excluded.data, "
+                        "at = excluded.at, version = records.version + 1"
+                    ),
+                    (put.kind, put.key, put.ref, data, at),
+                )
+            elif version == 0:  # read as absent: must still be absent
+                cur.execute(
+                    sql(
+                        "INSERT INTO records (kind, key, ref, version, data, at) VALUES ({p}, {p}, {p}, 1, {p}, {p}) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    (put.kind, put.key, put.ref, data, at),
+                )
+            else:
+                cur.execute(
+                    sql(
+                        "UPDATE records SET ref = {p}, data = {p}, at = {p}, version = version + 1 "
+                        "WHERE kind = {p} AND key = {p} AND version = {p}"
+                    ),
+                    (put.ref, data, at, put.kind, put.key, version),
+                )
+            if cur.rowcount != 1:
+                return False
+            written.add((put.kind, put.key))
+        for (kind, key), version in read.items():  # what was read and not written must be unchanged
+            if (kind, key) in written:
+                continue
+            cur.execute(sql("SELECT version FROM records WHERE kind = {p} AND key = {p}"), (kind, key))
+            row = cur.fetchone()
+            if (row[0] if row else 0) != version:
+                return False
+        for schedule in decision.schedules:
+            cur.execute(
+                sql(
+                    "INSERT INTO schedules (route, key, due_at, payload, keys, state, message_id, at) "
+                    "VALUES ({p}, {p}, {p}, {p}, {p}, 'pending', {p}, {p}) ON CONFLICT (route, key) DO UPDATE SET "
+                    "due_at = excluded.due_at, payload = excluded.payload, keys = excluded.keys, state = 'pending', "
+                    "message_id = excluded.message_id, at = excluded.at"
+                ),
+                (
+                    schedule.route, schedule.key, schedule.due_at.timestamp(), _json(schedule.payload),
+                    _json(list(schedule.trace_keys)), schedule_message_id(schedule.route, schedule.key, message_id), at,
+                ),
+            )
+        for cancel in decision.cancels:
+            cur.execute(
+                sql("UPDATE schedules SET state = 'canceled', at = {p} WHERE route = {p} AND key = {p} AND state = 'pending'"),
+                (at, cancel.route, cancel.key),
+            )
+        rows = [(at, key, "state", route, message_id, change.what) for change in decision.changes for key in change.keys]
+        rows += [
+            (at, key, "scheduled", route, message_id, f"{s.route} due {s.due_at.isoformat()}")
+            for s in decision.schedules for key in s.trace_keys
+        ]
+        if rows:
+            cur.executemany(sql(_JOURNAL_INSERT), rows)
+        return True
+
+    def due_schedules(self, routes: Iterable[str], now: datetime, limit: int = 100) -> list["DueSchedule"]:
+        routes = sorted(set(routes))
+        if not routes:
+            return []
+        marks = ", ".join([self._p] * len(routes))
+        rows = self._one(
+            f"SELECT route, key, due_at, payload, keys, message_id FROM schedules WHERE state = 'pending' "
+            f"AND due_at <= {self._p} AND route IN ({marks}) ORDER BY due_at LIMIT {int(limit)}",
+            (now.timestamp(), *routes),
+        )
+        return [_due(r) for r in rows]
+
+    def pending_schedules(self) -> list["DueSchedule"]:
+        rows = self._one(
+            "SELECT route, key, due_at, payload, keys, message_id FROM schedules WHERE state = 'pending' ORDER BY due_at", ()
+        )
+        return [_due(r) for r in rows]
+
+    def mark_fired(self, schedule: "DueSchedule", now: datetime) -> None:
+        """The schedule's message was confirmed by the broker: it is done (unless reset meanwhile)."""
+        at = now.timestamp()
+        keys = schedule.trace_keys
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE schedules SET state = 'fired', at = {p} WHERE route = {p} AND key = {p} "
+                    "AND message_id = {p} AND state = 'pending'"
+                ),
+                (at, schedule.route, schedule.key, schedule.message_id),
+            )
+            if cur.rowcount == 1 and keys:
+                cur.executemany(
+                    self._sql(_JOURNAL_INSERT),
+                    [(at, key, "fired", schedule.route, schedule.message_id, f"schedule {schedule.key} fell due") for key in keys],
+                )
+
+    def journal(self, rows: Iterable[tuple[float, str, str, str, str, str]]) -> None:
+        """Append (at, key, event, route, message_id, detail) rows to the trace journal."""
+        rows = list(rows)
+        if rows:
+            with self.transaction() as cur:
+                cur.executemany(self._sql(_JOURNAL_INSERT), rows)
+
+    def trace(self, key: str) -> list[tuple[float, str, str, str, str]]:
+        """Everything journalled under ``key``, oldest first: (at, event, route, message_id, detail)."""
+        return [
+            tuple(r)
+            for r in self._one(
+                "SELECT at, event, route, message_id, detail FROM journal WHERE key = {p} ORDER BY seq", (key,)
+            )
+        ]
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
+
+
+_JOURNAL_INSERT = "INSERT INTO journal (at, key, event, route, message_id, detail) VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+
+#: Namespace of the message ids of schedules that fell due: one id per schedule as set by one
+#: decision, so firing twice (a crash between sending and marking) is recognised as a repeat.
+_SCHEDULE_NAMESPACE = __import__("uuid").UUID("6f0d3c52-2b7e-4c1e-9a55-3c1d8e0b7a41")
+
+
+def schedule_message_id(route: str, key: str, decided_by: str) -> str:
+    import uuid
+
+    return str(uuid.uuid5(_SCHEDULE_NAMESPACE, f"{route}/{key}/{decided_by}"))
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    route: str
+    key: str
+    due_at: float
+    payload: dict
+    trace_keys: tuple[str, ...]
+    message_id: str
+
+
+class StateView:
+    """``routes.state.State`` over the store, remembering each record's version as read."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self.read: dict[tuple[str, str], int] = {}
+
+    def get(self, kind: str, key: str) -> Record | None:
+        record = self._store.get_record(kind, key)
+        self.read.setdefault((kind, key), record.version if record else 0)
+        return record
+
+    def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
+        records = self._store.find_records(kind, ref=ref, key_prefix=key_prefix)
+        for record in records:
+            self.read.setdefault((kind, record.key), record.version)
+        return records
+
+
+def _record(row) -> Record:
+    kind, key, ref, version, data = row
+    return Record(kind=kind, key=key, ref=ref, version=int(version), data=json.loads(data))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _due(row) -> DueSchedule:
+    route, key, due_at, payload, keys, message_id = row
+    return DueSchedule(route, key, float(due_at), json.loads(payload), tuple(json.loads(keys)), message_id)

@@ -64,7 +64,7 @@ def _quorum(**arguments) -> dict:
 def derive(routes: Iterable[Route]) -> Topology:
     routes = list(routes)
     topo = Topology()
-    systems = sorted({r.source.system for r in routes})
+    systems = sorted({r.source.system for r in routes if not r.source.internal})
     topo.exchanges += [
         ExchangeDecl(naming.UNROUTED_EXCHANGE, "fanout"),
         ExchangeDecl(naming.RETRY_EXCHANGE, "direct"),
@@ -97,7 +97,8 @@ def derive(routes: Iterable[Route]) -> Topology:
                 f"work queue of {route.name}",
             )
         )
-        topo.bindings.append(BindingDecl(route.work_queue, route.source.exchange, route.source.routing_key))
+        if not route.source.internal:  # internal messages arrive through the retry exchange only
+            topo.bindings.append(BindingDecl(route.work_queue, route.source.exchange, route.source.routing_key))
         topo.bindings.append(BindingDecl(route.work_queue, naming.RETRY_EXCHANGE, route.name))
         for delay in route.retry.delay_tiers:
             topo.queues.append(

@@ -1,0 +1,94 @@
+"""What a route's ``decide`` function reads and returns: durable business state, decided once.
+
+A route with a decision keeps business state in the store (sales companies, bindings of retail
+users...), as JSON records of a ``kind`` under a ``key``. ``decide(message, state, now)`` reads
+records through ``State`` and returns a ``Decision``: the records to write, the schedules to
+set or cancel, the state changes to journal, and a JSON ``result`` for the route's steps.
+
+The runtime commits all of it in one transaction together with the fact that this message was
+decided. Records are versioned: if another worker changed a record this decision read, the
+commit is refused and the message retried, so two workers never decide on stale state. A
+redelivered message is not decided again; its steps get the recorded result.
+
+Schedules are durable too: a schedule names an internal route (``Source(system="gridbus")``),
+a key and a due time; when the due time has come (by the worker's clock) the worker sends the
+schedule's payload as a message to that route, once, whatever restarted in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Protocol
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored business record: ``data`` of ``kind`` under ``key``; ``ref`` a secondary key."""
+
+    kind: str
+    key: str
+    data: Mapping[str, Any]
+    ref: str | None = None
+    version: int = 0
+
+
+class State(Protocol):
+    """Read access to the stored records during a decision."""
+
+    def get(self, kind: str, key: str) -> Record | None: ...
+
+    def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]: ...
+
+
+@dataclass(frozen=True)
+class Put:
+    """Write ``data`` as the record ``kind``/``key`` (created or replaced)."""
+
+    kind: str
+    key: str
+    data: Mapping[str, Any]
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Send ``payload`` to internal route ``route`` at ``due_at``; one schedule per (route, key):
+    setting it again replaces the due time and payload."""
+
+    route: str
+    key: str
+    due_at: datetime
+    payload: Mapping[str, Any]
+    trace_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Drop the pending schedule (route, key), if any."""
+
+    route: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change worth a line in ``gridbus trace`` under each of ``keys``."""
+
+    keys: tuple[str, ...]
+    what: str
+
+
+@dataclass
+class Decision:
+    result: dict[str, Any] = field(default_factory=dict)
+    puts: list[Put] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
+    cancels: list[Cancel] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    def put(self, kind: str, key: str, data: Mapping[str, Any], ref: str | None = None) -> None:
+        self.puts.append(Put(kind, key, dict(data), ref))
+
+    def change(self, keys: Iterable[str], what: str) -> None:
+        self.changes.append(Change(tuple(keys), what))
