@@ -1,0 +1,211 @@
+"""Requests gridbus makes to the trading center's SOAP service (``TradingCenterService.wsdl``).
+
+Each request knows its WSDL operation and gives zeep its keyword arguments with ``to_soap()``:
+element names exactly as in the WSDL (namespace ``urn:gridbus:tc:service:1``), datetimes
+timezone-aware, dates as ``date``. ``MessageID`` is stable across retries: the trading center
+applies a MessageID once. No request carries personal data (user names, legal representatives).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from contracts.tc.user_unit_review import RetailMeteringPoint
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_type: ClassVar[str]
+    operation: ClassVar[str]
+
+    message_id: str = Field(min_length=1)
+    correlation_id: str
+    sent_at: AwareDatetime
+
+    def _header(self) -> dict[str, Any]:
+        return {"MessageID": self.message_id, "CorrelationID": self.correlation_id, "SentAt": self.sent_at}
+
+
+class ReviewReason(BaseModel):
+    """Why a review did not pass: a stable ``code``, the ``field`` concerned, a ``message`` for people."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    field: str
+    message: str
+
+
+def _reasons_given_when_not_passed(decision: str, reasons: tuple[ReviewReason, ...]) -> None:
+    # The trading center's operators act on the reasons: a refusal without one tells them nothing.
+    if decision != "accepted" and not reasons:
+        raise ValueError(f"a {decision} review needs at least one reason")
+
+
+def _reasons(reasons: tuple[ReviewReason, ...]) -> dict[str, Any]:
+    return {"Reason": [{"Code": r.code, "Field": r.field, "Message": r.message} for r in reasons]}
+
+
+def _metering_points(points: tuple[RetailMeteringPoint, ...]) -> dict[str, Any]:
+    return {"MeteringPoint": [{"MeteringPointId": p.metering_point_id, "Category": p.category} for p in points]}
+
+
+class ArchiveFeedback(_Request):
+    """Operation ReceiveArchiveFeedback: the review result of one revision of a sales-company archive.
+
+    reasons: why it was rejected (at least one when rejected); an accepted archive may carry notes.
+    """
+
+    message_type: ClassVar[str] = "ArchiveFeedback"
+    operation: ClassVar[str] = "ReceiveArchiveFeedback"
+
+    archive_id: str
+    archive_revision: int = Field(ge=1)
+    credit_code: str
+    decision: Literal["accepted", "rejected"]
+    reasons: tuple[ReviewReason, ...] = ()
+
+    @model_validator(mode="after")
+    def _rejection_has_reasons(self) -> Self:
+        _reasons_given_when_not_passed(self.decision, self.reasons)
+        return self
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "ArchiveId": self.archive_id,
+            "ArchiveRevision": self.archive_revision,
+            "CreditCode": self.credit_code,
+            "Decision": self.decision,
+            "Reasons": _reasons(self.reasons),
+        }
+
+
+class AgreementInfo(_Request):
+    """Operation ReceiveAgreementInfo: an approved tripartite agreement, to be signed on the trading center."""
+
+    message_type: ClassVar[str] = "AgreementInfo"
+    operation: ClassVar[str] = "ReceiveAgreementInfo"
+
+    agreement_no: str
+    user_unit_id: str
+    customer_no: str
+    sales_company_credit_code: str
+    period_start: date
+    period_end: date
+    metering_points: tuple[RetailMeteringPoint, ...] = Field(min_length=1)
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "AgreementNo": self.agreement_no,
+            "UserUnitId": self.user_unit_id,
+            "CustomerNo": self.customer_no,
+            "SalesCompanyCreditCode": self.sales_company_credit_code,
+            "PeriodStart": self.period_start,
+            "PeriodEnd": self.period_end,
+            "MeteringPoints": _metering_points(self.metering_points),
+        }
+
+
+class ArchivalResult(_Request):
+    """Operation ReceiveArchivalResult: the signed agreement is archived (协议归档)."""
+
+    message_type: ClassVar[str] = "ArchivalResult"
+    operation: ClassVar[str] = "ReceiveArchivalResult"
+
+    agreement_no: str
+    user_unit_id: str
+    sales_company_credit_code: str
+    archived_at: AwareDatetime
+    effective_time: AwareDatetime
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "AgreementNo": self.agreement_no,
+            "UserUnitId": self.user_unit_id,
+            "SalesCompanyCreditCode": self.sales_company_credit_code,
+            "ArchivedAt": self.archived_at,
+            "EffectiveTime": self.effective_time,
+        }
+
+
+class OwnershipRelation(_Request):
+    """Operation ReceiveOwnershipRelation: the ownership relation (归属关系) is established.
+
+    metering_points: the user's points that became market retail metering points.
+    """
+
+    message_type: ClassVar[str] = "OwnershipRelation"
+    operation: ClassVar[str] = "ReceiveOwnershipRelation"
+
+    user_unit_id: str
+    customer_no: str
+    sales_company_credit_code: str
+    agreement_no: str
+    period_start: date
+    period_end: date
+    effective_time: AwareDatetime
+    metering_points: tuple[RetailMeteringPoint, ...] = Field(min_length=1)
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "UserUnitId": self.user_unit_id,
+            "CustomerNo": self.customer_no,
+            "SalesCompanyCreditCode": self.sales_company_credit_code,
+            "AgreementNo": self.agreement_no,
+            "PeriodStart": self.period_start,
+            "PeriodEnd": self.period_end,
+            "EffectiveTime": self.effective_time,
+            "MeteringPoints": _metering_points(self.metering_points),
+        }
+
+
+class UserReviewResult(_Request):
+    """Operation ReceiveUserReviewResult: gridbus's review result of a retail user unit.
+
+    reasons: why it was refused (at least one when refused).
+    """
+
+    message_type: ClassVar[str] = "UserReviewResult"
+    operation: ClassVar[str] = "ReceiveUserReviewResult"
+
+    user_unit_id: str
+    sales_company_credit_code: str
+    period_start: date
+    period_end: date
+    decision: Literal["accepted", "refused"]
+    reasons: tuple[ReviewReason, ...] = ()
+
+    @model_validator(mode="after")
+    def _refusal_has_reasons(self) -> Self:
+        _reasons_given_when_not_passed(self.decision, self.reasons)
+        return self
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "UserUnitId": self.user_unit_id,
+            "SalesCompanyCreditCode": self.sales_company_credit_code,
+            "PeriodStart": self.period_start,
+            "PeriodEnd": self.period_end,
+            "Decision": self.decision,
+            "Reasons": _reasons(self.reasons),
+        }
+
+
+__all__ = [
+    "AgreementInfo",
+    "ArchivalResult",
+    "ArchiveFeedback",
+    "OwnershipRelation",
+    "RetailMeteringPoint",
+    "ReviewReason",
+    "UserReviewResult",
+]
