@@ -236,6 +236,7 @@ class SoapAdapter:
 #: name -> (WSDL file under contracts/, Settings field holding the endpoint URL).
 SOAP_PEERS: dict[str, tuple[str, str]] = {
     "cmd": ("cmd/CommandCenterService.wsdl", "cmd_soap_url"),
+    "tc": ("tc/TradingCenterService.wsdl", "tc_soap_url"),
 }
 
 

@@ -93,7 +93,9 @@ def demo(broker, system_passwords) -> None:
 
 @main.command()
 @click.argument("peer")
-@click.option("--port", type=int, default=None, help="Default: the port of the peer's configured endpoint (8081 cmd, 8082 tc).")
+@click.option(
+    "--port", type=int, default=None, help="Default: the port of the peer's endpoint URL (8081 cmd, 8082 tc); 0: any free port."
+)
 def stub(peer, port) -> None:
     """Serve a loopback SOAP stub of PEER, a SOAP peer such as cmd or tc (for trials; tests start
     their own), at the path of the peer's configured endpoint (GRIDBUS_<PEER>_SOAP_URL)."""
@@ -103,10 +105,13 @@ def stub(peer, port) -> None:
     from adapters.soap_stub import run_stub
 
     if peer not in SOAP_PEERS:
-        raise click.BadParameter(f"{peer!r} is not a SOAP peer; choose from {', '.join(sorted(SOAP_PEERS))}", param_hint="PEER")
+        known = ", ".join(sorted(SOAP_PEERS))
+        raise click.BadParameter(f"{peer!r} is not a SOAP peer; choose from {known}", param_hint="PEER")
     wsdl_file, url_field = SOAP_PEERS[peer]
     endpoint = urlsplit(getattr(_settings(), url_field))
-    run_stub(contract_path(wsdl_file), port or endpoint.port or 80, endpoint.path or f"/{peer}")
+    if port is None:
+        port = endpoint.port if endpoint.port is not None else 80
+    run_stub(contract_path(wsdl_file), port, endpoint.path or f"/{peer}")
 
 
 def _settings(**overrides) -> Settings:
