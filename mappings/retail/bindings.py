@@ -1,0 +1,258 @@
+"""Retail user review as a durable process (flows 6-8, seed 000 §1).
+
+A binding is one retail user unit bound to one sales company for one contract period. It lives
+in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the company's credit
+code) and moves through these states, one message at a time:
+
+    review passed ──> agreement-requested ──signed──> ownership-scheduled ──due──> ownership-established
+                         │                    └──(effective in < 15 days)──────────> ownership-established
+                         └──refused──> agreement-refused
+    any holding state ──(sales company deregistered)──> dissolution-required
+
+- **Review passed** (trading center's formal review of the user unit): refused when the sales
+  company has no accepted archive or is deregistered, when the user already has another
+  binding for an overlapping period (one sales company per contract period), or when the
+  user has no metering point that can join the market. Otherwise the tripartite agreement
+  signing starts: a draft request to marketing and the agreement information to the trading
+  center. Either way the review result goes back to the trading center.
+- **Agreement signed** on the trading center's external system: gridbus archives it, syncs the
+  archival result back, and starts ownership establishment at once when the agreement takes
+  effect in less than 15 days, else schedules it for effective time minus 15 days (a durable
+  schedule in the store, see ``routes.state``). Refused: the binding ends, the period is free.
+- **Ownership establishment**: marketing converts the user's large-industrial and general
+  commercial/industrial metering points to market retail billing (the others are untouched),
+  is told the ownership is established, and the ownership relation goes to the trading center.
+
+A repeated message (same content, new message id) finds the binding already past that step
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable
+
+from contracts.internal import OwnershipDue
+from contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
+from mappings.retail import COMPANY, reason
+from routes.state import Decision, Record, Schedule, State
+from workers.errors import UnknownReference
+
+KIND = "binding"
+
+AGREEMENT_REQUESTED = "agreement-requested"
+AGREEMENT_REFUSED = "agreement-refused"
+OWNERSHIP_SCHEDULED = "ownership-scheduled"
+OWNERSHIP_ESTABLISHED = "ownership-established"
+DISSOLUTION_REQUIRED = "dissolution-required"
+
+#: States in which the binding holds its period: no other sales company may bind the user then.
+HOLDING = frozenset({AGREEMENT_REQUESTED, OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
+
+#: Ownership establishment starts this long before the agreement takes effect.
+OWNERSHIP_LEAD = timedelta(days=15)
+
+#: The internal route that a due ownership schedule is sent to.
+OWNERSHIP_ROUTE = "gridbus.ownership-due"
+
+#: Metering-point categories that become market retail metering points (大工业, 一般工商业).
+MARKET_CATEGORIES = frozenset({"large_industrial", "general_commercial_industrial"})
+
+
+def binding_key(user_unit_id: str, period_start: date | str) -> str:
+    start = period_start.isoformat() if isinstance(period_start, date) else period_start
+    return f"{user_unit_id}|{start}"
+
+
+def agreement_no(user_unit_id: str, period_start: date) -> str:
+    """The tripartite agreement's number, the same for every repeat of one review."""
+    return f"TA{period_start:%Y%m}-{user_unit_id}"
+
+
+def holding(records: Iterable[Record]) -> list[Record]:
+    return [r for r in records if r.data["state"] in HOLDING]
+
+
+def trace_keys_of(binding: dict[str, Any]) -> tuple[str, ...]:
+    return (binding["user_unit_id"], binding["credit_code"], binding["agreement_no"])
+
+
+def market_points(binding: dict[str, Any]) -> list[dict[str, str]]:
+    return [p for p in binding["metering_points"] if p["category"] in MARKET_CATEGORIES]
+
+
+# -- review passed ---------------------------------------------------------------------------------
+
+
+def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> Decision:
+    decision = Decision()
+    user, code = review.user_unit_id, review.sales_company_credit_code
+    key = binding_key(user, review.period_start)
+    period = f"{review.period_start.isoformat()}..{review.period_end.isoformat()}"
+    existing = state.find(KIND, key_prefix=f"{user}|")
+    same = next((r for r in existing if r.key == key and r.data["credit_code"] == code and r.data["state"] in HOLDING), None)
+    if same is not None:
+        decision.result = {"decision": "repeat", "state": same.data["state"]}
+        decision.change([user, code], f"review of {user} for {period} passed again: binding already {same.data['state']}")
+        return decision
+
+    problems = []
+    company = state.get(COMPANY, code)
+    if company is None:
+        problems.append(
+            reason("sales-company-unknown", "SalesCompanyCreditCode", f"no accepted archive of sales company {code}")
+        )
+    elif company.data["status"] == "deregistered":
+        problems.append(
+            reason("sales-company-deregistered", "SalesCompanyCreditCode", f"sales company {code} is deregistered")
+        )
+    for other in holding(existing):
+        if _overlap(other.data, review.period_start, review.period_end):
+            problems.append(
+                reason(
+                    "one-sales-company-per-period",
+                    "PeriodStart",
+                    f"user unit {user} is already bound to sales company {other.data['credit_code']} for "
+                    f"{other.data['period_start']}..{other.data['period_end']} ({other.data['state']}); "
+                    "one sales company per contract period",
+                )
+            )
+    points = [{"metering_point_id": p.metering_point_id, "category": p.category} for p in review.metering_points]
+    if not any(p["category"] in MARKET_CATEGORIES for p in points):
+        problems.append(
+            reason(
+                "no-market-metering-point",
+                "MeteringPoints",
+                "none of the user's metering points is large-industrial or general commercial/industrial",
+            )
+        )
+    binding = {
+        "user_unit_id": user,
+        "customer_no": review.customer_no,
+        "credit_code": code,
+        "period_start": review.period_start.isoformat(),
+        "period_end": review.period_end.isoformat(),
+        "metering_points": points,
+        "agreement_no": agreement_no(user, review.period_start),
+        "reviewed_at": review.reviewed_at.isoformat(),
+    }
+    if problems:
+        decision.result = {"decision": "refused", "reasons": problems, "binding": binding}
+        decision.change([user, code], f"binding of {user} to {code} for {period} refused: {', '.join(p['code'] for p in problems)}")
+        return decision
+    binding["state"] = AGREEMENT_REQUESTED
+    decision.put(KIND, key, binding, ref=code)
+    decision.result = {"decision": "accepted", "reasons": [], "binding": binding}
+    decision.change(
+        trace_keys_of(binding),
+        f"binding {key} to {code} for {period}: {AGREEMENT_REQUESTED} (agreement {binding['agreement_no']} "
+        "to be drafted by marketing and signed on the trading center)",
+    )
+    return decision
+
+
+# -- agreement signed or refused -----------------------------------------------------------------------
+
+
+def decide_signing(signing: TripartiteAgreementSigned, state: State, now: datetime) -> Decision:
+    decision = Decision()
+    user, code = signing.user_unit_id, signing.sales_company_credit_code
+    record = next(
+        (r for r in state.find(KIND, key_prefix=f"{user}|") if r.data["agreement_no"] == signing.agreement_no), None
+    )
+    if record is None:
+        raise UnknownReference(f"no binding of user unit {user} awaits tripartite agreement {signing.agreement_no}")
+    binding = dict(record.data)
+    if binding["credit_code"] != code:
+        raise UnknownReference(
+            f"agreement {signing.agreement_no} binds user unit {user} to sales company {binding['credit_code']}, "
+            f"not {code}"
+        )
+    if binding["state"] != AGREEMENT_REQUESTED:
+        decision.result = {"decision": "repeat", "state": binding["state"]}
+        decision.change(trace_keys_of(binding), f"signing result for {signing.agreement_no} again: binding already {binding['state']}")
+        return decision
+    if signing.outcome == "refused":
+        binding["state"] = AGREEMENT_REFUSED
+        binding["refusal_reason"] = signing.refusal_reason
+        decision.put(KIND, record.key, binding, ref=code)
+        decision.result = {"decision": "refused", "binding": binding}
+        decision.change(
+            trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {AGREEMENT_REFUSED} (agreement refused)"
+        )
+        return decision
+
+    effective = signing.effective_time
+    binding["effective_time"] = effective.isoformat()
+    binding["signed_at"] = signing.decided_at.isoformat()
+    binding["archived_at"] = now.isoformat()
+    due = effective - OWNERSHIP_LEAD
+    if due <= now:
+        binding["state"] = OWNERSHIP_ESTABLISHED
+        binding["established_at"] = now.isoformat()
+        decision.result = {"decision": "signed", "binding": binding, "ownership": binding}
+        what = f"agreement archived; takes effect {effective.isoformat()}, less than 15 days away: ownership established"
+    else:
+        binding["state"] = OWNERSHIP_SCHEDULED
+        binding["ownership_due_at"] = due.isoformat()
+        decision.schedules.append(
+            Schedule(
+                route=OWNERSHIP_ROUTE,
+                key=record.key,
+                due_at=due,
+                payload={
+                    "schema_version": "1",
+                    "user_unit_id": user,
+                    "period_start": binding["period_start"],
+                    "agreement_no": binding["agreement_no"],
+                    "due_at": due.isoformat(),
+                },
+                trace_keys=trace_keys_of(binding),
+            )
+        )
+        decision.result = {"decision": "signed", "binding": binding}
+        what = f"agreement archived; takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
+    decision.put(KIND, record.key, binding, ref=code)
+    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {binding['state']} ({what})")
+    return decision
+
+
+# -- ownership due ------------------------------------------------------------------------------------
+
+
+def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Decision:
+    decision = Decision()
+    key = binding_key(due.user_unit_id, due.period_start)
+    record = state.get(KIND, key)
+    if record is None:
+        raise UnknownReference(f"ownership of binding {key} fell due, but no such binding is held")
+    binding = dict(record.data)
+    if binding["state"] != OWNERSHIP_SCHEDULED or binding["agreement_no"] != due.agreement_no:
+        decision.result = {"decision": "skipped", "state": binding["state"]}
+        decision.change(trace_keys_of(binding), f"ownership of {key} fell due; nothing to do: binding is {binding['state']}")
+        return decision
+    binding["state"] = OWNERSHIP_ESTABLISHED
+    binding["established_at"] = now.isoformat()
+    decision.put(KIND, key, binding, ref=binding["credit_code"])
+    decision.result = {"decision": "established", "binding": binding, "ownership": binding}
+    decision.change(trace_keys_of(binding), f"binding {key}: {OWNERSHIP_SCHEDULED} -> {OWNERSHIP_ESTABLISHED} (schedule fell due)")
+    return decision
+
+
+# -- trace keys of the messages -------------------------------------------------------------------------
+
+
+def review_trace_keys(review: UserUnitReviewPassed) -> tuple[str, ...]:
+    return (review.user_unit_id, review.sales_company_credit_code)
+
+
+def signing_trace_keys(signing: TripartiteAgreementSigned) -> tuple[str, ...]:
+    return (signing.user_unit_id, signing.sales_company_credit_code, signing.agreement_no)
+
+
+def due_trace_keys(due: OwnershipDue) -> tuple[str, ...]:
+    return (due.user_unit_id, due.agreement_no)
+
+
+def _overlap(binding: dict[str, Any], start: date, end: date) -> bool:
+    return date.fromisoformat(binding["period_start"]) <= end and start <= date.fromisoformat(binding["period_end"])

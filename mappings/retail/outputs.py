@@ -1,0 +1,211 @@
+"""What the retail-market routes send, built from the message and the route's recorded decision
+(``context.decision``). A mapping returns ``None`` when the decision gives it nothing to send.
+
+To the trading center (SOAP): archive feedback, user review result, agreement information,
+archival result, ownership relation. To marketing (JSON on ``mkt.in``): contract change
+required, relationship dissolution required, agreement draft requested, billing-scheme
+adjustment, ownership established.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Iterator
+
+from contracts.base import MappingContext
+from contracts.mkt.retail import (
+    AgreementDraftRequested,
+    BillingSchemeAdjustment,
+    ContractChangeRequired,
+    ConvertedMeteringPoint,
+    FieldChange,
+    OwnershipEstablished,
+    RelationshipDissolutionRequired,
+    RetailMeteringPoint as MarketingMeteringPoint,
+)
+from contracts.tc import RetailMeteringPoint, SalesCompanyArchivePushed, UserUnitReviewPassed
+from contracts.tc.soap import (
+    AgreementInfo,
+    ArchivalResult,
+    ArchiveFeedback,
+    OwnershipRelation,
+    ReviewReason,
+    UserReviewResult,
+)
+from mappings.retail.bindings import market_points
+
+
+def _header(ctx: MappingContext) -> dict[str, Any]:
+    return {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id, "sent_at": ctx.now}
+
+
+def _reasons(decision) -> tuple[ReviewReason, ...]:
+    return tuple(ReviewReason(**r) for r in decision.get("reasons", ()))
+
+
+def _binding(ctx: MappingContext, part: str = "binding") -> dict[str, Any] | None:
+    return ctx.decision.get(part)
+
+
+# -- sales-company archives (flow 5) ------------------------------------------------------------------
+
+
+def archive_feedback(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> ArchiveFeedback:
+    return ArchiveFeedback(
+        **_header(ctx),
+        archive_id=archive.archive_id,
+        archive_revision=archive.archive_revision,
+        credit_code=archive.credit_code,
+        decision=ctx.decision["decision"],
+        reasons=_reasons(ctx.decision),
+    )
+
+
+def contract_change(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> ContractChangeRequired | None:
+    changes = ctx.decision.get("contract_change")
+    if not changes:
+        return None
+    return ContractChangeRequired(
+        credit_code=archive.credit_code,
+        archive_id=archive.archive_id,
+        archive_revision=archive.archive_revision,
+        company_name=archive.name,
+        changed_fields=tuple(FieldChange(**c) for c in changes),
+        required_at=ctx.now,
+    )
+
+
+def dissolutions(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> Iterator[tuple[str, dict]]:
+    for binding in ctx.decision.get("dissolutions", ()):
+        yield f"{binding['user_unit_id']}|{binding['period_start']}", binding
+
+
+def dissolution(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> RelationshipDissolutionRequired:
+    binding = ctx.item
+    return RelationshipDissolutionRequired(
+        user_unit_id=binding["user_unit_id"],
+        customer_no=binding["customer_no"],
+        sales_company_credit_code=binding["credit_code"],
+        period_start=date.fromisoformat(binding["period_start"]),
+        period_end=date.fromisoformat(binding["period_end"]),
+        reason="sales_company_deregistered",
+        effective_date=archive.effective_date,
+        required_at=ctx.now,
+    )
+
+
+# -- retail user review (flow 6) -------------------------------------------------------------------------
+
+
+def review_result(review: UserUnitReviewPassed, ctx: MappingContext) -> UserReviewResult | None:
+    if ctx.decision["decision"] not in ("accepted", "refused"):
+        return None  # a repeat: the trading center has had its answer
+    return UserReviewResult(
+        **_header(ctx),
+        user_unit_id=review.user_unit_id,
+        sales_company_credit_code=review.sales_company_credit_code,
+        period_start=review.period_start,
+        period_end=review.period_end,
+        decision=ctx.decision["decision"],
+        reasons=_reasons(ctx.decision),
+    )
+
+
+def agreement_draft(review: UserUnitReviewPassed, ctx: MappingContext) -> AgreementDraftRequested | None:
+    if ctx.decision["decision"] != "accepted":
+        return None
+    binding = _binding(ctx)
+    return AgreementDraftRequested(
+        agreement_no=binding["agreement_no"],
+        user_unit_id=binding["user_unit_id"],
+        customer_no=binding["customer_no"],
+        sales_company_credit_code=binding["credit_code"],
+        period_start=review.period_start,
+        period_end=review.period_end,
+        metering_points=tuple(MarketingMeteringPoint(**p) for p in binding["metering_points"]),
+        requested_at=ctx.now,
+    )
+
+
+def agreement_info(review: UserUnitReviewPassed, ctx: MappingContext) -> AgreementInfo | None:
+    if ctx.decision["decision"] != "accepted":
+        return None
+    binding = _binding(ctx)
+    return AgreementInfo(
+        **_header(ctx),
+        agreement_no=binding["agreement_no"],
+        user_unit_id=binding["user_unit_id"],
+        customer_no=binding["customer_no"],
+        sales_company_credit_code=binding["credit_code"],
+        period_start=review.period_start,
+        period_end=review.period_end,
+        metering_points=tuple(RetailMeteringPoint(**p) for p in binding["metering_points"]),
+    )
+
+
+# -- tripartite agreement (flow 7) -------------------------------------------------------------------------
+
+
+def archival_result(message, ctx: MappingContext) -> ArchivalResult | None:
+    if ctx.decision["decision"] != "signed":
+        return None
+    binding = _binding(ctx)
+    return ArchivalResult(
+        **_header(ctx),
+        agreement_no=binding["agreement_no"],
+        user_unit_id=binding["user_unit_id"],
+        sales_company_credit_code=binding["credit_code"],
+        archived_at=datetime.fromisoformat(binding["archived_at"]),
+        effective_time=datetime.fromisoformat(binding["effective_time"]),
+    )
+
+
+# -- ownership establishment (flow 8): after signing, or when its schedule falls due -----------------------
+
+
+def billing_adjustment(message, ctx: MappingContext) -> BillingSchemeAdjustment | None:
+    binding = _binding(ctx, "ownership")
+    if binding is None:
+        return None
+    return BillingSchemeAdjustment(
+        user_unit_id=binding["user_unit_id"],
+        customer_no=binding["customer_no"],
+        sales_company_credit_code=binding["credit_code"],
+        agreement_no=binding["agreement_no"],
+        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        metering_points=tuple(ConvertedMeteringPoint(**p) for p in market_points(binding)),
+        adjusted_at=ctx.now,
+    )
+
+
+def ownership_established(message, ctx: MappingContext) -> OwnershipEstablished | None:
+    binding = _binding(ctx, "ownership")
+    if binding is None:
+        return None
+    return OwnershipEstablished(
+        user_unit_id=binding["user_unit_id"],
+        customer_no=binding["customer_no"],
+        sales_company_credit_code=binding["credit_code"],
+        agreement_no=binding["agreement_no"],
+        period_start=date.fromisoformat(binding["period_start"]),
+        period_end=date.fromisoformat(binding["period_end"]),
+        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        established_at=datetime.fromisoformat(binding["established_at"]),
+    )
+
+
+def ownership_relation(message, ctx: MappingContext) -> OwnershipRelation | None:
+    binding = _binding(ctx, "ownership")
+    if binding is None:
+        return None
+    return OwnershipRelation(
+        **_header(ctx),
+        user_unit_id=binding["user_unit_id"],
+        customer_no=binding["customer_no"],
+        sales_company_credit_code=binding["credit_code"],
+        agreement_no=binding["agreement_no"],
+        period_start=date.fromisoformat(binding["period_start"]),
+        period_end=date.fromisoformat(binding["period_end"]),
+        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        metering_points=tuple(RetailMeteringPoint(**p) for p in market_points(binding)),
+    )

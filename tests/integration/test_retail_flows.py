@@ -1,0 +1,324 @@
+"""The retail-market flows end to end: the trading center as a pika publisher and as a SOAP stub
+over HTTP, the real RabbitMQ, the worker with a clock the tests move, marketing's inbox, and the
+store that keeps sales companies, bindings and schedules across worker restarts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+import time
+from datetime import date, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from adapters.soap import SoapAdapter, contract_path
+from adapters.soap_stub import SoapStub
+from routes.model import RetryPolicy
+from routes.retail_market import (
+    OWNERSHIP_DUE,
+    SALES_COMPANY_ARCHIVE_PUSHED,
+    TRIPARTITE_AGREEMENT_SIGNED,
+    USER_UNIT_REVIEW_PASSED,
+)
+from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
+from tests.support.fig9 import FIG9_ROWS
+from tests.support.fig9 import archive_xml as fig9_archive_xml
+from tests.support.retail import CHINA, Clock, archive_xml, review_xml, signing_xml, unique, valid_credit_code
+from workers.cli import main as cli
+
+pytestmark = pytest.mark.broker
+
+FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+ROUTES = tuple(
+    replace(r, retry=FAST)
+    for r in (SALES_COMPANY_ARCHIVE_PUSHED, USER_UNIT_REVIEW_PASSED, TRIPARTITE_AGREEMENT_SIGNED, OWNERSHIP_DUE)
+)
+ARCHIVE, REVIEW, SIGNING, DUE = ROUTES
+START = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA)
+
+
+@pytest.fixture
+def tc_stub():
+    with SoapStub(contract_path("tc/TradingCenterService.wsdl"), path="/tc") as stub:
+        yield stub
+
+
+@pytest.fixture
+def tc(vhost, system_users):
+    system = UpstreamSystem(vhost, *system_users["tc"])
+    yield system
+    system.close()
+
+
+@pytest.fixture
+def mkt_inbox(broker_url):
+    return inbox_reader(broker_url, "mkt")
+
+
+def worker_for(broker_url, store, stub, clock):
+    adapter = SoapAdapter("tc", contract_path("tc/TradingCenterService.wsdl"), stub.url, timeout_s=5)
+    return running_worker(ROUTES, broker_url, store, {"tc": adapter}, clock=clock, schedule_poll_s=0.05)
+
+
+def publish(tc, route, body: bytes, message_id: str | None = None) -> str:
+    return tc.publish(route.source.exchange, route.source.routing_key, body, message_id=message_id,
+                      message_type=route.contract.message_type, content_type="application/xml")
+
+
+def settled(worker, n: int, what: str) -> None:
+    wait_for(lambda: sum(worker.counts.values()) >= n, what=what)
+
+
+def calls(stub, operation: str, **match) -> list:
+    return [c for c in stub.effects(operation) if all(c.payload.get(k) == v for k, v in match.items())]
+
+
+def marketing(inbox, message_type: str, **match) -> list[dict]:
+    found = []
+    for m in inbox.where(lambda m: m.properties.get("type") == message_type):
+        body = json.loads(m.body)
+        if all(body.get(k) == v for k, v in match.items()):
+            found.append(body)
+    return found
+
+
+def reasons(call) -> list[dict]:
+    listed = call.payload.get("Reasons") or {}
+    entries = listed.get("Reason", []) if isinstance(listed, dict) else listed
+    return entries if isinstance(entries, list) else [entries]
+
+
+def register_company(tc, worker, code: str, archive_id: str | None = None) -> str:
+    archive_id = archive_id or unique("SCA")
+    before = sum(worker.counts.values())
+    publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id))
+    settled(worker, before + 1, f"archive {archive_id}")
+    return archive_id
+
+
+# -- archives ------------------------------------------------------------------------------------------
+
+
+def test_fig9_archives_are_each_rejected_for_their_invalid_credit_code(broker_url, store, tc_stub, tc):
+    expected = {15: "credit-code-organisation-check", 17: "credit-code-organisation-check"}
+    with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
+        for row in FIG9_ROWS:
+            publish(tc, ARCHIVE, fig9_archive_xml(row, archive_id=f"FIG9-{uuid.uuid4().hex[:6]}-{row.row:02d}"))
+        settled(worker, len(FIG9_ROWS), "20 archives")
+        assert worker.counts == {"delivered": 20}
+    feedback = tc_stub.effects("ReceiveArchiveFeedback")
+    assert len(feedback) == 20
+    by_row = {int(c.payload["ArchiveId"].rsplit("-", 1)[1]): c for c in feedback}
+    for row in FIG9_ROWS:
+        call = by_row[row.row]
+        assert call.payload["Decision"] == "rejected"
+        code_reasons = [r for r in reasons(call) if r["Field"] == "CreditCode"]
+        assert code_reasons, f"row {row.row}: no credit code reason"
+        assert code_reasons[0]["Code"] == expected.get(row.row, "credit-code-length"), row.row
+        # 无 is no legal representative: the archive is incomplete too, and says so.
+        assert any(r["Code"] == "missing" and r["Field"] == "LegalRepresentative" for r in reasons(call))
+    # Row 7 was established after its effective date.
+    assert any(r["Code"] == "date-order" for r in reasons(by_row[7]))
+
+
+def test_trading_center_wins_and_a_second_claimant_of_the_code_is_refused(broker_url, store, tc_stub, tc, mkt_inbox):
+    code = valid_credit_code()
+    archive_id = unique("SCA")
+    with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id))
+        settled(worker, 1, "first archive")
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id, revision=2, Address="厦门市湖里区云顶北路16号",
+                                         RegisteredCapital="30000"))
+        settled(worker, 2, "changed archive")
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=unique("SCA"), name="另一家售电有限公司"))
+        settled(worker, 3, "second claimant")
+    decisions = [(c.payload["ArchiveRevision"], c.payload["Decision"]) for c in calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)]
+    assert decisions == [("1", "accepted"), ("2", "accepted"), ("1", "rejected")]
+    claimant = calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)[2]
+    assert [r["Code"] for r in reasons(claimant)] == ["credit-code-claimed"]
+    [change] = marketing(mkt_inbox, "ContractChangeRequired", credit_code=code)
+    assert change["archive_revision"] == 2
+    assert {f["field"]: (f["old_value"], f["new_value"]) for f in change["changed_fields"]} == {
+        "address": ("厦门市思明区鹭江道98号建设科技大厦17层", "厦门市湖里区云顶北路16号"),
+        "registered_capital_10k_yuan": ("20000", "30000"),
+    }
+
+
+def test_archive_feedback_reaches_a_trading_center_that_was_down_for_a_while(broker_url, store, tc_stub, tc):
+    tc_stub.fail_for(1.5, "http503")
+    code = valid_credit_code()
+    with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=unique("SCA")))
+        wait_for(lambda: worker.counts.get("delivered") == 1, timeout=30, what="feedback delivered after recovery")
+        assert worker.counts.get("retry-scheduled", 0) >= 1
+    assert [c.payload["Decision"] for c in calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)] == ["accepted"]
+    assert any(not c.applied for c in tc_stub.calls)  # the outage was real
+
+
+# -- retail user review ---------------------------------------------------------------------------------
+
+
+def review_and_sign(tc, worker, code: str, user: str, clock: Clock, effective_in_days: int) -> str:
+    before = sum(worker.counts.values())
+    publish(tc, REVIEW, review_xml(user, code))
+    settled(worker, before + 1, f"review of {user}")
+    agreement = f"TA202612-{user}"
+    publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=clock.now,
+                                     effective_time=clock.now + timedelta(days=effective_in_days)))
+    settled(worker, before + 2, f"signing of {agreement}")
+    return agreement
+
+
+def test_agreement_effective_in_10_days_establishes_ownership_at_once(broker_url, store, tc_stub, tc, mkt_inbox):
+    code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        agreement = review_and_sign(tc, worker, code, user, clock, effective_in_days=10)
+        assert worker.counts == {"delivered": 3}
+    [result] = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)
+    assert result.payload["Decision"] == "accepted"
+    [draft] = marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=user)
+    assert draft["agreement_no"] == agreement and len(draft["metering_points"]) == 3
+    assert [c.payload["AgreementNo"] for c in calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)] == [agreement]
+    assert len(calls(tc_stub, "ReceiveArchivalResult", AgreementNo=agreement)) == 1
+    [billing] = marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)
+    assert {p["metering_point_id"]: p["category"] for p in billing["metering_points"]} == {
+        "MP-LI-1": "large_industrial", "MP-GCI-1": "general_commercial_industrial"}  # residential untouched
+    assert len(marketing(mkt_inbox, "OwnershipEstablished", user_unit_id=user)) == 1
+    [relation] = calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)
+    points = relation.payload["MeteringPoints"]["MeteringPoint"]
+    assert sorted(p["MeteringPointId"] for p in points) == ["MP-GCI-1", "MP-LI-1"]
+    assert store.pending_schedules() == []
+
+
+def test_agreement_effective_in_40_days_is_scheduled_and_fires_after_a_worker_restart(
+    broker_url, store, tc_stub, tc, mkt_inbox
+):
+    code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        review_and_sign(tc, worker, code, user, clock, effective_in_days=40)
+        clock.advance(days=24)  # one day before it falls due: nothing happens
+        time.sleep(0.5)  # ten polls of the schedules
+    assert marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user) == []
+    [pending] = store.pending_schedules()
+    assert pending.route == DUE.name
+    assert datetime.fromtimestamp(pending.due_at, CHINA) == START + timedelta(days=25)
+
+    clock.advance(days=2)  # the worker was down when it fell due; a new one sends it
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="the due schedule handled")
+    assert store.pending_schedules() == []
+    [billing] = marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)
+    assert len(billing["metering_points"]) == 2
+    assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1
+
+
+def test_redelivered_and_repeated_messages_change_nothing_a_second_time(broker_url, store, tc_stub, tc, mkt_inbox):
+    code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
+    archive_id = unique("SCA")
+    agreement = f"TA202612-{user}"
+    bodies = [
+        (ARCHIVE, archive_xml(code, archive_id=archive_id)),
+        (REVIEW, review_xml(user, code)),
+        (SIGNING, signing_xml(agreement, user, code, decided_at=START, effective_time=START.replace(day=30))),
+    ]
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        n = 0
+        for route, body in bodies:
+            message_id = str(uuid.uuid4())
+            publish(tc, route, body, message_id=message_id)  # the original
+            publish(tc, route, body, message_id=message_id)  # redelivered by the publisher
+            publish(tc, route, body)  # the same content re-sent as a new message
+            n += 3
+            settled(worker, n, f"{route.name} three times")
+        # the re-sent archive has the revision already applied: superseded; the others decide "repeat"
+        assert worker.counts == {"delivered": 5, "superseded": 1, "duplicate": 3}
+    assert len(calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)) == 1
+    assert len(calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)) == 1  # the repeat changes nothing
+    assert len(calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)) == 1
+    assert len(calls(tc_stub, "ReceiveArchivalResult", UserUnitId=user)) == 1
+    assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1
+    for message_type in ("AgreementDraftRequested", "BillingSchemeAdjustment", "OwnershipEstablished"):
+        assert len(marketing(mkt_inbox, message_type, user_unit_id=user)) == 1, message_type
+    assert marketing(mkt_inbox, "ContractChangeRequired", credit_code=code) == []
+
+
+def test_deregistration_requires_dissolution_of_every_bound_user(broker_url, store, tc_stub, tc, mkt_inbox):
+    code, clock = valid_credit_code(), Clock(START)
+    users = [unique("RU") for _ in range(3)]
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        archive_id = register_company(tc, worker, code)
+        review_and_sign(tc, worker, code, users[0], clock, effective_in_days=40)  # scheduled
+        review_and_sign(tc, worker, code, users[1], clock, effective_in_days=5)  # established
+        before = sum(worker.counts.values())
+        publish(tc, SIGNING, signing_xml(f"TA202612-{users[1]}", users[1], code, decided_at=START,
+                                         effective_time=START))  # a repeat: nothing
+        publish(tc, REVIEW, review_xml(users[2], code))  # agreement requested
+        settled(worker, before + 2, "third user")
+        before = sum(worker.counts.values())
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id, revision=2, status="deregistered"))
+        settled(worker, before + 1, "deregistration")
+    dissolutions = marketing(mkt_inbox, "RelationshipDissolutionRequired", sales_company_credit_code=code)
+    assert sorted(d["user_unit_id"] for d in dissolutions) == sorted(users)
+    assert {d["reason"] for d in dissolutions} == {"sales_company_deregistered"}
+    assert store.pending_schedules() == []  # the scheduled ownership was cancelled
+    assert marketing(mkt_inbox, "ContractChangeRequired", credit_code=code) == []
+
+
+def test_a_second_sales_company_in_one_period_is_refused_with_its_reason(broker_url, store, tc_stub, tc, mkt_inbox):
+    first, second, user, clock = valid_credit_code(), valid_credit_code(), unique("RU"), Clock(START)
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, first)
+        register_company(tc, worker, second)
+        review_and_sign(tc, worker, first, user, clock, effective_in_days=8)
+        before = sum(worker.counts.values())
+        publish(tc, REVIEW, review_xml(user, second, period_start=date(2027, 3, 1), period_end=date(2028, 2, 29)))
+        settled(worker, before + 1, "second binding")
+    results = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)
+    assert [(r.payload["SalesCompanyCreditCode"], r.payload["Decision"]) for r in results] == [
+        (first, "accepted"), (second, "refused")]
+    [refusal] = reasons(results[1])
+    assert refusal["Code"] == "one-sales-company-per-period"
+    assert first in refusal["Message"]
+    assert marketing(mkt_inbox, "AgreementDraftRequested", sales_company_credit_code=second, user_unit_id=user) == []
+
+
+def test_signing_result_for_an_unknown_agreement_is_dead_lettered_with_the_reason(broker_url, store, tc_stub, tc):
+    with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
+        message_id = publish(tc, SIGNING, signing_xml("TA-NOPE", unique("RU"), valid_credit_code(), decided_at=START,
+                                                      effective_time=START))
+        settled(worker, 1, "unknown agreement")
+    [letter] = [m for m in dead_letter_reader(broker_url, SIGNING).drain() if m.properties["message_id"] == message_id]
+    assert letter.headers["x-gridbus-error-type"] == "unknown-reference"
+    assert "TA-NOPE" in letter.headers["x-gridbus-error"]
+
+
+# -- trace ---------------------------------------------------------------------------------------------
+
+
+def test_trace_shows_the_whole_history_of_a_user_unit(broker_url, store, tc_stub, tc):
+    code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        review_and_sign(tc, worker, code, user, clock, effective_in_days=30)
+        clock.advance(days=16)
+        wait_for(lambda: worker.counts.get("delivered") == 4, what="ownership due")
+    result = CliRunner().invoke(cli, ["trace", user, "--store", store.url])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()[1:]
+    story = [(line.split()[1], line.split()[2]) for line in lines]
+    assert story[0][1] == REVIEW.name
+    events = [event for event, _ in story]
+    # received and decided, then each delivery, for each message in turn
+    for expected in ("state", "scheduled", "fired"):
+        assert expected in events, expected
+    assert events.index("scheduled") < events.index("fired")
+    text = result.output
+    order = [text.index(s) for s in ("agreement-requested", "ReceiveAgreementInfo", "ownership-scheduled",
+                                     "ReceiveArchivalResult", "fell due", "ownership-established",
+                                     "ReceiveOwnershipRelation")]
+    assert order == sorted(order), text
+    assert "长沙" not in text  # the user's name is personal data: never journalled

@@ -1,0 +1,125 @@
+"""Trading-center messages of the retail market, built for tests, and a clock tests can move."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from lxml import etree
+
+from contracts.identifiers import credit_code_check_character, organisation_check_character
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
+CHINA = timezone(timedelta(hours=8))
+
+_ARCHIVE_NS = "urn:gridbus:tc:sales-company-archive:1"
+_REVIEW_NS = "urn:gridbus:tc:user-unit-review:1"
+_SIGNING_NS = "urn:gridbus:tc:tripartite-agreement:1"
+_serial = itertools.count(1)
+
+
+class Clock:
+    """The worker's clock, moved by the test instead of by waiting."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+def valid_credit_code(serial: int | None = None) -> str:
+    """A unified social credit code that passes both checks, different for every serial."""
+    serial = next(_serial) if serial is None else serial
+    organisation = f"{77600000 + serial * 7919 % 10_000_000:08d}"
+    first17 = "91350200" + organisation + organisation_check_character(organisation)
+    return first17 + credit_code_check_character(first17)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{datetime.now().strftime('%H%M%S')}{next(_serial):05d}"
+
+
+def archive_xml(
+    credit_code: str,
+    *,
+    archive_id: str,
+    revision: int = 1,
+    status: str = "active",
+    name: str = "厦门鹭江新能售电有限公司",
+    **elements: str,
+) -> bytes:
+    """The example archive with these values; ``elements`` replace other elements' text by name."""
+    root = etree.fromstring((EXAMPLES / "tc.SalesCompanyArchivePushed.xml").read_bytes())
+    values = {"ArchiveId": archive_id, "ArchiveRevision": str(revision), "CreditCode": credit_code,
+              "Status": status, "Name": name, **elements}
+    for element, text in values.items():
+        node = root.find(f"{{{_ARCHIVE_NS}}}{element}")
+        assert node is not None, element
+        node.text = text
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def review_xml(
+    user_unit_id: str,
+    credit_code: str,
+    *,
+    period_start: date = date(2026, 12, 1),
+    period_end: date = date(2027, 11, 30),
+    points: tuple[tuple[str, str], ...] = (
+        ("MP-LI-1", "large_industrial"), ("MP-GCI-1", "general_commercial_industrial"), ("MP-RES-1", "residential"),
+    ),
+    customer_no: str = "0731000012345",
+    reviewed_at: datetime = datetime(2026, 11, 18, 14, 30, tzinfo=CHINA),
+) -> bytes:
+    e = _maker(_REVIEW_NS)
+    root = e("UserUnitReviewPassed")
+    for name, text in (("UserUnitId", user_unit_id), ("ReviewedAt", reviewed_at.isoformat()),
+                       ("CustomerNo", customer_no), ("UserName", "长沙湘江精密铸造有限公司"),
+                       ("SalesCompanyCreditCode", credit_code), ("PeriodStart", period_start.isoformat()),
+                       ("PeriodEnd", period_end.isoformat())):
+        root.append(e(name, text))
+    container = e("MeteringPoints")
+    for point_id, category in points:
+        point = e("MeteringPoint")
+        point.append(e("MeteringPointId", point_id))
+        point.append(e("Category", category))
+        container.append(point)
+    root.append(container)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def signing_xml(
+    agreement_no: str,
+    user_unit_id: str,
+    credit_code: str,
+    *,
+    outcome: str = "signed",
+    decided_at: datetime,
+    effective_time: datetime | None = None,
+    refusal_reason: str | None = None,
+) -> bytes:
+    e = _maker(_SIGNING_NS)
+    root = e("TripartiteAgreementSigned")
+    for name, text in (("AgreementNo", agreement_no), ("UserUnitId", user_unit_id),
+                       ("SalesCompanyCreditCode", credit_code), ("Outcome", outcome),
+                       ("DecidedAt", decided_at.isoformat())):
+        root.append(e(name, text))
+    if effective_time is not None:
+        root.append(e("EffectiveTime", effective_time.isoformat()))
+    if refusal_reason is not None:
+        root.append(e("RefusalReason", refusal_reason))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _maker(namespace: str):
+    def make(tag: str, text: str | None = None):
+        element = etree.Element(f"{{{namespace}}}{tag}", nsmap={None: namespace})
+        element.text = text
+        return element
+
+    return make
