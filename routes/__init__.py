@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from routes import hv_install
+from routes import hv_install, retail_market
 from routes.model import Route
 
-ROUTES: tuple[Route, ...] = (*hv_install.ROUTES,)
+ROUTES: tuple[Route, ...] = (*hv_install.ROUTES, *retail_market.ROUTES)
 
 
 def route_by_name(name: str) -> Route:

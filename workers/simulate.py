@@ -5,9 +5,11 @@ and this shows that what gridbus expects (``user_id``, ``message_id``, ``type``,
 confirmed and mandatory publishes) is plain AMQP 0-9-1.
 
 Each route's example message is ``<examples_dir>/<system>.<MessageType>.json`` or ``.xml``.
-With ``count`` the example is varied into that many messages: new message ids, and for each a
-different application number (JSON key ``application_no``, XML element ``ApplicationNo``), so
-the route sees distinct business objects.
+With ``count`` the example is varied into that many messages: new message ids, and for each
+different business identifiers (application number, archive id, user unit, agreement number,
+and a different valid credit code), so the route sees distinct business objects. Variant ``i``
+of every route of one run names the same objects: the ``i``-th review is of the ``i``-th
+company's user, and the ``i``-th signing result is for that user's agreement.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pika
 import pika.exceptions
 from lxml import etree
 
+from contracts.identifiers import credit_code_check_character, is_valid_credit_code, organisation_check_character
 from routes.model import Route
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "contracts" / "examples"
@@ -36,6 +39,11 @@ _XML_PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_blank_text=False
 )
 _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
+
+#: Identifiers varied per copy: JSON keys and XML element names.
+VARIED_JSON_KEYS = frozenset({"application_no"})
+VARIED_XML_ELEMENTS = frozenset({"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo"})
+CREDIT_CODE_ELEMENTS = frozenset({"CreditCode", "SalesCompanyCreditCode"})
 
 
 class SimulationError(Exception):
@@ -92,6 +100,7 @@ def simulate(
         raise SimulationError(f"count must be at least 1, got {count}")
     base = pika.URLParameters(broker_url)
     report = SimulationReport()
+    start = random.randrange(1, 10**6)  # one offset for every route: variant i names the same objects
     by_system: dict[str, list[tuple[Route, Path | None]]] = {}
     for route in routes:
         if route.source.internal:  # gridbus sends these itself, when a schedule falls due
@@ -110,7 +119,7 @@ def simulate(
                 entry.skipped = "no example message"
         todo = [(r, path, e) for (r, path), e in zip(planned, entries) if path is not None]
         if todo:
-            _publish_system(params, todo, count)
+            _publish_system(params, todo, count, start)
     return report
 
 
@@ -144,7 +153,7 @@ def variants(body: bytes, kind: str, count: int | None, *, start: int | None = N
         yield _json_variant(body, offset + i) if kind == "json" else _xml_variant(body, offset + i)
 
 
-def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | None) -> None:
+def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | None, start: int | None = None) -> None:
     try:
         connection = pika.BlockingConnection(params)
     except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError):
@@ -170,7 +179,7 @@ def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | 
                 if channel is None or channel.is_closed:
                     channel = connection.channel()
                     channel.confirm_delivery()
-                for variant in variants(body, kind, count):
+                for variant in variants(body, kind, count, start=start):
                     entry.message_ids.append(_publish(channel, route, entry, variant, kind))
             except pika.exceptions.ChannelClosedByBroker as exc:
                 entry.error = _explain_channel_error(entry, exc)
@@ -257,7 +266,7 @@ def _json_variant(body: bytes, offset: int) -> bytes:
     def vary(node):
         if isinstance(node, dict):
             return {
-                key: _bump(value, offset) if key == "application_no" and isinstance(value, str) else vary(value)
+                key: _bump(value, offset) if key in VARIED_JSON_KEYS and isinstance(value, str) else vary(value)
                 for key, value in node.items()
             }
         if isinstance(node, list):
@@ -272,8 +281,22 @@ def _xml_variant(body: bytes, offset: int) -> bytes:
         tree = etree.fromstring(body, _XML_PARSER).getroottree()
     except etree.XMLSyntaxError as exc:
         raise SimulationError(f"example is not well-formed XML: {exc}") from exc
-    for element in tree.iter("{*}ApplicationNo"):
-        if element.text:
+    for element in tree.iter():
+        if not isinstance(element.tag, str) or not element.text:
+            continue
+        name = etree.QName(element).localname
+        if name in VARIED_XML_ELEMENTS:
             element.text = _bump(element.text.strip(), offset)
+        elif name in CREDIT_CODE_ELEMENTS:
+            element.text = _vary_credit_code(element.text.strip(), offset)
     encoding = tree.docinfo.encoding or "UTF-8"
     return etree.tostring(tree, xml_declaration=True, encoding=encoding)
+
+
+def _vary_credit_code(code: str, offset: int) -> str:
+    """Another valid credit code of the same registration place; an invalid one stays as it is."""
+    if not is_valid_credit_code(code) or not code[8:16].isdigit():
+        return code
+    organisation = f"{(int(code[8:16]) + offset) % 10**8:08d}"
+    first17 = code[:8] + organisation + organisation_check_character(organisation)
+    return first17 + credit_code_check_character(first17)

@@ -343,7 +343,7 @@ def test_review_with_invalid_credit_code_decodes():
 
 def test_signing_fields():
     signing = TripartiteAgreementSigned.decode(example(SIGNING))
-    assert signing.agreement_no == "TPA-2026-110001" and signing.user_unit_id == "RU2026110001"
+    assert signing.agreement_no == "TA202612-RU2026110001" and signing.user_unit_id == "RU2026110001"
     assert signing.sales_company_credit_code == "91350200776049653A"
     assert signing.outcome == "signed"
     assert signing.decided_at == datetime(2026, 11, 25, 16, 20, tzinfo=CST)

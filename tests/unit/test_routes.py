@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from contracts.base import MappingContext
 from routes import ROUTES, route_by_name
 from routes.model import Route
+from workers.store import Store
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 
@@ -23,6 +25,24 @@ EXPECTED_FLOWS = {
                                 [("mkt", "mkt", "black-map.notice"), ("event", "events", "")]),
     "cmd.plan-changed": ("cmd", "plan.changed", "PlanChanged",
                          [("mkt", "mkt", "plan-change.notice"), ("event", "events", "")]),
+    "tc.sales-company-archive-pushed": (
+        "tc", "sales-company.archive-pushed", "SalesCompanyArchivePushed",
+        [("tc-feedback", "tc", "ReceiveArchiveFeedback"), ("mkt-contract-change", "mkt", "contract-change.required"),
+         ("mkt-dissolution", "mkt", "relationship-dissolution.required"), ("event", "events", ""),
+         ("event-dissolution", "events", "")]),
+    "tc.user-unit-review-passed": (
+        "tc", "user-unit.review-passed", "UserUnitReviewPassed",
+        [("tc-review-result", "tc", "ReceiveUserReviewResult"), ("mkt-agreement-draft", "mkt", "agreement-draft.requested"),
+         ("tc-agreement-info", "tc", "ReceiveAgreementInfo"), ("event", "events", "")]),
+    "tc.tripartite-agreement-signed": (
+        "tc", "tripartite-agreement.signed", "TripartiteAgreementSigned",
+        [("tc-archival-result", "tc", "ReceiveArchivalResult"), ("mkt-billing-scheme", "mkt", "billing-scheme.adjust"),
+         ("mkt-ownership", "mkt", "ownership.established"), ("tc-ownership", "tc", "ReceiveOwnershipRelation"),
+         ("event", "events", "")]),
+    "gridbus.ownership-due": (
+        "gridbus", "ownership.due", "OwnershipDue",
+        [("mkt-billing-scheme", "mkt", "billing-scheme.adjust"), ("mkt-ownership", "mkt", "ownership.established"),
+         ("tc-ownership", "tc", "ReceiveOwnershipRelation"), ("event", "events", "")]),
 }
 
 EXAMPLE_FILES = {
@@ -30,7 +50,12 @@ EXAMPLE_FILES = {
     "EnergizationTimeSet": "mkt.EnergizationTimeSet.json",
     "BlackMapPublished": "pms.BlackMapPublished.xml",
     "PlanChanged": "cmd.PlanChanged.xml",
+    "SalesCompanyArchivePushed": "tc.SalesCompanyArchivePushed.xml",
+    "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
+    "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
+    "OwnershipDue": "gridbus.OwnershipDue.json",
 }
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 
 
 def test_route_names_are_unique():
@@ -64,21 +89,65 @@ def test_contract_offers_message_type_and_decode(route):
     assert inspect.ismethod(contract.decode)  # a classmethod, bound to the class
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
-def test_every_step_maps_the_example(route):
-    message = route.contract.decode((EXAMPLES / EXAMPLE_FILES[route.contract.message_type]).read_bytes())
+def example(route):
+    return route.contract.decode((EXAMPLES / EXAMPLE_FILES[route.contract.message_type]).read_bytes())
+
+
+def map_steps(route, message, decision=None) -> dict:
+    """Every step's output (fan-out steps: per item), as the pipeline would ask for it."""
+    outputs = {}
     for step in route.steps:
         context = MappingContext(
             route=route.name, step=step.name, message_id=f"m-{step.name}", correlation_id="c",
-            source_message_id="s", source_system=route.source.system,
-            now=datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8))),
+            source_message_id="s", source_system=route.source.system, now=NOW, decision=decision or {},
         )
-        output = step.mapping(message, context)
-        if step.target.adapter == "cmd":
-            assert output.operation == step.target.operation
-            assert output.to_soap()["MessageID"] == f"m-{step.name}"
+        if step.each is None:
+            outputs[step.name] = step.mapping(message, context)
+        else:
+            for key, item in step.each(message, context):
+                outputs[f"{step.name}/{key}"] = step.mapping(message, replace(context, item=item))
+    for name, output in outputs.items():
+        if output is None:
+            continue
+        target = next(s for s in route.steps if name.split("/")[0] == s.name).target
+        if target.adapter in ("cmd", "tc"):
+            assert output.operation == target.operation
+            assert output.to_soap()["MessageID"].startswith("m-")
         else:
             assert output.encode()
+    return outputs
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.decide is None], ids=lambda r: r.name)
+def test_every_step_maps_the_example(route):
+    outputs = map_steps(route, example(route))
+    assert all(output is not None for output in outputs.values())
+
+
+def test_retail_examples_in_process_order_map_to_every_output():
+    """The examples are one story: company archived, user reviewed, agreement signed (effective
+    in 5 days: ownership at once); decided on a real store, each in turn."""
+    store = Store("sqlite:///:memory:")
+    produced = {}
+    for name in ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "tc.tripartite-agreement-signed"):
+        route = route_by_name(name)
+        message = example(route)
+        state = store.state()
+        decision = route.decide(message, state, NOW)
+        assert store.commit_decision(route.name, f"id-{name}", decision, state.read, NOW)
+        produced[name] = {k for k, v in map_steps(route, message, decision.result).items() if v is not None}
+    assert produced == {
+        "tc.sales-company-archive-pushed": {"tc-feedback", "event"},
+        "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "tc-agreement-info", "event"},
+        "tc.tripartite-agreement-signed": {"tc-archival-result", "mkt-billing-scheme", "mkt-ownership",
+                                           "tc-ownership", "event"},
+    }
+    # The ownership is established already: the schedule's message, should it come, does nothing.
+    due = route_by_name("gridbus.ownership-due")
+    state = store.state()
+    decision = due.decide(example(due), state, NOW)
+    assert decision.result["decision"] == "skipped"
+    assert {k for k, v in map_steps(due, example(due), decision.result).items() if v is not None} == set()
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
@@ -95,7 +164,7 @@ def test_delay_tiers_are_sane(route):
 
 def test_soap_routes_retry_eight_times_from_5s_to_10min():
     for route in ROUTES:
-        if any(step.target.adapter == "cmd" for step in route.steps):
+        if any(step.target.adapter in ("cmd", "tc") for step in route.steps):
             assert (route.retry.attempts, route.retry.first_delay_s, route.retry.max_delay_s) == (8, 5, 600)
             assert route.retry.delay_tiers == (5, 10, 20, 40, 80, 160, 320)
 
@@ -117,7 +186,8 @@ def test_plan_change_later_revision_supersedes():
 
 
 def test_only_revisioned_flows_are_superseded():
-    assert [r.name for r in ROUTES if r.supersession] == ["mkt.energization-time-set", "cmd.plan-changed"]
+    assert [r.name for r in ROUTES if r.supersession] == [
+        "mkt.energization-time-set", "cmd.plan-changed", "tc.sales-company-archive-pushed"]
 
 
 def test_route_by_name():
