@@ -1,4 +1,5 @@
-"""``gridbus demo``: the four high-voltage new-installation flows end to end, in one process.
+"""``gridbus demo``: the four high-voltage new-installation flows end to end, in one process,
+then the retail-market flows (``workers.demo_retail``).
 
 By default on kombu's in-memory broker with SQLite and the loopback command-center SOAP stub,
 so it needs nothing but Python. With ``--broker amqp://...`` the same runs against RabbitMQ
@@ -25,7 +26,7 @@ from kombu import Connection, Producer, Queue
 
 from adapters.soap import contract_path
 from adapters.soap_stub import SoapStub
-from routes import ROUTES, naming
+from routes import hv_install, naming
 from routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
 from routes.model import RetryPolicy
 from workers import topology
@@ -125,7 +126,15 @@ def _take_all(conn: Connection, queue: str) -> list:
 
 
 def run_demo(broker_url: str = "memory://", passwords: dict[str, str] | None = None, echo=click.echo) -> bool:
-    routes = tuple(_fast(r) if r.source.system == "mkt" else r for r in ROUTES)
+    from workers.demo_retail import run_retail_demo
+
+    high_voltage = _run_high_voltage(broker_url, passwords, echo)
+    retail = run_retail_demo(broker_url, passwords or {}, echo, DEMO_RETRY, _example, _as_user, _take_all)
+    return high_voltage and retail
+
+
+def _run_high_voltage(broker_url: str, passwords: dict[str, str] | None, echo) -> bool:
+    routes = tuple(_fast(r) if r.source.system == "mkt" else r for r in hv_install.ROUTES)
     with tempfile.TemporaryDirectory(prefix="gridbus-demo-") as tmp, SoapStub(
         contract_path("cmd/CommandCenterService.wsdl"), path="/cmd"
     ) as stub:

@@ -369,7 +369,7 @@ class Worker:
                 detail += f" (attempt {d.attempt})"
             entries = [(d.outcome or "", detail)]
             entries += [
-                ("delivered", f"{step} -> {d.outputs[step][0]} (message {d.outputs[step][1]})")
+                ("sent", f"{step} -> {d.outputs[step][0]} (message {d.outputs[step][1]})")
                 for step in d.delivered
                 if step in d.outputs
             ]

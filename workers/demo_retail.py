@@ -1,0 +1,207 @@
+"""The retail-market part of ``gridbus demo``: flows 5-8 end to end, with a clock the demo moves.
+
+The trading center (a loopback SOAP stub, and the ``tc`` publisher) pushes a sales-company
+archive that is accepted and one from seed 000's Fig. 9 that is rejected for its credit code;
+two retail user units pass review, their tripartite agreements are signed: one takes effect in
+6 days (ownership established at once), the other in 41 days (ownership scheduled). The demo
+then moves the worker's clock 27 days on, the schedule falls due, and the second ownership is
+established. Last, the trace of that user unit, as ``gridbus trace`` prints it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from kombu import Connection, Producer, Queue
+from lxml import etree
+
+from adapters.soap import contract_path
+from adapters.soap_stub import SoapStub
+from routes import naming, retail_market
+from routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
+from workers import topology
+from workers.bootstrap import build_worker
+from workers.runtime import CHINA_TZ
+from workers.settings import Settings
+from workers.store import Store
+
+#: When the demo's story starts: the example agreement was signed on this day.
+START = datetime(2026, 11, 25, 17, 0, tzinfo=CHINA_TZ)
+SCHEDULED_USER = "RU2026110002"
+
+_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+class DemoClock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def run_retail_demo(broker_url: str, passwords: dict[str, str], echo, retry, example, as_user, take_all) -> bool:
+    routes = tuple(replace(r, retry=retry) for r in retail_market.ROUTES)
+    clock = DemoClock(START)
+    with tempfile.TemporaryDirectory(prefix="gridbus-demo-retail-") as tmp, SoapStub(
+        contract_path("tc/TradingCenterService.wsdl"), path="/tc"
+    ) as stub:
+        settings = Settings(broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", tc_soap_url=stub.url)
+        store = Store(settings.store_url)
+        with Connection(broker_url) as admin:
+            channel = admin.channel()
+            topology.declare(channel, topology.derive(routes))
+            events_tap = Queue(f"gridbus.demo.events.{uuid.uuid4().hex[:6]}", exclusive=False, auto_delete=False)
+            events_tap(channel).declare()
+            channel.queue_bind(events_tap.name, naming.EVENTS_EXCHANGE, "#")
+        worker = build_worker(settings, routes, store=store, declare=False, clock=clock, schedule_poll_s=0.1)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        echo(f"\nretail market: trading center SOAP stub at {stub.url}; the worker's clock reads {START.isoformat()}")
+        url = as_user(broker_url, "tc", passwords.get("tc"))
+        settled = 0
+        story = [
+            (SALES_COMPANY_ARCHIVE_PUSHED, example("tc.SalesCompanyArchivePushed.xml"), "sales-company archive"),
+            (SALES_COMPANY_ARCHIVE_PUSHED, _fig9_row1(example("tc.SalesCompanyArchivePushed.xml")),
+             "archive of Fig. 9 row 1 (太原市国电晋能售电有限公司, code P42040113310410)"),
+            (USER_UNIT_REVIEW_PASSED, example("tc.UserUnitReviewPassed.xml"), "user unit RU2026110001 passed review"),
+            (TRIPARTITE_AGREEMENT_SIGNED, example("tc.TripartiteAgreementSigned.xml"),
+             "agreement TA202612-RU2026110001 signed, effective 2026-12-01 (in 6 days)"),
+            (USER_UNIT_REVIEW_PASSED, _second_user(example("tc.UserUnitReviewPassed.xml")),
+             f"user unit {SCHEDULED_USER} passed review"),
+            (TRIPARTITE_AGREEMENT_SIGNED, _second_signing(example("tc.TripartiteAgreementSigned.xml")),
+             f"agreement TA202612-{SCHEDULED_USER} signed, effective 2027-01-05 (in 41 days)"),
+        ]
+        ok = True
+        for route, body, note in story:  # one at a time: each step of the process needs the one before
+            _publish(url, route, body)
+            settled += 1
+            ok &= _wait(worker, settled, echo)
+            echo(f"  published  {route.name:<34} {note}")
+        clock.now = START + timedelta(days=27)
+        echo(f"  the clock moves on 27 days to {clock.now.isoformat()}: the ownership schedule falls due")
+        settled += 1
+        ok &= _wait(worker, settled, echo)
+        worker.stop()
+        thread.join(10)
+        with Connection(broker_url) as conn:
+            inbox = take_all(conn, naming.system_inbox_queue("mkt"))
+            events = take_all(conn, events_tap.name)
+            dead = [m for r in routes for m in take_all(conn, r.dead_letter_queue)]
+            Queue(events_tap.name, no_declare=True)(conn.channel()).delete()
+        trace = store.trace(SCHEDULED_USER)
+        store.close()
+        return _report(echo, worker.counts, stub, inbox, events, dead, trace) and ok
+
+
+def _publish(url: str, route, body: bytes) -> None:
+    with Connection(url) as conn:
+        Producer(conn.channel()).publish(
+            body,
+            exchange=route.source.exchange,
+            routing_key=route.source.routing_key,
+            serializer=None,
+            content_type="application/xml",
+            content_encoding="binary",
+            message_id=str(uuid.uuid4()),
+            type=route.contract.message_type,
+            user_id=route.source.system,
+            delivery_mode=2,
+        )
+
+
+def _wait(worker, settled: int, echo) -> bool:
+    deadline = time.monotonic() + 30
+    while sum(worker.counts.values()) - worker.counts.get("retry-scheduled", 0) < settled:
+        if time.monotonic() > deadline:
+            echo("  the retail demo did not settle within 30 s", err=True)
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _edit(body: bytes, values: dict[str, str | None]) -> bytes:
+    root = etree.fromstring(body, _SAFE_PARSER)
+    namespace = etree.QName(root).namespace
+    for name, text in values.items():
+        element = root.find(f"{{{namespace}}}{name}")
+        if text is None:
+            root.remove(element)
+        else:
+            element.text = text
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _fig9_row1(body: bytes) -> bytes:
+    return _edit(body, {
+        "ArchiveId": "FIG9-01", "ArchiveRevision": "1", "CreditCode": "P42040113310410",
+        "Name": "太原市国电晋能售电有限公司", "ShortName": "太原国电", "Address": "太原市迎泽区长风街10号",
+        "RegistrationPlace": "太原", "EstablishedOn": "2016-12-09", "EffectiveDate": "2017-05-15",
+        "LegalRepresentative": None,  # 无: none given
+    })
+
+
+def _second_user(body: bytes) -> bytes:
+    return _edit(body, {"UserUnitId": SCHEDULED_USER, "CustomerNo": "0731000012346"})
+
+
+def _second_signing(body: bytes) -> bytes:
+    return _edit(body, {
+        "AgreementNo": f"TA202612-{SCHEDULED_USER}", "UserUnitId": SCHEDULED_USER,
+        "EffectiveTime": "2027-01-05T00:00:00+08:00",
+    })
+
+
+def _report(echo, counts, stub, inbox, events, dead, trace) -> bool:
+    echo("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    echo("trading center (SOAP) applied:")
+    for call in stub.effects():
+        subject = call.payload.get("UserUnitId") or call.payload.get("ArchiveId")
+        decision = call.payload.get("Decision") or ""
+        echo(f"  {call.operation:<26} {subject} {decision}")
+    feedback = {c.payload["ArchiveId"]: c for c in stub.effects("ReceiveArchiveFeedback")}
+    rejected = feedback.get("FIG9-01")
+    if rejected is not None:
+        for reason in _reasons(rejected):
+            echo(f"    FIG9-01 [{reason['Code']}] {reason['Field']}: {reason['Message']}")
+    echo("marketing inbox (AMQP):")
+    for m in inbox:
+        echo(f"  {m.properties.get('type')}: {m.body.decode('utf-8')[:110]}")
+    echo("canonical events: " + ", ".join(sorted({m.delivery_info.get('routing_key') for m in events})))
+    echo(f"trace of user unit {SCHEDULED_USER} (gridbus trace {SCHEDULED_USER}):")
+    for at, event, route, _message_id, detail in trace:
+        echo(f"  {datetime.fromtimestamp(at, CHINA_TZ).isoformat(timespec='minutes')}  {event:<11} {route:<34} {detail[:90]}")
+    relations = {c.payload.get("UserUnitId") for c in stub.effects("ReceiveOwnershipRelation")}
+    billing = [m for m in inbox if m.properties.get("type") == "BillingSchemeAdjustment"]
+    events_in_trace = [event for _, event, *_ in trace]
+    checks = {
+        "the archive accepted, the Fig. 9 archive rejected for its credit code": (
+            feedback.get("SCA-2026-000317") is not None
+            and feedback["SCA-2026-000317"].payload["Decision"] == "accepted"
+            and rejected is not None
+            and any(r["Code"] == "credit-code-length" for r in _reasons(rejected))
+        ),
+        "agreement drafted and sent for both user units": len(stub.effects("ReceiveAgreementInfo")) == 2
+        and sum(m.properties.get("type") == "AgreementDraftRequested" for m in inbox) == 2,
+        "ownership of both user units established, the second once its schedule fell due": relations
+        == {"RU2026110001", SCHEDULED_USER},
+        "only large-industrial and general commercial/industrial points converted": len(billing) == 2
+        and all(b'"residential"' not in m.body for m in billing),
+        "the trace shows the schedule set and fired": "scheduled" in events_in_trace and "fired" in events_in_trace,
+        "no dead letters": not dead,
+    }
+    echo("checks:")
+    for name, ok in checks.items():
+        echo(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    return all(checks.values())
+
+
+def _reasons(call) -> list[dict]:
+    listed = call.payload.get("Reasons") or {}
+    entries = listed.get("Reason", []) if isinstance(listed, dict) else listed
+    return entries if isinstance(entries, list) else [entries]
