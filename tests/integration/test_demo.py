@@ -14,6 +14,10 @@ def test_demo_on_the_embedded_broker_passes_every_check():
     assert "[FAILED]" not in report
     assert "ReceiveEnergizationTime revision 1" in report and "ReceiveEnergizationTime revision 3" in report
     assert "[contract-violation]" in report
+    # the retail market: Fig. 9's code refused with its reason, the schedule set, fired by the moved clock
+    assert "FIG9-01 [credit-code-length] CreditCode: 18 characters expected, got 15" in report
+    trace = report[report.index("trace of user unit RU2026110002"):]
+    assert trace.index(" scheduled ") < trace.index(" fired ") < trace.index("ownership-established")
 
 
 @pytest.mark.broker
