@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
+from routes.state import Cancel, Decision, Schedule
 from workers.store import Store
 
 
@@ -130,3 +132,92 @@ def test_two_workers_compete_on_one_queue_with_a_shared_postgresql_store(broker_
         delivered = conn.execute("SELECT count(*) FROM outcomes WHERE outcome = 'delivered'").fetchone()[0]
     assert delivered == 1001
     assert len(ids) == 1000
+
+
+# -- business state, decisions, schedules, journal -------------------------------------------------
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+def decide_put(store, message_id, kind, key, data, ref=None, read=()):
+    state = store.state()
+    for k in read:
+        state.get(kind, k)
+    decision = Decision(result={"by": message_id})
+    decision.put(kind, key, data, ref=ref)
+    return state, decision
+
+
+def test_a_decision_commits_once_with_its_records_schedules_and_journal(store):
+    state = store.state()
+    assert state.get("company", "C1") is None
+    decision = Decision(result={"answer": "accepted"})
+    decision.put("company", "C1", {"name": "鹭江新能"}, ref="R1")
+    decision.schedules.append(Schedule("gridbus.due", "C1", NOW + timedelta(days=2), {"k": "C1"}, ("C1",)))
+    decision.change(["C1"], "registered")
+    assert store.commit_decision("route", "m1", decision, state.read, NOW)
+    assert store.decision("route", "m1") == {"answer": "accepted"}
+    record = store.get_record("company", "C1")
+    assert (record.data, record.ref, record.version) == ({"name": "鹭江新能"}, "R1", 1)
+    # the same message decided again (a competing worker) is refused and changes nothing
+    again = store.state()
+    again.get("company", "C1")
+    assert not store.commit_decision("route", "m1", Decision(result={"answer": "other"}), again.read, NOW)
+    assert store.decision("route", "m1") == {"answer": "accepted"} and store.get_record("company", "C1").version == 1
+    assert [(e, d) for _, e, _, _, d in store.trace("C1")] == [("state", "registered"), ("scheduled", "gridbus.due due " + (NOW + timedelta(days=2)).isoformat())]
+
+
+def test_a_decision_on_state_changed_meanwhile_is_refused(store):
+    first, decision_1 = decide_put(store, "m1", "binding", "U1", {"state": "a"}, read=["U1"])
+    second, decision_2 = decide_put(store, "m2", "binding", "U1", {"state": "b"}, read=["U1"])
+    assert store.commit_decision("r", "m2", decision_2, second.read, NOW)
+    assert not store.commit_decision("r", "m1", decision_1, first.read, NOW)  # read as absent, created meanwhile
+    assert store.decision("r", "m1") is None and store.get_record("binding", "U1").data == {"state": "b"}
+    third, decision_3 = decide_put(store, "m3", "binding", "U1", {"state": "c"}, read=["U1"])
+    fourth, decision_4 = decide_put(store, "m4", "binding", "U1", {"state": "d"}, read=["U1"])
+    assert store.commit_decision("r", "m4", decision_4, fourth.read, NOW)
+    assert not store.commit_decision("r", "m3", decision_3, third.read, NOW)  # read version 1, now 2
+    # a record only read (not written) must be unchanged as well
+    reader = store.state()
+    reader.get("binding", "U1")
+    other, decision_5 = decide_put(store, "m5", "binding", "U1", {"state": "e"}, read=["U1"])
+    assert store.commit_decision("r", "m5", decision_5, other.read, NOW)
+    assert not store.commit_decision("r", "m6", Decision(result={}), reader.read, NOW)
+    assert store.get_record("binding", "U1").version == 3
+
+
+def test_records_are_found_by_ref_and_key_prefix(store):
+    state = store.state()
+    decision = Decision()
+    for key, ref in (("U1|2026-12-01", "C1"), ("U1|2027-12-01", "C2"), ("U10|2026-12-01", "C1"), ("U2|2026-12-01", "C1")):
+        decision.put("binding", key, {"key": key}, ref=ref)
+    assert store.commit_decision("r", "m", decision, state.read, NOW)
+    assert [r.key for r in store.find_records("binding", key_prefix="U1|")] == ["U1|2026-12-01", "U1|2027-12-01"]
+    assert [r.key for r in store.find_records("binding", ref="C1")] == ["U10|2026-12-01", "U1|2026-12-01", "U2|2026-12-01"]
+    assert store.find_records("company", ref="C1") == []
+
+
+def test_schedules_fall_due_by_the_clock_fire_once_and_can_be_cancelled(store):
+    decision = Decision()
+    decision.schedules.append(Schedule("gridbus.due", "A", NOW + timedelta(days=25), {"n": 1}, ("U1",)))
+    decision.schedules.append(Schedule("gridbus.due", "B", NOW + timedelta(days=30), {"n": 2}, ("U2",)))
+    decision.schedules.append(Schedule("gridbus.other", "C", NOW, {"n": 3}))
+    assert store.commit_decision("r", "m1", decision, {}, NOW)
+    assert store.due_schedules(["gridbus.due"], NOW + timedelta(days=24)) == []
+    [due] = store.due_schedules(["gridbus.due"], NOW + timedelta(days=26))
+    assert (due.key, due.payload, due.trace_keys) == ("A", {"n": 1}, ("U1",))
+    store.mark_fired(due, NOW + timedelta(days=26))
+    store.mark_fired(due, NOW + timedelta(days=26))  # a second confirm changes nothing
+    assert store.due_schedules(["gridbus.due"], NOW + timedelta(days=26)) == []
+    assert [e for _, e, *_ in store.trace("U1")] == ["scheduled", "fired"]
+    cancel = Decision()
+    cancel.cancels.append(Cancel("gridbus.due", "B"))
+    assert store.commit_decision("r", "m2", cancel, {}, NOW)
+    assert store.due_schedules(["gridbus.due"], NOW + timedelta(days=40)) == []
+    assert [s.route for s in store.pending_schedules()] == ["gridbus.other"]
+    # the schedule id names the decision that set it: set again by another one, it is a new message
+    first_id = store.pending_schedules()[0].message_id
+    again = Decision()
+    again.schedules.append(Schedule("gridbus.other", "C", NOW, {"n": 4}))
+    assert store.commit_decision("r", "m3", again, {}, NOW)
+    assert store.pending_schedules()[0].message_id != first_id
