@@ -1,0 +1,197 @@
+"""The retail market's rules, decided on a real (in-memory) store: archive review, trading center
+wins, deregistration, and the binding process with its 15-day rule."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from contracts.internal import OwnershipDue
+from contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
+from mappings.retail import archive_review, bindings
+from tests.support.retail import CHINA, archive_xml, review_xml, signing_xml, valid_credit_code
+from workers.errors import UnknownReference
+from workers.store import Store
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA)
+
+
+@pytest.fixture
+def store():
+    s = Store("sqlite:///:memory:")
+    yield s
+    s.close()
+
+
+def decide(store, rule, message, message_id, now=NOW):
+    state = store.state()
+    decision = rule(message, state, now)
+    assert store.commit_decision("test", message_id, decision, state.read, now)
+    return decision
+
+
+def archive(code, **kwargs):
+    return SalesCompanyArchivePushed.decode(archive_xml(code, **kwargs))
+
+
+def review(user, code, **kwargs):
+    return UserUnitReviewPassed.decode(review_xml(user, code, **kwargs))
+
+
+def signing(user, code, days: float | None = None, outcome="signed", agreement=None):
+    effective = NOW + timedelta(days=days) if days is not None else None
+    return TripartiteAgreementSigned.decode(signing_xml(
+        agreement or f"TA202612-{user}", user, code, outcome=outcome, decided_at=NOW, effective_time=effective,
+        refusal_reason="用户未签字" if outcome == "refused" else None))
+
+
+# -- archive review --------------------------------------------------------------------------------
+
+
+def test_a_complete_valid_archive_has_no_problems():
+    assert archive_review.field_problems(archive(valid_credit_code(), archive_id="A"), NOW.date()) == []
+
+
+def test_every_problem_is_reported_with_its_field():
+    body = archive_xml("P42040113310410", archive_id="A", Address="  ", RegisteredCapital="0",
+                       EstablishedOn="2027-01-01", EffectiveDate="2026-12-01")
+    problems = archive_review.field_problems(SalesCompanyArchivePushed.decode(body), NOW.date())
+    assert [(p["code"], p["field"]) for p in problems] == [
+        ("missing", "Address"),
+        ("credit-code-length", "CreditCode"),
+        ("date-in-future", "EstablishedOn"),
+        ("date-order", "EffectiveDate"),
+        ("capital-not-positive", "RegisteredCapital"),
+    ]
+
+
+def test_an_implausible_capital_is_named():
+    problems = archive_review.field_problems(archive(valid_credit_code(), archive_id="A", RegisteredCapital="20000000"),
+                                             NOW.date())
+    assert [p["code"] for p in problems] == ["capital-implausible"]
+
+
+def test_trading_center_wins_and_names_the_changed_fields(store):
+    code = valid_credit_code()
+    first = decide(store, archive_review.decide, archive(code, archive_id="A"), "m1")
+    assert first.result["company"] == "created" and first.result["contract_change"] == []
+    second = decide(store, archive_review.decide, archive(code, archive_id="A", revision=2, ShortName="鹭江"), "m2")
+    assert second.result["contract_change"] == [{"field": "short_name", "old_value": "鹭江新能", "new_value": "鹭江"}]
+    assert store.get_record("sales-company", code).data["fields"]["short_name"] == "鹭江"
+    same = decide(store, archive_review.decide, archive(code, archive_id="A", revision=3, ShortName="鹭江"), "m3")
+    assert same.result["company"] == "unchanged" and same.result["contract_change"] == []
+
+
+def test_another_company_claiming_a_held_code_is_rejected_and_changes_nothing(store):
+    code = valid_credit_code()
+    decide(store, archive_review.decide, archive(code, archive_id="A"), "m1")
+    claim = decide(store, archive_review.decide, archive(code, archive_id="B", name="另一家售电有限公司"), "m2")
+    assert claim.result["decision"] == "rejected"
+    assert [r["code"] for r in claim.result["reasons"]] == ["credit-code-claimed"]
+    assert store.get_record("sales-company", code).data["archive_id"] == "A"
+    # the same company under a new archive id is an update, not a claim
+    renewed = decide(store, archive_review.decide, archive(code, archive_id="C"), "m3")
+    assert renewed.result["decision"] == "accepted"
+
+
+# -- the binding process --------------------------------------------------------------------------------
+
+
+def bound(store, code, user, days, serial=[0]):
+    serial[0] += 1
+    decide(store, bindings.decide_review, review(user, code), f"r{serial[0]}")
+    return decide(store, bindings.decide_signing, signing(user, code, days), f"s{serial[0]}")
+
+
+@pytest.fixture
+def company(store):
+    code = valid_credit_code()
+    decide(store, archive_review.decide, archive(code, archive_id=f"A-{code}"), f"a-{code}")
+    return code
+
+
+def test_review_of_an_unknown_or_deregistered_company_is_refused(store):
+    code = valid_credit_code()
+    refused = decide(store, bindings.decide_review, review("U1", code), "m1")
+    assert [r["code"] for r in refused.result["reasons"]] == ["sales-company-unknown"]
+    decide(store, archive_review.decide, archive(code, archive_id="A", status="deregistered"), "m2")
+    refused = decide(store, bindings.decide_review, review("U1", code), "m3")
+    assert [r["code"] for r in refused.result["reasons"]] == ["sales-company-deregistered"]
+    assert store.find_records(bindings.KIND, key_prefix="U1|") == []
+
+
+def test_a_user_without_market_metering_points_is_refused(store, company):
+    refused = decide(store, bindings.decide_review, review("U1", company, points=(("MP-R", "residential"),)), "m1")
+    assert [r["code"] for r in refused.result["reasons"]] == ["no-market-metering-point"]
+
+
+def test_one_sales_company_per_contract_period(store, company):
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    decide(store, bindings.decide_review, review("U1", company), "m1")
+    overlapping = decide(store, bindings.decide_review,
+                         review("U1", other, period_start=date(2027, 6, 1), period_end=date(2028, 5, 31)), "m2")
+    assert [r["code"] for r in overlapping.result["reasons"]] == ["one-sales-company-per-period"]
+    next_period = decide(store, bindings.decide_review,
+                         review("U1", other, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30)), "m3")
+    assert next_period.result["decision"] == "accepted"
+
+
+def test_a_refused_agreement_frees_the_period(store, company):
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    decide(store, bindings.decide_review, review("U1", company), "m1")
+    refused = decide(store, bindings.decide_signing, signing("U1", company, outcome="refused"), "m2")
+    assert refused.result["binding"]["state"] == bindings.AGREEMENT_REFUSED
+    assert decide(store, bindings.decide_review, review("U1", other), "m3").result["decision"] == "accepted"
+
+
+@pytest.mark.parametrize("days, state", [(1, "ownership-established"), (14.9, "ownership-established"),
+                                         (15, "ownership-established"), (15.1, "ownership-scheduled"),
+                                         (40, "ownership-scheduled")])
+def test_ownership_at_once_under_15_days_else_scheduled_for_effective_minus_15(store, company, days, state):
+    decision = bound(store, company, "U1", days)
+    assert decision.result["binding"]["state"] == state
+    pending = store.pending_schedules()
+    if state == "ownership-scheduled":
+        [schedule] = pending
+        assert datetime.fromtimestamp(schedule.due_at, CHINA) == NOW + timedelta(days=days) - timedelta(days=15)
+        assert "ownership" not in decision.result
+    else:
+        assert pending == [] and decision.result["ownership"]["state"] == state
+
+
+def test_a_due_schedule_establishes_ownership_once(store, company):
+    bound(store, company, "U1", 40)
+    [schedule] = store.pending_schedules()
+    due = OwnershipDue.model_validate(schedule.payload)
+    later = NOW + timedelta(days=25)
+    first = decide(store, bindings.decide_ownership_due, due, "d1", now=later)
+    assert first.result["decision"] == "established"
+    again = decide(store, bindings.decide_ownership_due, due, "d2", now=later)
+    assert again.result == {"decision": "skipped", "state": "ownership-established"}
+
+
+def test_signing_for_an_agreement_no_binding_awaits_is_an_unknown_reference(store, company):
+    with pytest.raises(UnknownReference, match="TA-X"):
+        bindings.decide_signing(signing("U1", company, 5, agreement="TA-X"), store.state(), NOW)
+    decide(store, bindings.decide_review, review("U1", company), "m1")
+    with pytest.raises(UnknownReference, match="not 9"):
+        bindings.decide_signing(signing("U1", valid_credit_code(), 5), store.state(), NOW)
+
+
+def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(store, company):
+    bound(store, company, "U1", 40)  # scheduled
+    bound(store, company, "U2", 3)  # established
+    decide(store, bindings.decide_review, review("U3", company), "m3")  # agreement requested
+    decide(store, bindings.decide_review, review("U4", company), "m4")
+    decide(store, bindings.decide_signing, signing("U4", company, outcome="refused"), "m5")  # refused: not bound
+    result = decide(store, archive_review.decide,
+                    archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "m6").result
+    assert sorted(b["user_unit_id"] for b in result["dissolutions"]) == ["U1", "U2", "U3"]
+    assert result["contract_change"] == [] and sorted(result["trace_keys"]) == ["U1", "U2", "U3"]
+    assert store.pending_schedules() == []
+    states = {r.data["user_unit_id"]: r.data["state"] for r in store.find_records(bindings.KIND, ref=company)}
+    assert states == {"U1": "dissolution-required", "U2": "dissolution-required", "U3": "dissolution-required",
+                      "U4": "agreement-refused"}
