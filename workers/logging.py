@@ -16,6 +16,7 @@ import structlog
 PERSONAL_KEYS = {
     "name", "customer_name", "customername", "contact_phone", "contactphone", "phone", "mobile",
     "id_number", "idnumber", "legal_representative", "legalrepresentative", "contact", "contact_name",
+    "user_name", "username",
 }
 
 # Mainland mobile numbers, fixed lines with area code, 18-digit resident ID numbers.

@@ -160,6 +160,24 @@ def test_archive_feedback_reaches_a_trading_center_that_was_down_for_a_while(bro
 # -- retail user review ---------------------------------------------------------------------------------
 
 
+def test_a_retried_message_is_not_decided_again(broker_url, store, tc_stub, tc, mkt_inbox):
+    """The review is decided (binding: agreement requested) and then the trading center is down:
+    the retries read the recorded decision, so the agreement information is still sent, once,
+    rather than the review being taken for a repeat of itself."""
+    code, user = valid_credit_code(), unique("RU")
+    with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
+        register_company(tc, worker, code)
+        tc_stub.fail_for(1.5, "http503")
+        publish(tc, REVIEW, review_xml(user, code))
+        wait_for(lambda: worker.counts.get("delivered") == 2, timeout=30, what="review delivered after recovery")
+        assert worker.counts.get("retry-scheduled", 0) >= 1
+    assert [c.payload["Decision"] for c in calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)] == ["accepted"]
+    assert len(calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)) == 1
+    assert len(marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=user)) == 1
+    [binding] = store.find_records("binding", key_prefix=f"{user}|")
+    assert (binding.data["state"], binding.version) == ("agreement-requested", 1)
+
+
 def review_and_sign(tc, worker, code: str, user: str, clock: Clock, effective_in_days: int) -> str:
     before = sum(worker.counts.values())
     publish(tc, REVIEW, review_xml(user, code))
