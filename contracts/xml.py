@@ -199,7 +199,7 @@ def validate(root: etree._Element, schema: Path) -> None:
     errors = list(xml_schema.error_log)
     tree = root.getroottree()
     shown = "; ".join(
-        f"line {error.line} at {_element_path(tree, error.path)}: {_NAMESPACE_IN_MESSAGE.sub('', error.message).rstrip('.')}"
+        f"line {error.line} at {_element_path(tree, error.path)}: {_describe(tree, error)}"
         for error in errors[:MAX_REPORTED_ERRORS]
     )
     more = f" (and {len(errors) - MAX_REPORTED_ERRORS} more)" if len(errors) > MAX_REPORTED_ERRORS else ""
@@ -208,6 +208,21 @@ def validate(root: etree._Element, schema: Path) -> None:
 
 # "{urn:gridbus:pms:black-map:1}Kind" -> "Kind" in libxml2's messages (the root check covers namespaces).
 _NAMESPACE_IN_MESSAGE = re.compile(r"\{(?:urn|https?):[^}\s']*\}")
+
+#: Elements that carry personal data: a schema error names them but never quotes their value,
+#: since reasons travel into dead-letter headers and log lines.
+PERSONAL_ELEMENTS = frozenset(
+    {"CustomerName", "UserName", "LegalRepresentative", "ContactPhone", "ContactName", "IdNumber", "Phone"}
+)
+
+
+def _describe(tree: etree._ElementTree, error) -> str:
+    message = _NAMESPACE_IN_MESSAGE.sub("", error.message).rstrip(".")
+    found = tree.xpath(error.path) if error.path else []
+    if found and isinstance(found[0], etree._Element) and etree.QName(found[0]).localname in PERSONAL_ELEMENTS:
+        for text in {found[0].text or "", (found[0].text or "").strip()} - {""}:
+            message = message.replace(f"'{text}'", "'***'")
+    return message
 
 
 def _element_path(tree: etree._ElementTree, path: str | None) -> str:

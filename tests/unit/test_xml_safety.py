@@ -198,3 +198,23 @@ def test_random_text_as_gbk_or_utf8_never_raises_anything_but_contract_violation
             xml.parse_xml(body, max_bytes=10_000)
         except ContractViolation:
             pass
+
+
+def test_schema_errors_never_quote_personal_data(tmp_path):
+    schema = tmp_path / "person.xsd"
+    schema.write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:t" xmlns="urn:t" '
+        'elementFormDefault="qualified"><xs:element name="P"><xs:complexType><xs:sequence>'
+        '<xs:element name="LegalRepresentative"><xs:simpleType><xs:restriction base="xs:string">'
+        '<xs:pattern value="[A-Z]+"/></xs:restriction></xs:simpleType></xs:element>'
+        '<xs:element name="Code"><xs:simpleType><xs:restriction base="xs:string">'
+        '<xs:pattern value="[A-Z]+"/></xs:restriction></xs:simpleType></xs:element>'
+        "</xs:sequence></xs:complexType></xs:element></xs:schema>",
+        encoding="utf-8",
+    )
+    root = xml.parse_xml('<P xmlns="urn:t"><LegalRepresentative>陈志明</LegalRepresentative><Code>abc</Code></P>'.encode())
+    with pytest.raises(ContractViolation) as caught:
+        xml.validate(root, schema)
+    reason = caught.value.reason
+    assert "陈志明" not in reason and "'***'" in reason and "LegalRepresentative" in reason
+    assert "'abc'" in reason  # values of other elements help the operator and stay
