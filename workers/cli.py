@@ -80,7 +80,7 @@ def topology_declare(routes_module, broker) -> None:
     help="Password of an upstream system's RabbitMQ user (amqp only), e.g. mkt=secret.",
 )
 def demo(broker, system_passwords) -> None:
-    """Run the four high-voltage new-installation flows end to end and check the result."""
+    """Run the high-voltage new-installation flows, then the retail-market flows, end to end and check the result."""
     from workers import logging as gridbus_logging
     from workers.demo import run_demo
 

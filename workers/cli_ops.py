@@ -332,9 +332,11 @@ def _save_credentials(path: Path, credentials: dict[str, tuple[str, str]]) -> No
 @click.option("--store", "store_url", default=None, help="Store URL; overrides GRIDBUS_STORE_URL.")
 def trace(key, store_url) -> None:
     """The history of one business object, oldest first: a sales company by credit code, a retail
-    user unit by its id, an agreement by its number. Every message received, its outcome (delivered,
-    duplicate, retry scheduled, dead-lettered with the reason), every delivery to a system, every
-    state change and schedule, across all routes."""
+    user unit by its id, an agreement by its number. Every message that was read as its contract,
+    with its outcome (delivered, superseded, retry scheduled, dead-lettered with the reason), every
+    output sent to a system, every state change and schedule, across all routes. Repeats of a
+    message id and messages that do not meet their contract are not here (their keys are unknown):
+    see the worker's log and `gridbus dlq`."""
     from workers.runtime import CHINA_TZ
     from workers.store import Store
 

@@ -136,6 +136,7 @@ def decide(archive: SalesCompanyArchivePushed, state: State, now: datetime) -> D
         decision.change([code], f"{label} accepted: same as the archive held")
 
     if deregistered:
+        state.get(bindings.COMPANY_BINDINGS, code)  # a binding made meanwhile refuses this decision
         for record in bindings.holding(state.find(bindings.KIND, ref=code)):
             binding = dict(record.data)
             previous = binding["state"]

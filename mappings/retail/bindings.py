@@ -39,6 +39,8 @@ from routes.state import Decision, Record, Schedule, State
 from workers.errors import UnknownReference
 
 KIND = "binding"
+USER_UNIT = "user-unit"
+COMPANY_BINDINGS = "company-bindings"
 
 AGREEMENT_REQUESTED = "agreement-requested"
 AGREEMENT_REFUSED = "agreement-refused"
@@ -84,9 +86,27 @@ def market_points(binding: dict[str, Any]) -> list[dict[str, str]]:
 # -- review passed ---------------------------------------------------------------------------------
 
 
+def claim_user(state: State, decision: Decision, user_unit_id: str, now: datetime) -> None:
+    """Decisions about one user unit's bindings are serialised: each reads and rewrites the user
+    unit's record, so of two made at once on the same user (competing workers), the second is
+    refused and retried on the state the first left, and the one-company-per-period rule holds."""
+    record = state.get(USER_UNIT, user_unit_id)
+    decisions = (record.data["decisions"] if record else 0) + 1
+    decision.put(USER_UNIT, user_unit_id, {"decisions": decisions, "last_decided_at": now.isoformat()})
+
+
+def count_binding(state: State, decision: Decision, credit_code: str) -> None:
+    """A new binding bumps its sales company's binding count, which a deregistration reads: so a
+    deregistration decided at the same moment as a new binding is refused and decided again
+    with that binding in view, and no binding to a deregistered company slips through."""
+    record = state.get(COMPANY_BINDINGS, credit_code)
+    decision.put(COMPANY_BINDINGS, credit_code, {"bindings": (record.data["bindings"] if record else 0) + 1})
+
+
 def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> Decision:
     decision = Decision()
     user, code = review.user_unit_id, review.sales_company_credit_code
+    claim_user(state, decision, user, now)
     key = binding_key(user, review.period_start)
     period = f"{review.period_start.isoformat()}..{review.period_end.isoformat()}"
     existing = state.find(KIND, key_prefix=f"{user}|")
@@ -142,6 +162,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         return decision
     binding["state"] = AGREEMENT_REQUESTED
     decision.put(KIND, key, binding, ref=code)
+    count_binding(state, decision, code)
     decision.result = {"decision": "accepted", "reasons": [], "binding": binding}
     decision.change(
         trace_keys_of(binding),
@@ -157,6 +178,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
 def decide_signing(signing: TripartiteAgreementSigned, state: State, now: datetime) -> Decision:
     decision = Decision()
     user, code = signing.user_unit_id, signing.sales_company_credit_code
+    claim_user(state, decision, user, now)
     record = next(
         (r for r in state.find(KIND, key_prefix=f"{user}|") if r.data["agreement_no"] == signing.agreement_no), None
     )
@@ -226,6 +248,7 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
     record = state.get(KIND, key)
     if record is None:
         raise UnknownReference(f"ownership of binding {key} fell due, but no such binding is held")
+    claim_user(state, decision, due.user_unit_id, now)
     binding = dict(record.data)
     if binding["state"] != OWNERSHIP_SCHEDULED or binding["agreement_no"] != due.agreement_no:
         decision.result = {"decision": "skipped", "state": binding["state"]}

@@ -195,3 +195,32 @@ def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(s
     states = {r.data["user_unit_id"]: r.data["state"] for r in store.find_records(bindings.KIND, ref=company)}
     assert states == {"U1": "dissolution-required", "U2": "dissolution-required", "U3": "dissolution-required",
                       "U4": "agreement-refused"}
+
+
+def test_decisions_on_one_user_made_at_once_cannot_both_commit(store, company):
+    """Two workers decide reviews of the same user for overlapping periods with two companies at
+    the same moment: the second commit is refused, and decided again it sees the first binding."""
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    first_state, second_state = store.state(), store.state()
+    first = bindings.decide_review(review("U1", company), first_state, NOW)
+    second = bindings.decide_review(
+        review("U1", other, period_start=date(2027, 3, 1), period_end=date(2028, 2, 29)), second_state, NOW)
+    assert first.result["decision"] == second.result["decision"] == "accepted"  # each alone would pass
+    assert store.commit_decision("test", "m1", first, first_state.read, NOW)
+    assert not store.commit_decision("test", "m2", second, second_state.read, NOW)
+    again = decide(store, bindings.decide_review,
+                   review("U1", other, period_start=date(2027, 3, 1), period_end=date(2028, 2, 29)), "m2")
+    assert [r["code"] for r in again.result["reasons"]] == ["one-sales-company-per-period"]
+
+
+def test_a_binding_made_while_its_company_is_deregistered_is_not_missed(store, company):
+    archive_state, review_state = store.state(), store.state()
+    deregistration = archive_review.decide(
+        archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), archive_state, NOW)
+    new_binding = bindings.decide_review(review("U9", company), review_state, NOW)
+    assert store.commit_decision("test", "r", new_binding, review_state.read, NOW)
+    assert not store.commit_decision("test", "d", deregistration, archive_state.read, NOW)
+    again = decide(store, archive_review.decide,
+                   archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "d")
+    assert [b["user_unit_id"] for b in again.result["dissolutions"]] == ["U9"]
