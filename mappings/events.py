@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from contracts.base import MappingContext
 from contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
-from contracts.canonical.payload import PayloadNode, UnfitText
+from contracts.canonical.payload import PayloadNode, PayloadTemplate, UnfitText
 from contracts.cmd.models import PlanChanged
 from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from contracts.pms import BlackMapPublished
@@ -72,6 +72,15 @@ def energization_time_changed(message: EnergizationTimeSet, ctx: MappingContext)
 
 
 def black_map_created(message: BlackMapPublished, ctx: MappingContext) -> CanonicalEvent:
+    leaves = (
+        message.graph_id, _plain_text(message.graph_version), message.application_no,
+        _plain_text(message.published_at), message.substation, message.feeder,
+    )
+    items = [(item.equipment_id, item.kind, item.name) for item in message.equipment]
+    built = _BLACK_MAP.fill(leaves, items)
+    if built is not None:
+        return _built_event("created", "BlackMap", built, ctx)
+    # Text to escape or refuse, or empty: the builder does what lxml does with it.
     payload = _Payload("BlackMap")
     root = payload.root
     payload.add(root, "mRID", message.graph_id)
@@ -86,6 +95,14 @@ def black_map_created(message: BlackMapPublished, ctx: MappingContext) -> Canoni
         payload.add(equipment, "kind", item.kind)
         payload.add(equipment, "name", item.name)
     return _event("created", payload, ctx)
+
+
+#: What ``black_map_created`` builds with ``_Payload`` when every value is plain text.
+_BLACK_MAP = PayloadTemplate(
+    "BlackMap", payload_namespace("BlackMap"),
+    ("mRID", "version", "applicationNo", "publishedAt", "Substation", "Feeder"),
+    "Equipment", ("mRID", "kind", "name"),
+)
 
 
 def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent:
@@ -148,13 +165,28 @@ def _lexical(value: object) -> str:
     return str(value)
 
 
+def _plain_text(value: object) -> object:
+    """The text ``_Payload.add`` writes for ``value`` when that is plain; the value itself otherwise
+    (a template then declines it, and ``_Payload`` makes or refuses it)."""
+    if type(value) is str or value is None:
+        return value
+    try:
+        return _lexical(value)
+    except ValueError:
+        return value
+
+
 def _event(verb: str, payload: _Payload, ctx: MappingContext) -> CanonicalEvent:
+    return _built_event(verb, payload.noun, payload.builder.build(), ctx)
+
+
+def _built_event(verb: str, noun: str, payload, ctx: MappingContext) -> CanonicalEvent:
     return CanonicalEvent(
         verb=verb,
-        noun=payload.noun,
+        noun=noun,
         timestamp=ctx.now,
         message_id=ctx.message_id,
         correlation_id=ctx.correlation_id,
         properties=(("sourceSystem", ctx.source_system), ("sourceMessageID", ctx.source_message_id)),
-        payload=payload.builder.build(),
+        payload=payload,
     )

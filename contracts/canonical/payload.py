@@ -71,8 +71,8 @@ PayloadNode = list
 
 _NAME, _ATTRIBUTES, _SERIALISED_ATTRIBUTES, _TEXT, _ESCAPED_TEXT, _CHILDREN = range(6)
 
-# Characters that need a closer look in text: escaped, or refused.
-_TEXT_UNUSUAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Characters that need a closer look in text: escaped, or refused (plain text has none).
+TEXT_UNUSUAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class UnfitText(ValueError):
@@ -118,7 +118,7 @@ class PayloadBuilder:
         if text is not None:
             if type(text) is not str:
                 raise TypeError(f"text must be a str, got {type(text).__name__}")
-            if _TEXT_UNUSUAL.search(text):
+            if TEXT_UNUSUAL.search(text):
                 if NOT_XML_CHARACTERS.search(text):
                     raise UnfitText(_NOT_XML_COMPATIBLE)
                 escaped = text.translate(_TEXT_ESCAPES)
@@ -183,3 +183,49 @@ def _write_content(node: PayloadNode, parts: list[str]) -> None:
             parts.append("<" + child[_NAME])
             _write_content(child, parts)
     parts.append(f"</{node[_NAME]}>")
+
+
+class PayloadTemplate:
+    """A payload of fixed shape, written in one go: leaf elements in order, then a group element
+    repeated once per item, each holding leaves of its own (e.g. BlackMap: mRID ... Feeder, then
+    one Equipment per item with mRID, kind, name).
+
+    ``fill(leaves, items)`` returns what ``PayloadBuilder`` builds from the same ``add`` calls,
+    or None when any value is not plain text: not a str, empty or whitespace only, or with
+    characters to escape or refuse. The caller then uses ``PayloadBuilder``, which escapes or
+    refuses them as lxml does.
+    """
+
+    __slots__ = ("noun", "namespace", "_tag", "_head", "_item", "_end", "_leaf_count", "_item_leaf_count")
+
+    def __init__(self, noun: str, namespace: str, leaves: tuple[str, ...], group: str, group_leaves: tuple[str, ...]):
+        for name in (noun, *leaves, group, *group_leaves):
+            _checked_name(namespace, name)
+        if not leaves or not group_leaves:
+            raise ValueError("a template needs at least one leaf, and one in its group")
+        self.noun = noun
+        self.namespace = namespace
+        self._tag = f"{{{namespace}}}{noun}"
+        # Filled with %-formatting: only the namespace can hold a '%' (XML names cannot).
+        start = f'<{noun} xmlns="{namespace.replace("%", "%%")}">'
+        self._head = start + "".join(f"<{name}>%s</{name}>" for name in leaves)
+        self._item = f"<{group}>" + "".join(f"<{name}>%s</{name}>" for name in group_leaves) + f"</{group}>"
+        self._end = f"</{noun}>"
+        self._leaf_count = len(leaves)
+        self._item_leaf_count = len(group_leaves)
+
+    def fill(self, leaves: tuple, items: list[tuple]) -> BuiltPayload | None:
+        if len(leaves) != self._leaf_count:
+            raise ValueError(f"{self.noun}: {len(leaves)} values for {self._leaf_count} leaves")
+        values = list(leaves)
+        for item in items:
+            if len(item) != self._item_leaf_count:
+                raise ValueError(f"{self.noun}: {len(item)} values for {self._item_leaf_count} leaves of an item")
+            values.extend(item)
+        for value in values:
+            if type(value) is not str or not value.strip(XML_SPACE):
+                return None
+        if TEXT_UNUSUAL.search("".join(values)):
+            return None
+        text = (self._head + self._item * len(items) + self._end) % tuple(values)
+        return BuiltPayload(text.encode("utf-8"), self._tag, self.namespace, _token=_BUILDER)
