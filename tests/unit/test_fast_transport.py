@@ -1,0 +1,79 @@
+"""The buffered transport reads the same frames as py-amqp's, however the bytes arrive."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from amqp.transport import TCPTransport
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.broker import _BufferedTCPTransport, connect
+
+
+def frame(kind: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
+
+
+def transport_on(cls, sock):
+    transport = cls("127.0.0.1:1")
+    transport.sock = sock
+    transport._setup_transport()
+    transport.connected = True
+    return transport
+
+
+def read_all(cls, data: bytes, chunks: list[int], n_frames: int) -> list:
+    """Frames read by ``cls`` from ``data`` sent in ``chunks``, with a short timeout between chunks."""
+    ours, theirs = socket.socketpair()
+    try:
+        transport = transport_on(cls, ours)
+        frames, position = [], 0
+        for size in [*chunks, len(data)]:
+            theirs.sendall(data[position:position + size])
+            position += size
+            while len(frames) < n_frames:
+                try:
+                    with transport.having_timeout(0.001):
+                        frames.append(transport.read_frame())
+                except socket.timeout:
+                    break
+            if position >= len(data):
+                break
+        return frames
+    finally:
+        ours.close()
+        theirs.close()
+
+
+payloads = st.lists(st.binary(max_size=70000), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(payloads=payloads, chunks=st.lists(st.integers(1, 40000), max_size=8))
+def test_frames_read_in_any_chunking_are_py_amqps_frames(payloads, chunks):
+    data = b"".join(frame(1 + i % 3, i, p) for i, p in enumerate(payloads))
+    expected = [(1 + i % 3, i, p) for i, p in enumerate(payloads)]
+    got = read_all(_BufferedTCPTransport, data, chunks, len(payloads))
+    assert [(k, c, bytes(p)) for k, c, p in got] == expected
+    assert read_all(TCPTransport, data, chunks, len(payloads)) == got
+
+
+def test_a_closed_peer_is_reported_as_py_amqp_reports_it():
+    ours, theirs = socket.socketpair()
+    transport = transport_on(_BufferedTCPTransport, ours)
+    theirs.sendall(frame(1, 0, b"abc")[:5])
+    theirs.close()
+    with pytest.raises(OSError, match="Server unexpectedly closed connection"):
+        transport.read_frame()
+    ours.close()
+
+
+def test_only_plain_amqp_urls_get_the_buffered_transport():
+    conn = connect("memory://")
+    try:
+        assert conn.transport.driver_type == "memory"
+    finally:
+        conn.release()
