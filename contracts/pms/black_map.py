@@ -52,21 +52,51 @@ class BlackMapPublished(BaseModel):
         xml.expect_root(root, NAMESPACE, "BlackMapPublished")
         xml.validate(root, SCHEMA)
 
-        top = _FIELDS.read(root)
-        fields = {
-            "application_no": top["ApplicationNo"],
-            "graph_id": top["GraphId"],
-            "graph_version": top["GraphVersion"],
-            "published_at": top["PublishedAt"],
-            "substation": top["Substation"],
-            "feeder": top["Feeder"],
-            "equipment": [
-                _ITEM_FIELDS.read(item)
-                for item in xml.grandchildren(root, NAMESPACE, "Equipment", "Item")
-            ],
-            "reviewer": top["Reviewer"],
-        }
+        fields = _fields_in_order(root) or _fields_by_name(root)
         return xml.build_model(cls, fields, contract=cls.__name__)
+
+
+def _fields_by_name(root) -> dict:
+    top = _FIELDS.read(root)
+    return {
+        "application_no": top["ApplicationNo"],
+        "graph_id": top["GraphId"],
+        "graph_version": top["GraphVersion"],
+        "published_at": top["PublishedAt"],
+        "substation": top["Substation"],
+        "feeder": top["Feeder"],
+        "equipment": [_ITEM_FIELDS.read(item) for item in xml.grandchildren(root, NAMESPACE, "Equipment", "Item")],
+        "reviewer": top["Reviewer"],
+    }
+
+
+def _fields_in_order(root) -> dict | None:
+    """``_fields_by_name`` by position, for a schema-valid document with nothing but elements
+    where it matters: the schema's sequence then fixes which child is which. None otherwise
+    (comments or processing instructions among the children)."""
+    top = list(root)
+    if len(top) != 8:
+        return None
+    items = list(top[6])
+    if not all(len(item) == 3 for item in items):
+        return None
+    application_no, graph_id, graph_version, published_at, substation, feeder, _, reviewer = [
+        child.text or "" for child in top
+    ]
+    equipment = []
+    for item in items:
+        equipment_id, kind, name = item
+        equipment.append({"equipment_id": equipment_id.text or "", "kind": kind.text or "", "name": name.text or ""})
+    return {
+        "application_no": application_no,
+        "graph_id": graph_id,
+        "graph_version": graph_version,
+        "published_at": published_at,
+        "substation": substation,
+        "feeder": feeder,
+        "equipment": equipment,
+        "reviewer": reviewer,
+    }
 
 
 _FIELDS = xml.ChildTexts(
