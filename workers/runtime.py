@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import os
 import signal
 import socket
@@ -268,15 +269,19 @@ class Worker:
             results = self.publisher().wait()
         effects, outcomes = [], []
         for d in batch:
+            confirmed = []
             for ticket, step in d.tickets.items():
                 error = results.get(ticket, ConfirmTimeout("publish outcome unknown"))
                 if error is None:
-                    effects.append((d.route.name, d.message_id, step))
+                    confirmed.append((d.route.name, d.message_id, step))
                     d.delivered.append(step)
                 elif d.error is None:
                     d.error = TransientDeliveryError(f"step {step}: {error.reason if hasattr(error, 'reason') else error}")
             if d.error is None and d.outcome in ("delivered", "superseded"):
+                # Finished in this commit: the outcome says every step took effect.
                 outcomes.append((d.route.name, d.message_id, d.outcome))
+            else:
+                effects += confirmed  # partial progress: a retry repeats only the rest
         self.store.record(effects=effects, outcomes=outcomes)
 
     def _send_copy(self, d: Delivery) -> None:
@@ -340,6 +345,8 @@ class Worker:
 
     def _log_outcome(self, d: Delivery) -> None:
         self.counts[d.outcome] = self.counts.get(d.outcome, 0) + 1
+        if d.error is None and not log.is_enabled_for(logging.INFO):
+            return
         fields = dict(
             message_id=d.message_id,
             correlation_id=d.correlation_id,

@@ -62,8 +62,6 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS schedules_due ON schedules (state, due_at)",
     "CREATE INDEX IF NOT EXISTS journal_key ON journal (key, seq)",
     "CREATE INDEX IF NOT EXISTS effects_at ON effects (at)",
-    "CREATE INDEX IF NOT EXISTS effects_message ON effects (message_id)",
-    "CREATE INDEX IF NOT EXISTS outcomes_message ON outcomes (message_id)",
     "CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at)",
 ]
 
@@ -145,18 +143,23 @@ class Store:
         return {r[0] for r in rows}
 
     def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str | None, set[str]]]:
-        """Outcome and recorded steps of many (route, message_id) pairs in two queries."""
+        """Outcome and recorded steps of many (route, message_id) pairs: two queries per route,
+        each served by the table's primary key."""
         keys = set(keys)
         found: dict[tuple[str, str], tuple[str | None, set[str]]] = {k: (None, set()) for k in keys}
-        ids = sorted({mid for _, mid in keys})
-        if not ids:
-            return found
-        marks = ", ".join([self._p] * len(ids))
-        for route, mid, outcome in self._one(f"SELECT route, message_id, outcome FROM outcomes WHERE message_id IN ({marks})", tuple(ids)):
-            if (route, mid) in found:
+        by_route: dict[str, list[str]] = {}
+        for route, mid in keys:
+            by_route.setdefault(route, []).append(mid)
+        for route, ids in by_route.items():
+            marks = ", ".join([self._p] * len(ids))
+            params = (route, *ids)
+            for mid, outcome in self._one(
+                f"SELECT message_id, outcome FROM outcomes WHERE route = {self._p} AND message_id IN ({marks})", params
+            ):
                 found[(route, mid)] = (outcome, found[(route, mid)][1])
-        for route, mid, step in self._one(f"SELECT route, message_id, step FROM effects WHERE message_id IN ({marks})", tuple(ids)):
-            if (route, mid) in found:
+            for mid, step in self._one(
+                f"SELECT message_id, step FROM effects WHERE route = {self._p} AND message_id IN ({marks})", params
+            ):
                 found[(route, mid)][1].add(step)
         return found
 

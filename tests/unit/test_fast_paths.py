@@ -189,3 +189,15 @@ def test_example_notices_are_byte_identical():
     for notice in (pms_to_mkt.black_map_notice(black_map, context()), cmd_to_mkt.plan_change_notice(plan, context())):
         assert notice.encode() == notice._encode_with_json()
         assert json.loads(notice.encode())
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(_TEXT, _TEXT, _TEXT)
+def test_output_message_ids_are_the_rfc_4122_uuid5_of_route_step_and_source(route, step, source):
+    import uuid
+
+    from workers.pipeline import OUTPUT_ID_NAMESPACE, output_message_id
+
+    assert output_message_id(route, step, source) == str(uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{route}/{step}/{source}"))
