@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import tenacity
@@ -74,11 +75,11 @@ class Delivery:
     def headers(self) -> dict:
         return self.message.headers or {}
 
-    @property
+    @cached_property
     def message_id(self) -> str | None:
         return self.properties.get("message_id") or None
 
-    @property
+    @cached_property
     def correlation_id(self) -> str:
         return self.properties.get("correlation_id") or self.message_id or ""
 
@@ -86,7 +87,7 @@ class Delivery:
     def attempt(self) -> int:
         return int(self.headers.get(H.ATTEMPT, 1))
 
-    @property
+    @cached_property
     def body(self) -> bytes:
         body = self.message.body
         return body.encode("utf-8") if isinstance(body, str) else bytes(body)
@@ -259,8 +260,9 @@ class Pipeline:
         adapter = self.adapters.get(step.target.adapter)
         if adapter is None:
             raise MappingError(f"step {name}: no adapter named {step.target.adapter!r} is configured")
-        target = f"{step.target.adapter} {step.target.operation or getattr(output, 'routing_key', '')}".strip()
-        d.outputs[name] = (target, context.message_id)
+        if route.trace_keys is not None:  # what the trace journal says was sent, and where
+            target = f"{step.target.adapter} {step.target.operation or getattr(output, 'routing_key', '')}".strip()
+            d.outputs[name] = (target, context.message_id)
         if hasattr(adapter, "send"):
             d.tickets[adapter.send(step.target.operation, output, context)] = name
             return
