@@ -22,6 +22,7 @@ from routes.retail_market import (
     TRIPARTITE_AGREEMENT_SIGNED,
     USER_UNIT_REVIEW_PASSED,
 )
+from tests.conftest import rabbitmqctl
 from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from tests.support.fig9 import FIG9_ROWS
 from tests.support.fig9 import archive_xml as fig9_archive_xml
@@ -340,3 +341,20 @@ def test_trace_shows_the_whole_history_of_a_user_unit(broker_url, store, tc_stub
                                      "ReceiveOwnershipRelation")]
     assert order == sorted(order), text
     assert "长沙" not in text  # the user's name is personal data: never journalled
+
+
+@pytest.mark.broker_restart
+def test_a_schedule_survives_a_broker_restart(broker_url, store, tc_stub, tc, mkt_inbox):
+    code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        review_and_sign(tc, worker, code, user, clock, effective_in_days=40)
+        rabbitmqctl("stop_app", timeout=120)
+        time.sleep(1)
+        rabbitmqctl("start_app", timeout=120)
+        rabbitmqctl("await_startup", timeout=120)
+        clock.advance(days=26)  # falls due while the worker reconnects
+        wait_for(lambda: worker.counts.get("delivered") == 4, timeout=90, what="the due schedule handled after the restart")
+    assert store.pending_schedules() == []
+    assert len(marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)) == 1
+    assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1
