@@ -51,12 +51,12 @@ class Scenario:
     sent: list[Sent] = field(default_factory=list)
 
 
-def _example(name: str) -> bytes:
+def example_body(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
 
 
 def _with_revision(revision: int) -> bytes:
-    doc = json.loads(_example("mkt.EnergizationTimeSet.json"))
+    doc = json.loads(example_body("mkt.EnergizationTimeSet.json"))
     doc["revision"] = revision
     doc["intended_energization_time"] = f"2026-12-{17 + revision:02d}T09:30:00+08:00"
     return json.dumps(doc, ensure_ascii=False).encode()
@@ -66,25 +66,25 @@ def _publish_all(broker_url: str, passwords: dict[str, str]) -> Scenario:
     """Publish as the upstream systems: each system on its own connection, user_id set."""
     scenario = Scenario()
     plan = [
-        (SUPPLY_PLAN_PUSHED, _example("mkt.SupplyPlanPushed.json"), "supply plan", None),
+        (SUPPLY_PLAN_PUSHED, example_body("mkt.SupplyPlanPushed.json"), "supply plan", None),
         (SUPPLY_PLAN_PUSHED, None, "the same supply plan again (a repeat)", "repeat"),
         (ENERGIZATION_TIME_SET, _with_revision(1), "energization time revision 1", None),
         (ENERGIZATION_TIME_SET, _with_revision(3), "energization time revision 3", None),
         (ENERGIZATION_TIME_SET, _with_revision(2), "energization time revision 2, arriving late", None),
-        (BLACK_MAP_PUBLISHED, _example("pms.BlackMapPublished.xml"), "black map (UTF-8)", None),
-        (BLACK_MAP_PUBLISHED, _example("pms.BlackMapPublished.gbk.xml"), "black map (GBK, declared)", None),
+        (BLACK_MAP_PUBLISHED, example_body("pms.BlackMapPublished.xml"), "black map (UTF-8)", None),
+        (BLACK_MAP_PUBLISHED, example_body("pms.BlackMapPublished.gbk.xml"), "black map (GBK, declared)", None),
         (
             BLACK_MAP_PUBLISHED,
-            _example("pms.BlackMapPublished.xml").replace(b"black-map:1", b"black-map:2"),
+            example_body("pms.BlackMapPublished.xml").replace(b"black-map:1", b"black-map:2"),
             "black map in an unknown version 2 namespace",
             None,
         ),
-        (PLAN_CHANGED, _example("cmd.PlanChanged.xml"), "plan change", None),
+        (PLAN_CHANGED, example_body("cmd.PlanChanged.xml"), "plan change", None),
     ]
     last_id = None
     for route, body, note, special in plan:
         system = route.source.system
-        url = _as_user(broker_url, system, passwords.get(system))
+        url = as_user(broker_url, system, passwords.get(system))
         with Connection(url) as conn:
             producer = Producer(conn.channel())
             if special == "repeat":
@@ -109,7 +109,7 @@ def _publish_all(broker_url: str, passwords: dict[str, str]) -> Scenario:
     return scenario
 
 
-def _as_user(broker_url: str, user: str, password: str | None) -> str:
+def as_user(broker_url: str, user: str, password: str | None) -> str:
     if broker_url.startswith("memory://") or password is None:
         return broker_url
     scheme, rest = broker_url.split("://", 1)
@@ -117,7 +117,7 @@ def _as_user(broker_url: str, user: str, password: str | None) -> str:
     return f"{scheme}://{user}:{password}@{host}"
 
 
-def _take_all(conn: Connection, queue: str) -> list:
+def take_all(conn: Connection, queue: str) -> list:
     q = Queue(queue, no_declare=True)(conn.channel())
     taken = []
     while (message := q.get(no_ack=True)) is not None:
@@ -129,7 +129,7 @@ def run_demo(broker_url: str = "memory://", passwords: dict[str, str] | None = N
     from workers.demo_retail import run_retail_demo
 
     high_voltage = _run_high_voltage(broker_url, passwords, echo)
-    retail = run_retail_demo(broker_url, passwords or {}, echo, DEMO_RETRY, _example, _as_user, _take_all)
+    retail = run_retail_demo(broker_url, passwords or {}, echo)
     return high_voltage and retail
 
 
@@ -140,12 +140,7 @@ def _run_high_voltage(broker_url: str, passwords: dict[str, str] | None, echo) -
     ) as stub:
         settings = Settings(broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", cmd_soap_url=stub.url)
         store = Store(settings.store_url)
-        with Connection(broker_url) as admin:
-            channel = admin.channel()
-            topology.declare(channel, topology.derive(routes))
-            events_tap = Queue(f"gridbus.demo.events.{uuid.uuid4().hex[:6]}", exclusive=False, auto_delete=False)
-            events_tap(channel).declare()
-            channel.queue_bind(events_tap.name, naming.EVENTS_EXCHANGE, "#")
+        events_tap = declare_with_events_tap(broker_url, routes)
         worker = build_worker(settings, routes, store=store, declare=False)
         # The command center is down for its first 3 calls: one quick-retried attempt fails,
         # the broker holds the message for the back-off, and the next attempt succeeds.
@@ -165,11 +160,22 @@ def _run_high_voltage(broker_url: str, passwords: dict[str, str] | None, echo) -
         worker.stop()
         thread.join(10)
         with Connection(broker_url) as conn:
-            inbox = _take_all(conn, naming.system_inbox_queue("mkt"))
-            events = _take_all(conn, events_tap.name)
-            dead = [m for r in routes for m in _take_all(conn, r.dead_letter_queue)]
-            Queue(events_tap.name, no_declare=True)(conn.channel()).delete()
+            inbox = take_all(conn, naming.system_inbox_queue("mkt"))
+            events = take_all(conn, events_tap)
+            dead = [m for r in routes for m in take_all(conn, r.dead_letter_queue)]
+            Queue(events_tap, no_declare=True)(conn.channel()).delete()
         return _report(echo, worker.counts, stub, inbox, events, dead)
+
+
+def declare_with_events_tap(broker_url: str, routes) -> str:
+    """Declare the routes' topology and a queue that taps every canonical event; its name."""
+    tap = f"gridbus.demo.events.{uuid.uuid4().hex[:6]}"
+    with Connection(broker_url) as admin:
+        channel = admin.channel()
+        topology.declare(channel, topology.derive(routes))
+        Queue(tap, exclusive=False, auto_delete=False)(channel).declare()
+        channel.queue_bind(tap, naming.EVENTS_EXCHANGE, "#")
+    return tap
 
 
 def _fast(route):

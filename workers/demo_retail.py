@@ -24,8 +24,8 @@ from adapters.soap import contract_path
 from adapters.soap_stub import SoapStub
 from routes import naming, retail_market
 from routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
-from workers import topology
 from workers.bootstrap import build_worker
+from workers.demo import DEMO_RETRY, as_user, declare_with_events_tap, example_body, take_all
 from workers.runtime import CHINA_TZ
 from workers.settings import Settings
 from workers.store import Store
@@ -45,20 +45,15 @@ class DemoClock:
         return self.now
 
 
-def run_retail_demo(broker_url: str, passwords: dict[str, str], echo, retry, example, as_user, take_all) -> bool:
-    routes = tuple(replace(r, retry=retry) for r in retail_market.ROUTES)
+def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
+    routes = tuple(replace(r, retry=DEMO_RETRY) for r in retail_market.ROUTES)
     clock = DemoClock(START)
     with tempfile.TemporaryDirectory(prefix="gridbus-demo-retail-") as tmp, SoapStub(
         contract_path("tc/TradingCenterService.wsdl"), path="/tc"
     ) as stub:
         settings = Settings(broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", tc_soap_url=stub.url)
         store = Store(settings.store_url)
-        with Connection(broker_url) as admin:
-            channel = admin.channel()
-            topology.declare(channel, topology.derive(routes))
-            events_tap = Queue(f"gridbus.demo.events.{uuid.uuid4().hex[:6]}", exclusive=False, auto_delete=False)
-            events_tap(channel).declare()
-            channel.queue_bind(events_tap.name, naming.EVENTS_EXCHANGE, "#")
+        events_tap = declare_with_events_tap(broker_url, routes)
         worker = build_worker(settings, routes, store=store, declare=False, clock=clock, schedule_poll_s=0.1)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
@@ -66,15 +61,15 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo, retry, exa
         url = as_user(broker_url, "tc", passwords.get("tc"))
         settled = 0
         story = [
-            (SALES_COMPANY_ARCHIVE_PUSHED, example("tc.SalesCompanyArchivePushed.xml"), "sales-company archive"),
-            (SALES_COMPANY_ARCHIVE_PUSHED, _fig9_row1(example("tc.SalesCompanyArchivePushed.xml")),
+            (SALES_COMPANY_ARCHIVE_PUSHED, example_body("tc.SalesCompanyArchivePushed.xml"), "sales-company archive"),
+            (SALES_COMPANY_ARCHIVE_PUSHED, _fig9_row1(example_body("tc.SalesCompanyArchivePushed.xml")),
              "archive of Fig. 9 row 1 (太原市国电晋能售电有限公司, code P42040113310410)"),
-            (USER_UNIT_REVIEW_PASSED, example("tc.UserUnitReviewPassed.xml"), "user unit RU2026110001 passed review"),
-            (TRIPARTITE_AGREEMENT_SIGNED, example("tc.TripartiteAgreementSigned.xml"),
+            (USER_UNIT_REVIEW_PASSED, example_body("tc.UserUnitReviewPassed.xml"), "user unit RU2026110001 passed review"),
+            (TRIPARTITE_AGREEMENT_SIGNED, example_body("tc.TripartiteAgreementSigned.xml"),
              "agreement TA202612-RU2026110001 signed, effective 2026-12-01 (in 6 days)"),
-            (USER_UNIT_REVIEW_PASSED, _second_user(example("tc.UserUnitReviewPassed.xml")),
+            (USER_UNIT_REVIEW_PASSED, _second_user(example_body("tc.UserUnitReviewPassed.xml")),
              f"user unit {SCHEDULED_USER} passed review"),
-            (TRIPARTITE_AGREEMENT_SIGNED, _second_signing(example("tc.TripartiteAgreementSigned.xml")),
+            (TRIPARTITE_AGREEMENT_SIGNED, _second_signing(example_body("tc.TripartiteAgreementSigned.xml")),
              f"agreement TA202612-{SCHEDULED_USER} signed, effective 2027-01-05 (in 41 days)"),
         ]
         ok = True
@@ -91,9 +86,9 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo, retry, exa
         thread.join(10)
         with Connection(broker_url) as conn:
             inbox = take_all(conn, naming.system_inbox_queue("mkt"))
-            events = take_all(conn, events_tap.name)
+            events = take_all(conn, events_tap)
             dead = [m for r in routes for m in take_all(conn, r.dead_letter_queue)]
-            Queue(events_tap.name, no_declare=True)(conn.channel()).delete()
+            Queue(events_tap, no_declare=True)(conn.channel()).delete()
         trace = store.trace(SCHEDULED_USER)
         store.close()
         return _report(echo, worker.counts, stub, inbox, events, dead, trace) and ok

@@ -13,19 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    message_type: ClassVar[str]
-    operation: ClassVar[str]
-
-    message_id: str = Field(min_length=1)
-    correlation_id: str
-    sent_at: AwareDatetime
-
-    def _header(self) -> dict[str, Any]:
-        return {"MessageID": self.message_id, "CorrelationID": self.correlation_id, "SentAt": self.sent_at}
+from contracts.soap import SoapRequest as _Request
 
 
 class SupplyPoint(BaseModel):

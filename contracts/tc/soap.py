@@ -13,21 +13,8 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from contracts.soap import SoapRequest as _Request
 from contracts.tc.user_unit_review import RetailMeteringPoint
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    message_type: ClassVar[str]
-    operation: ClassVar[str]
-
-    message_id: str = Field(min_length=1)
-    correlation_id: str
-    sent_at: AwareDatetime
-
-    def _header(self) -> dict[str, Any]:
-        return {"MessageID": self.message_id, "CorrelationID": self.correlation_id, "SentAt": self.sent_at}
 
 
 class ReviewReason(BaseModel):

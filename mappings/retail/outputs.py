@@ -43,8 +43,8 @@ def _reasons(decision) -> tuple[ReviewReason, ...]:
     return tuple(ReviewReason(**r) for r in decision.get("reasons", ()))
 
 
-def _binding(ctx: MappingContext, part: str = "binding") -> dict[str, Any] | None:
-    return ctx.decision.get(part)
+def _binding(ctx: MappingContext) -> dict[str, Any] | None:
+    return ctx.decision.get("binding")
 
 
 # -- sales-company archives (flow 5) ------------------------------------------------------------------
@@ -163,49 +163,57 @@ def archival_result(message, ctx: MappingContext) -> ArchivalResult | None:
 # -- ownership establishment (flow 8): after signing, or when its schedule falls due -----------------------
 
 
+def _ownership(ctx: MappingContext) -> dict[str, Any] | None:
+    return ctx.decision.get("ownership")
+
+
+def _parties(binding: dict[str, Any]) -> dict[str, Any]:
+    """Who the agreement binds, as every ownership output names them."""
+    return {
+        "user_unit_id": binding["user_unit_id"],
+        "customer_no": binding["customer_no"],
+        "sales_company_credit_code": binding["credit_code"],
+        "agreement_no": binding["agreement_no"],
+        "effective_time": datetime.fromisoformat(binding["effective_time"]),
+    }
+
+
+def _period(binding: dict[str, Any]) -> dict[str, date]:
+    return {
+        "period_start": date.fromisoformat(binding["period_start"]),
+        "period_end": date.fromisoformat(binding["period_end"]),
+    }
+
+
 def billing_adjustment(message, ctx: MappingContext) -> BillingSchemeAdjustment | None:
-    binding = _binding(ctx, "ownership")
+    binding = _ownership(ctx)
     if binding is None:
         return None
     return BillingSchemeAdjustment(
-        user_unit_id=binding["user_unit_id"],
-        customer_no=binding["customer_no"],
-        sales_company_credit_code=binding["credit_code"],
-        agreement_no=binding["agreement_no"],
-        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        **_parties(binding),
         metering_points=tuple(ConvertedMeteringPoint(**p) for p in market_points(binding)),
         adjusted_at=ctx.now,
     )
 
 
 def ownership_established(message, ctx: MappingContext) -> OwnershipEstablished | None:
-    binding = _binding(ctx, "ownership")
+    binding = _ownership(ctx)
     if binding is None:
         return None
     return OwnershipEstablished(
-        user_unit_id=binding["user_unit_id"],
-        customer_no=binding["customer_no"],
-        sales_company_credit_code=binding["credit_code"],
-        agreement_no=binding["agreement_no"],
-        period_start=date.fromisoformat(binding["period_start"]),
-        period_end=date.fromisoformat(binding["period_end"]),
-        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        **_parties(binding),
+        **_period(binding),
         established_at=datetime.fromisoformat(binding["established_at"]),
     )
 
 
 def ownership_relation(message, ctx: MappingContext) -> OwnershipRelation | None:
-    binding = _binding(ctx, "ownership")
+    binding = _ownership(ctx)
     if binding is None:
         return None
     return OwnershipRelation(
         **_header(ctx),
-        user_unit_id=binding["user_unit_id"],
-        customer_no=binding["customer_no"],
-        sales_company_credit_code=binding["credit_code"],
-        agreement_no=binding["agreement_no"],
-        period_start=date.fromisoformat(binding["period_start"]),
-        period_end=date.fromisoformat(binding["period_end"]),
-        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        **_parties(binding),
+        **_period(binding),
         metering_points=tuple(RetailMeteringPoint(**p) for p in market_points(binding)),
     )
