@@ -111,17 +111,23 @@ def review_result(review: UserUnitReviewPassed, ctx: MappingContext) -> UserRevi
     )
 
 
+def _agreement(binding: dict[str, Any]) -> dict[str, Any]:
+    """The agreement to draft and sign: its number, the parties, the contract period."""
+    return {
+        "agreement_no": binding["agreement_no"],
+        "user_unit_id": binding["user_unit_id"],
+        "customer_no": binding["customer_no"],
+        "sales_company_credit_code": binding["credit_code"],
+        **_period(binding),
+    }
+
+
 def agreement_draft(review: UserUnitReviewPassed, ctx: MappingContext) -> AgreementDraftRequested | None:
     if ctx.decision["decision"] != "accepted":
         return None
     binding = _binding(ctx)
     return AgreementDraftRequested(
-        agreement_no=binding["agreement_no"],
-        user_unit_id=binding["user_unit_id"],
-        customer_no=binding["customer_no"],
-        sales_company_credit_code=binding["credit_code"],
-        period_start=review.period_start,
-        period_end=review.period_end,
+        **_agreement(binding),
         metering_points=tuple(MarketingMeteringPoint(**p) for p in binding["metering_points"]),
         requested_at=ctx.now,
     )
@@ -133,12 +139,7 @@ def agreement_info(review: UserUnitReviewPassed, ctx: MappingContext) -> Agreeme
     binding = _binding(ctx)
     return AgreementInfo(
         **_header(ctx),
-        agreement_no=binding["agreement_no"],
-        user_unit_id=binding["user_unit_id"],
-        customer_no=binding["customer_no"],
-        sales_company_credit_code=binding["credit_code"],
-        period_start=review.period_start,
-        period_end=review.period_end,
+        **_agreement(binding),
         metering_points=tuple(RetailMeteringPoint(**p) for p in binding["metering_points"]),
     )
 
@@ -168,7 +169,7 @@ def _ownership(ctx: MappingContext) -> dict[str, Any] | None:
 
 
 def _parties(binding: dict[str, Any]) -> dict[str, Any]:
-    """Who the agreement binds, as every ownership output names them."""
+    """Who the agreement binds and from when, as every ownership output names them."""
     return {
         "user_unit_id": binding["user_unit_id"],
         "customer_no": binding["customer_no"],
