@@ -26,6 +26,7 @@ from dataclasses import dataclass
 __all__ = [
     "CREDIT_CODE_CHARSET",
     "CodeProblem",
+    "complete_credit_code",
     "credit_code_check_character",
     "credit_code_problems",
     "is_valid_credit_code",
@@ -86,6 +87,13 @@ def organisation_check_character(eight: str) -> str:
     total = sum(_ORGANISATION_VALUE[ch] * weight for ch, weight in zip(eight, _ORGANISATION_WEIGHTS))
     check = 11 - total % 11
     return "X" if check == 10 else "0" if check == 11 else str(check)
+
+
+def complete_credit_code(first16: str) -> str:
+    """The valid code that starts with ``first16``: the organisation check (position 17) and the
+    check character (position 18) appended. ``ValueError`` as the two checks raise it."""
+    first17 = first16 + organisation_check_character(first16[8:16])
+    return first17 + credit_code_check_character(first17)
 
 
 def credit_code_problems(code: str | None) -> tuple[CodeProblem, ...]:

@@ -32,24 +32,12 @@ MAX_REPORTED_ERRORS = 5
 
 # Entities are never expanded, no DTD is loaded, nothing is fetched, no huge trees.
 # A DTD is refused outright anyway (see ``parse_xml``); these settings are the second line.
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_blank_text=True,
-)
+_SAFE = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_blank_text=True)
+_PARSER = etree.XMLParser(**_SAFE)
 
 # The same settings, reading every input as UTF-8 whatever its declaration says: ``parse_xml`` has
 # checked the bytes strictly in the declared encoding and hands lxml UTF-8 only.
-_UTF8_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_blank_text=True,
-    encoding="utf-8",
-)
+_UTF8_PARSER = etree.XMLParser(**_SAFE, encoding="utf-8")
 
 # Declared encoding (normalised) -> Python codec used for the strict check.
 _ENCODINGS = {

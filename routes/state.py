@@ -24,7 +24,8 @@ from typing import Any, Iterable, Mapping, Protocol
 
 @dataclass(frozen=True)
 class Record:
-    """A stored business record: ``data`` of ``kind`` under ``key``; ``ref`` a secondary key."""
+    """A stored business record: ``data`` of ``kind`` under ``key``; ``ref`` a secondary key.
+    As read, ``version`` counts its writes; as written by a decision, the store sets it."""
 
     kind: str
     key: str
@@ -39,16 +40,6 @@ class State(Protocol):
     def get(self, kind: str, key: str) -> Record | None: ...
 
     def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]: ...
-
-
-@dataclass(frozen=True)
-class Put:
-    """Write ``data`` as the record ``kind``/``key`` (created or replaced)."""
-
-    kind: str
-    key: str
-    data: Mapping[str, Any]
-    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,13 +73,13 @@ class Change:
 @dataclass
 class Decision:
     result: dict[str, Any] = field(default_factory=dict)
-    puts: list[Put] = field(default_factory=list)
+    puts: list[Record] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)
     cancels: list[Cancel] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
 
     def put(self, kind: str, key: str, data: Mapping[str, Any], ref: str | None = None) -> None:
-        self.puts.append(Put(kind, key, dict(data), ref))
+        self.puts.append(Record(kind, key, dict(data), ref))
 
     def change(self, keys: Iterable[str], what: str) -> None:
         self.changes.append(Change(tuple(keys), what))

@@ -83,30 +83,54 @@ def _publish_all(broker_url: str, passwords: dict[str, str]) -> Scenario:
     ]
     last_id = None
     for route, body, note, special in plan:
-        system = route.source.system
-        url = as_user(broker_url, system, passwords.get(system))
-        with Connection(url) as conn:
-            producer = Producer(conn.channel())
-            if special == "repeat":
-                message_id, body = last_id
-            else:
-                message_id = str(uuid.uuid4())
-            producer.publish(
-                body,
-                exchange=route.source.exchange,
-                routing_key=route.source.routing_key,
-                serializer=None,
-                content_type="application/json" if body.lstrip().startswith(b"{") else "application/xml",
-                content_encoding="binary",
-                message_id=message_id,
-                correlation_id=f"demo-{route.name}",
-                type=route.contract.message_type,
-                user_id=system,
-                delivery_mode=2,
-            )
+        if special == "repeat":
+            message_id, body = last_id
+        else:
+            message_id = str(uuid.uuid4())
+        publish_as_source(broker_url, passwords, route, body, message_id)
         last_id = (message_id, body)
         scenario.sent.append(Sent(route.name, message_id, note))
     return scenario
+
+
+def publish_as_source(broker_url: str, passwords: dict[str, str], route, body: bytes, message_id: str) -> None:
+    """Publish ``body`` as the route's source system would: its own user, ``user_id`` set, persistent."""
+    system = route.source.system
+    with Connection(as_user(broker_url, system, passwords.get(system))) as conn:
+        Producer(conn.channel()).publish(
+            body,
+            exchange=route.source.exchange,
+            routing_key=route.source.routing_key,
+            serializer=None,
+            content_type="application/json" if body.lstrip().startswith(b"{") else "application/xml",
+            content_encoding="binary",
+            message_id=message_id,
+            correlation_id=f"demo-{route.name}",
+            type=route.contract.message_type,
+            user_id=system,
+            delivery_mode=2,
+        )
+
+
+def wait_settled(worker, count: int, echo, timeout_s: float) -> bool:
+    """Wait until ``count`` messages reached an outcome (a scheduled retry is no outcome yet)."""
+    deadline = time.monotonic() + timeout_s
+    while sum(worker.counts.values()) - worker.counts.get("retry-scheduled", 0) < count:
+        if time.monotonic() > deadline:
+            echo(f"the demo did not settle within {timeout_s:g} s", err=True)
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def collect(broker_url: str, routes, events_tap: str) -> tuple[list, list, list]:
+    """What reached marketing's inbox, the events tap and the routes' dead-letter queues; the tap goes."""
+    with Connection(broker_url) as conn:
+        inbox = take_all(conn, naming.system_inbox_queue("mkt"))
+        events = take_all(conn, events_tap)
+        dead = [m for r in routes for m in take_all(conn, r.dead_letter_queue)]
+        Queue(events_tap, no_declare=True)(conn.channel()).delete()
+    return inbox, events, dead
 
 
 def as_user(broker_url: str, user: str, password: str | None) -> str:
@@ -151,19 +175,10 @@ def _run_high_voltage(broker_url: str, passwords: dict[str, str] | None, echo) -
         scenario = _publish_all(broker_url, passwords or {})
         for s in scenario.sent:
             echo(f"  published  {s.route:<28} {s.note}")
-        deadline = time.monotonic() + 60
-        while sum(worker.counts.values()) - worker.counts.get("retry-scheduled", 0) < len(scenario.sent):
-            if time.monotonic() > deadline:
-                echo("the demo did not settle within 60 s", err=True)
-                break
-            time.sleep(0.1)
+        wait_settled(worker, len(scenario.sent), echo, timeout_s=60)
         worker.stop()
         thread.join(10)
-        with Connection(broker_url) as conn:
-            inbox = take_all(conn, naming.system_inbox_queue("mkt"))
-            events = take_all(conn, events_tap)
-            dead = [m for r in routes for m in take_all(conn, r.dead_letter_queue)]
-            Queue(events_tap, no_declare=True)(conn.channel()).delete()
+        inbox, events, dead = collect(broker_url, routes, events_tap)
         return _report(echo, worker.counts, stub, inbox, events, dead)
 
 

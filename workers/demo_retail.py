@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from kombu import Connection, Producer, Queue
 from lxml import etree
 
 from adapters.soap import contract_path
 from adapters.soap_stub import SoapStub
-from routes import naming, retail_market
+from routes import retail_market
 from routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
 from workers.bootstrap import build_worker
-from workers.demo import DEMO_RETRY, as_user, declare_with_events_tap, example_body, take_all
+from workers.demo import DEMO_RETRY, collect, declare_with_events_tap, example_body, publish_as_source, wait_settled
 from workers.runtime import CHINA_TZ
 from workers.settings import Settings
 from workers.store import Store
@@ -58,7 +56,6 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         echo(f"\nretail market: trading center SOAP stub at {stub.url}; the worker's clock reads {START.isoformat()}")
-        url = as_user(broker_url, "tc", passwords.get("tc"))
         settled = 0
         story = [
             (SALES_COMPANY_ARCHIVE_PUSHED, example_body("tc.SalesCompanyArchivePushed.xml"), "sales-company archive"),
@@ -74,50 +71,20 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
         ]
         ok = True
         for route, body, note in story:  # one at a time: each step of the process needs the one before
-            _publish(url, route, body)
+            publish_as_source(broker_url, passwords, route, body, str(uuid.uuid4()))
             settled += 1
-            ok &= _wait(worker, settled, echo)
+            ok &= wait_settled(worker, settled, echo, timeout_s=30)
             echo(f"  published  {route.name:<34} {note}")
         clock.now = START + timedelta(days=27)
         echo(f"  the clock moves on 27 days to {clock.now.isoformat()}: the ownership schedule falls due")
         settled += 1
-        ok &= _wait(worker, settled, echo)
+        ok &= wait_settled(worker, settled, echo, timeout_s=30)
         worker.stop()
         thread.join(10)
-        with Connection(broker_url) as conn:
-            inbox = take_all(conn, naming.system_inbox_queue("mkt"))
-            events = take_all(conn, events_tap)
-            dead = [m for r in routes for m in take_all(conn, r.dead_letter_queue)]
-            Queue(events_tap, no_declare=True)(conn.channel()).delete()
+        inbox, events, dead = collect(broker_url, routes, events_tap)
         trace = store.trace(SCHEDULED_USER)
         store.close()
         return _report(echo, worker.counts, stub, inbox, events, dead, trace) and ok
-
-
-def _publish(url: str, route, body: bytes) -> None:
-    with Connection(url) as conn:
-        Producer(conn.channel()).publish(
-            body,
-            exchange=route.source.exchange,
-            routing_key=route.source.routing_key,
-            serializer=None,
-            content_type="application/xml",
-            content_encoding="binary",
-            message_id=str(uuid.uuid4()),
-            type=route.contract.message_type,
-            user_id=route.source.system,
-            delivery_mode=2,
-        )
-
-
-def _wait(worker, settled: int, echo) -> bool:
-    deadline = time.monotonic() + 30
-    while sum(worker.counts.values()) - worker.counts.get("retry-scheduled", 0) < settled:
-        if time.monotonic() > deadline:
-            echo("  the retail demo did not settle within 30 s", err=True)
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _edit(body: bytes, values: dict[str, str | None]) -> bytes:

@@ -339,13 +339,14 @@ class Worker:
         else:
             for d in to_ack:
                 d.message.ack()
+        info = log.is_enabled_for(logging.INFO)
         for d in batch:
-            self._log_outcome(d)
+            self._log_outcome(d, info)
         self._journal(batch)
 
-    def _log_outcome(self, d: Delivery) -> None:
+    def _log_outcome(self, d: Delivery, info: bool) -> None:
         self.counts[d.outcome] = self.counts.get(d.outcome, 0) + 1
-        if d.error is None and not log.is_enabled_for(logging.INFO):
+        if d.error is None and not info:
             return
         fields = dict(
             message_id=d.message_id,

@@ -27,7 +27,7 @@ import pika
 import pika.exceptions
 from lxml import etree
 
-from contracts.identifiers import credit_code_check_character, is_valid_credit_code, organisation_check_character
+from contracts.identifiers import complete_credit_code, is_valid_credit_code
 from routes.model import Route
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "contracts" / "examples"
@@ -297,6 +297,4 @@ def _vary_credit_code(code: str, offset: int) -> str:
     """Another valid credit code of the same registration place; an invalid one stays as it is."""
     if not is_valid_credit_code(code) or not code[8:16].isdigit():
         return code
-    organisation = f"{(int(code[8:16]) + offset) % 10**8:08d}"
-    first17 = code[:8] + organisation + organisation_check_character(organisation)
-    return first17 + credit_code_check_character(first17)
+    return complete_credit_code(code[:8] + f"{(int(code[8:16]) + offset) % 10**8:08d}")

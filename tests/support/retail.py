@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from contracts.identifiers import credit_code_check_character, organisation_check_character
+from contracts.identifiers import complete_credit_code
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
 CHINA = timezone(timedelta(hours=8))
@@ -35,9 +35,7 @@ class Clock:
 def valid_credit_code(serial: int | None = None) -> str:
     """A unified social credit code that passes both checks, different for every serial."""
     serial = next(_serial) if serial is None else serial
-    organisation = f"{77600000 + serial * 7919 % 10_000_000:08d}"
-    first17 = "91350200" + organisation + organisation_check_character(organisation)
-    return first17 + credit_code_check_character(first17)
+    return complete_credit_code(f"91350200{77600000 + serial * 7919 % 10_000_000:08d}")
 
 
 def unique(prefix: str) -> str:

@@ -18,6 +18,7 @@ from lxml import etree
 from contracts.identifiers import (
     CREDIT_CODE_CHARSET,
     CodeProblem,
+    complete_credit_code,
     credit_code_check_character,
     credit_code_problems,
     is_valid_credit_code,
@@ -256,3 +257,8 @@ def test_fig9_archive_xml_escapes_and_keeps_a_given_legal_representative():
     assert root.findtext(f"{ns}Address") == "A & B <路>"
     assert (root.findtext(f"{ns}ArchiveId"), root.findtext(f"{ns}ArchiveRevision"),
             root.findtext(f"{ns}Status")) == ("X-1", "3", "deregistered")
+
+
+def test_completing_the_first_16_characters_gives_the_real_codes():
+    assert complete_credit_code("9135020077604965") == "91350200776049653A"
+    assert complete_credit_code("9135021359498494") == "9135021359498494XQ"
