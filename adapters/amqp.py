@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from contracts.base import MappingContext
 from routes import naming
-from workers.broker import Publisher
+from workers.broker import Publisher, PublishTemplate
 from workers.errors import TransientDeliveryError
 
 
@@ -41,23 +41,37 @@ class AmqpAdapter:
         self._publisher = publisher
         self.mandatory = mandatory
         self.routing_key_from_output = routing_key_from_output
+        #: (routing key, type, content type, route) -> what those outputs' publishes share
+        self._templates: dict[tuple, PublishTemplate] = {}
 
     def send(self, operation: str, output: Any, context: MappingContext) -> int:
         routing_key = output.routing_key if self.routing_key_from_output else operation
-        return self._publisher().publish(
-            exchange=self.exchange,
-            routing_key=routing_key,
-            body=output.encode(),
-            properties={
-                "message_id": context.message_id,
-                "correlation_id": context.correlation_id,
-                "type": output.message_type,
-                "content_type": output.content_type,
-                "timestamp": int(context.now.timestamp()),
-                "app_id": "gridbus",
-            },
-            headers={"x-gridbus-route": context.route, "x-gridbus-source-message-id": context.source_message_id},
-            mandatory=self.mandatory,
+        key = (routing_key, output.message_type, output.content_type, context.route)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 1024:
+                self._templates.clear()
+            template = self._templates[key] = PublishTemplate(
+                self.exchange,
+                routing_key,
+                properties={
+                    "message_id": None,
+                    "correlation_id": None,
+                    "type": output.message_type,
+                    "content_type": output.content_type,
+                    "timestamp": None,
+                    "app_id": "gridbus",
+                },
+                headers={"x-gridbus-route": context.route, "x-gridbus-source-message-id": None},
+                variable=("message_id", "correlation_id", "timestamp"),
+                variable_headers=("x-gridbus-source-message-id",),
+                mandatory=self.mandatory,
+            )
+        return self._publisher().publish_as(
+            template,
+            output.encode(),
+            (context.message_id, context.correlation_id, int(context.now.timestamp())),
+            (context.source_message_id,),
         )
 
     def deliver(self, operation: str, output: Any, context: MappingContext) -> None:

@@ -273,6 +273,36 @@ class Publisher:
             pending.settled = True
         return self._seq
 
+    def publish_as(self, template: PublishTemplate, body: bytes, values: tuple, header_values: tuple = ()) -> int:
+        """``publish`` of what ``template`` shares with ``values`` (its variable properties, in
+        order) and ``header_values`` (its variable headers) filled in: the same bytes, with only
+        the variable parts encoded per message."""
+        connection = self._channel.connection if self.confirms else None
+        properties = template.encode(values, header_values) if connection is not None else None
+        if properties is None:
+            props, headers = template.merged(values, header_values)
+            return self.publish(
+                exchange=template.exchange, routing_key=template.routing_key, body=body, properties=props,
+                headers=headers, mandatory=template.mandatory,
+            )
+        frames = self._frames.frames(
+            connection.frame_max, template.exchange, template.routing_key, template.mandatory, body, properties
+        )
+        if frames is None:
+            props, headers = template.merged(values, header_values)
+            return self.publish(
+                exchange=template.exchange, routing_key=template.routing_key, body=body, properties=props,
+                headers=headers, mandatory=template.mandatory,
+            )
+        self._seq += 1
+        self._pending[self._seq] = _Pending(template.exchange, template.routing_key, template.message_id(values))
+        self._unsettled += 1
+        self._out.append(frames)
+        self._out_bytes += len(frames)
+        if self._out_bytes >= self.write_buffer_bytes:
+            self._flush()
+        return self._seq
+
     def _flush(self) -> None:
         """Write the publishes held back so far, in one socket write."""
         if not self._out:
@@ -375,9 +405,20 @@ class PublishFrames:
         if not _PROPERTY_NAMES.issuperset(props):
             return None
         try:
-            method, args_len = self._method(exchange, routing_key, mandatory)
             properties = _properties(props, headers)
         except (_Unusual, IndexError, struct.error, UnicodeError, TypeError, ValueError, OverflowError):
+            return None
+        return self.frames(frame_max, exchange, routing_key, mandatory, body, properties)
+
+    def frames(
+        self, frame_max: int, exchange: str, routing_key: str, mandatory: bool, body: bytes, properties: bytes
+    ) -> bytes | None:
+        """The frames of a publish whose property flags and list are already encoded."""
+        if type(body) is not bytes or type(exchange) is not str or type(routing_key) is not str:
+            return None
+        try:
+            method, args_len = self._method(exchange, routing_key, mandatory)
+        except (IndexError, struct.error, UnicodeError, TypeError, ValueError, OverflowError):
             return None
         size = len(body)
         if args_len + len(properties) + size + FRAME_OVERHEAD > frame_max - 8:
@@ -476,3 +517,147 @@ def _table(table: dict) -> bytes:
             raise _Unusual
     data = b"".join(parts)
     return _U32(len(data)) + data
+
+
+class PublishTemplate:
+    """What many publishes share, encoded once: exchange, routing key, mandatory flag, and the
+    properties and headers that stay the same. ``encode(values, header_values)`` returns the
+    property flags and list with the ``variable`` properties and ``variable_headers`` filled in
+    (in the order named), the bytes ``_properties`` writes for the merged dicts; None for a value
+    it leaves to the general path (``merged`` gives the dicts for it).
+
+    ``properties`` and ``headers`` are whole examples: their key order is kept, the values of the
+    variable ones are ignored.
+    """
+
+    __slots__ = ("exchange", "routing_key", "mandatory", "properties", "headers", "variable",
+                 "variable_headers", "_plan", "_message_id")
+
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        *,
+        properties: dict,
+        headers: dict,
+        variable: tuple[str, ...] = (),
+        variable_headers: tuple[str, ...] = (),
+        mandatory: bool = True,
+    ):
+        missing = [n for n in variable if n not in properties] + [n for n in variable_headers if n not in headers]
+        if missing:
+            raise ValueError(f"variable parts not in the example: {', '.join(missing)}")
+        self.exchange, self.routing_key, self.mandatory = exchange, routing_key, mandatory
+        self.properties = {k: v for k, v in properties.items() if v is not None or k in variable}
+        self.properties.setdefault("delivery_mode", 2)
+        self.headers = dict(headers)
+        self.variable, self.variable_headers = tuple(variable), tuple(variable_headers)
+        self._message_id = self.variable.index("message_id") if "message_id" in self.variable else None
+        try:
+            self._plan = self._compile()
+        except (_Unusual, IndexError, struct.error, UnicodeError, TypeError, ValueError, OverflowError):
+            self._plan = None  # every publish takes the general path
+
+    def message_id(self, values: tuple) -> str | None:
+        return values[self._message_id] if self._message_id is not None else self.properties.get("message_id")
+
+    def merged(self, values: tuple, header_values: tuple) -> tuple[dict, dict]:
+        properties = {**self.properties, **dict(zip(self.variable, values))}
+        return properties, {**self.headers, **dict(zip(self.variable_headers, header_values))}
+
+    def _compile(self) -> tuple | None:
+        """Segments: constant bytes; ("s" | "o" | "L", index) for a variable property; and
+        ("F", parts) for a headers table with variable values, parts being bytes or indexes."""
+        if not _PROPERTY_NAMES.issuperset(self.properties):
+            return None
+        flags, fields = _layout(tuple(self.properties))
+        plan: list = [flags]
+        for name, kind in fields:
+            if kind == "F":
+                if not any(key in self.variable_headers for key in self.headers):
+                    plan.append(_table(self.headers))
+                    continue
+                parts: list = []
+                for key, value in self.headers.items():
+                    parts.append(_short_str(key))
+                    parts.append(self.variable_headers.index(key) if key in self.variable_headers else _header_value(value))
+                plan.append(("F", tuple(_joined(parts))))
+            elif name in self.variable:
+                if kind not in ("s", "o", "L"):
+                    return None
+                plan.append((kind, self.variable.index(name)))
+            else:
+                plan.append(_field(kind, self.properties[name]))
+        return tuple(_joined(plan))
+
+    def encode(self, values: tuple, header_values: tuple = ()) -> bytes | None:
+        plan = self._plan
+        if plan is None:
+            return None
+        out = []
+        append = out.append
+        try:
+            for part in plan:
+                if type(part) is bytes:
+                    append(part)
+                    continue
+                kind = part[0]
+                if kind == "s":
+                    value = values[part[1]]
+                    if type(value) is not str:
+                        return None
+                    data = value.encode("utf-8", "surrogatepass")
+                    append(_BYTE[len(data)])
+                    append(data)
+                elif kind == "F":
+                    table = [_header_value(header_values[p]) if type(p) is int else p for p in part[1]]
+                    data = b"".join(table)
+                    append(_U32(len(data)))
+                    append(data)
+                elif kind == "L":
+                    value = values[part[1]]
+                    if type(value) is not int or not 0 <= value < 1 << 64:
+                        return None
+                    append(_U64(value))
+                else:  # "o"
+                    value = values[part[1]]
+                    if type(value) is not int or not 0 <= value <= 255:
+                        return None
+                    append(_BYTE[value])
+        except (_Unusual, IndexError, struct.error, UnicodeError):
+            return None
+        return b"".join(out)
+
+
+def _header_value(value) -> bytes:
+    kind = type(value)
+    if kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        return _LONG_STR_HEAD(b"S", len(data)) + data
+    if kind is int and -2147483647 <= value <= 2147483647:
+        return _I32(b"I", value)
+    if kind is float:
+        return _F64(b"d", value)
+    raise _Unusual
+
+
+def _field(kind: str, value) -> bytes:
+    """One property as ``_properties`` writes it (not the headers table)."""
+    if kind == "s":
+        return _short_str(value)
+    if kind == "o" and type(value) is int and 0 <= value <= 255:
+        return _BYTE[value]
+    if kind == "L" and type(value) is int and 0 <= value < 1 << 64:
+        return _U64(value)
+    raise _Unusual
+
+
+def _joined(parts: list) -> list:
+    """Adjacent bytes joined into one."""
+    out: list = []
+    for part in parts:
+        if type(part) is bytes and out and type(out[-1]) is bytes:
+            out[-1] += part
+        else:
+            out.append(part)
+    return out

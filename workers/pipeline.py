@@ -13,8 +13,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 from typing import Any
 
 import tenacity
@@ -40,32 +39,48 @@ OUTPUT_ID_NAMESPACE = uuid.UUID("4d1b2c66-8f7e-4a43-9d0e-0c6b8f1e2a10")
 
 
 _NAMESPACE_BYTES = OUTPUT_ID_NAMESPACE.bytes
+#: The RFC 4122 variant bits over the first hex digit of the clock sequence: 10xx.
+_VARIANT_DIGIT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def output_message_id(route: str, step: str, source_message_id: str) -> str:
     """``uuid5(OUTPUT_ID_NAMESPACE, "route/step/id")``, computed as RFC 4122 does it without the
     ``UUID`` object (a hot path: every output of every message)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{route}/{step}/{source_message_id}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"{route}/{step}/{source_message_id}".encode()).hexdigest()
+    # version 5 in the 13th digit, the variant in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-@dataclass
 class Delivery:
-    """One inbound message on one route, and what became of it."""
+    """One inbound message on one route, and what became of it.
 
-    route: Route
-    message: Any  # kombu.Message
-    started: float = field(default_factory=time.monotonic)
-    outcome: str | None = None  # delivered, duplicate, superseded, retry-scheduled, dead-lettered, requeued
-    error: GridbusError | None = None
-    tickets: dict[int, str] = field(default_factory=dict)  # publisher ticket -> step name
-    settle_ticket: int | None = None  # ticket of the retry or dead-letter copy
-    trace_keys: tuple[str, ...] = ()  # business keys this message is journalled under
-    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # step -> (target, output message id)
-    delivered: list[str] = field(default_factory=list)  # steps that took effect in this processing
+    The message's id, correlation id and body are read once, when the delivery is taken.
+    """
+
+    __slots__ = (
+        "route", "message", "started", "outcome", "error", "tickets", "settle_ticket", "trace_keys", "outputs",
+        "delivered", "message_id", "correlation_id", "body",
+    )
+
+    def __init__(self, route: Route, message: Any):
+        self.route = route
+        self.message = message  # kombu.Message
+        self.started = time.monotonic()
+        self.outcome: str | None = None  # delivered, duplicate, superseded, retry-scheduled, dead-lettered, requeued
+        self.error: GridbusError | None = None
+        self.tickets: dict[int, str] = {}  # publisher ticket -> step name
+        self.settle_ticket: int | None = None  # ticket of the retry or dead-letter copy
+        self.trace_keys: tuple[str, ...] = ()  # business keys this message is journalled under
+        self.outputs: dict[str, tuple[str, str]] = {}  # step -> (target, output message id)
+        self.delivered: list[str] = []  # steps that took effect in this processing
+        properties = message.properties
+        self.message_id: str | None = properties.get("message_id") or None
+        self.correlation_id: str = properties.get("correlation_id") or self.message_id or ""
+        body = message.body
+        self.body: bytes = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+    def __repr__(self) -> str:
+        return f"Delivery(route={self.route.name!r}, message_id={self.message_id!r}, outcome={self.outcome!r})"
 
     @property
     def properties(self) -> dict:
@@ -75,22 +90,9 @@ class Delivery:
     def headers(self) -> dict:
         return self.message.headers or {}
 
-    @cached_property
-    def message_id(self) -> str | None:
-        return self.properties.get("message_id") or None
-
-    @cached_property
-    def correlation_id(self) -> str:
-        return self.properties.get("correlation_id") or self.message_id or ""
-
     @property
     def attempt(self) -> int:
         return int(self.headers.get(H.ATTEMPT, 1))
-
-    @cached_property
-    def body(self) -> bytes:
-        body = self.message.body
-        return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
     @property
     def redelivered(self) -> bool:
