@@ -205,15 +205,16 @@ def _reparses_as_is(element: etree._Element, data: bytes) -> bool:
     """True when ``parse_xml(data)`` (``data`` = the element serialised) gives the element back.
 
     That holds for a plain element tree: within the size limit, no tail, no CDATA section, no
-    entity reference, no empty or whitespace-only text (the parser drops blank text and an empty
-    text reads back as none). Anything else is left to the parser, checks and all.
+    entity reference, comment or processing instruction (the parser drops those two), no empty or
+    whitespace-only text (the parser drops blank text and an empty text reads back as none).
+    Anything else is left to the parser, checks and all.
     """
     if len(data) > DEFAULT_MAX_BYTES or element.tail is not None or not isinstance(element.tag, str):
         return False
     if b"<![CDATA[" in data:
         return False
     for node in element.iter():
-        if node.tag is etree.Entity:
+        if node.tag is etree.Entity or node.tag is etree.Comment or node.tag is etree.ProcessingInstruction:
             return False
         text, tail = node.text, node.tail
         if text is not None and not text.strip(_XML_SPACE):

@@ -73,7 +73,7 @@ def _fields_by_name(root) -> dict:
 def _fields_in_order(root) -> dict | None:
     """``_fields_by_name`` by position, for a schema-valid document with nothing but elements
     where it matters: the schema's sequence then fixes which child is which. None otherwise
-    (comments or processing instructions among the children)."""
+    (``parse_xml`` drops comments and processing instructions, so that is a safeguard only)."""
     top = list(root)
     if len(top) != 8:
         return None

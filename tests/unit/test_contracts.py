@@ -314,3 +314,53 @@ def test_any_field_replaced_with_junk_is_refused_or_accepted_never_crashes(field
 def test_truncated_xml_is_refused(cut):
     with pytest.raises(ContractViolation):
         PlanChanged.decode(example("cmd.PlanChanged.xml").rstrip()[:cut])
+
+
+def _xml_contracts():
+    from contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
+
+    return [
+        (BlackMapPublished, "pms.BlackMapPublished.xml"),
+        (BlackMapPublished, "pms.BlackMapPublished.gbk.xml"),
+        (PlanChanged, "cmd.PlanChanged.xml"),
+        (SalesCompanyArchivePushed, "tc.SalesCompanyArchivePushed.xml"),
+        (SalesCompanyArchivePushed, "tc.SalesCompanyArchivePushed.gbk.xml"),
+        (UserUnitReviewPassed, "tc.UserUnitReviewPassed.xml"),
+        (TripartiteAgreementSigned, "tc.TripartiteAgreementSigned.xml"),
+    ]
+
+
+def _split_by(document: bytes, make_node) -> list[bytes]:
+    """The document once per leaf element, that leaf's text split in two around a new node."""
+    from lxml import etree
+
+    from contracts import xml
+
+    encoding = "GBK" if b'encoding="GBK"' in document[:60] else "UTF-8"
+    root = etree.fromstring(xml._decode(document)[0], xml._UTF8_PARSER)
+    variants = []
+    for position, leaf in enumerate(root.iter()):
+        if len(leaf) or not leaf.text or len(leaf.text) < 2:
+            continue
+        copy = etree.fromstring(etree.tostring(root))
+        target = list(copy.iter())[position]
+        text = target.text
+        node = make_node()
+        target.text, node.tail = text[:1], text[1:]
+        target.append(node)
+        variants.append(etree.tostring(copy, encoding=encoding, xml_declaration=True))
+    return variants
+
+
+@pytest.mark.parametrize("contract,name", _xml_contracts(), ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("node", ["comment", "processing instruction"])
+def test_a_comment_or_instruction_inside_a_value_leaves_the_value_whole(contract, name, node):
+    """XML Schema reads ``<Feeder>10kV<!-- x -->城东线</Feeder>`` as the value "10kV城东线"; so must we."""
+    from lxml import etree
+
+    original = contract.decode(example(name))
+    make = (lambda: etree.Comment(" reviewed ")) if node == "comment" else (lambda: etree.ProcessingInstruction("pms", "x"))
+    variants = _split_by(example(name), make)
+    assert len(variants) >= 5
+    for body in variants:
+        assert contract.decode(body) == original

@@ -53,9 +53,10 @@ def test_the_example_is_read_by_position():
 
 
 @pytest.mark.parametrize("where", ["<Equipment>", "<Item>", "</Feeder>"])
-def test_comments_among_the_children_fall_back_to_reading_by_name(where):
-    text = EXAMPLE.replace(where, where + "<!-- c -->", 1)
+@pytest.mark.parametrize("extra", ["<!-- c -->", "<?pms x?>"])
+def test_comments_and_instructions_among_the_children_are_dropped_when_parsing(where, extra):
+    text = EXAMPLE.replace(where, where + extra, 1)
     root = xml.parse_xml(text.encode("utf-8"))
     xml.validate(root, black_map.SCHEMA)
-    assert black_map._fields_in_order(root) is None
+    assert black_map._fields_in_order(root) == black_map._fields_by_name(root)
     assert BlackMapPublished.decode(text.encode("utf-8")) == BlackMapPublished.decode(EXAMPLE.encode("utf-8"))
