@@ -81,6 +81,7 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self._lock = threading.RLock()
+        self._checkpointer: _Checkpointer | None = None
         if url.startswith("sqlite:///"):
             path = url.removeprefix("sqlite:///")
             if path != ":memory:":
@@ -89,6 +90,9 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            if path != ":memory:":
+                self._checkpointer = _Checkpointer(path)
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
             self._p = "?"
             self._serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
         elif url.startswith(("postgresql://", "postgres://")):
@@ -412,6 +416,48 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+
+
+class _Checkpointer:
+    """Copies SQLite's write-ahead log into the database from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the commit that fills the log past 1,000 pages and
+    waits for the disk (an fsync of the database); with message ids as keys nearly every commit
+    touches new pages, so that was every few batches, in the worker's own time. Here a second
+    connection checkpoints ``PASSIVE``ly (never blocking the writer) every ``interval_s`` and on
+    stop, and truncates the log when nothing else uses it.
+    """
+
+    def __init__(self, path: str, interval_s: float = 0.5):
+        self._path = path
+        self.interval_s = interval_s
+        self.copied_frames = 0  # log frames copied into the database so far
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gridbus-store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            while not self._stop.wait(self.interval_s):
+                self._checkpoint(conn, "PASSIVE")
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
+        try:
+            _busy, _log_frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error:  # busy or closing: the next round copies it
+            return
+        self.copied_frames += max(copied, 0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 

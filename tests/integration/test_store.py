@@ -48,6 +48,31 @@ def test_effects_and_outcomes_are_recorded_once(store):
     assert store.outcome("other-route", "m1") is None
 
 
+def test_sqlite_log_is_checkpointed_outside_the_commits(tmp_path):
+    import time
+
+    path = tmp_path / "store.sqlite3"
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # never inside a commit
+        ids = [str(uuid.uuid4()) for _ in range(3000)]
+        for i in range(0, len(ids), 100):
+            store.record(outcomes=[("r", m, "delivered") for m in ids[i:i + 100]])
+        deadline = time.monotonic() + 10
+        while store._checkpointer.copied_frames == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store._checkpointer.copied_frames > 0
+    finally:
+        store.close()
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    reopened = Store(f"sqlite:///{path}")
+    try:
+        assert reopened.lookup(("r", m) for m in ids[::97]) == {("r", m): ("delivered", set()) for m in ids[::97]}
+    finally:
+        reopened.close()
+
+
 def test_revisions_are_claimed_newest_first(store):
     assert store.claim_revision("r", "HV1", 1, "m1")
     assert store.claim_revision("r", "HV1", 3, "m3")
