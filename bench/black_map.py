@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -252,16 +253,19 @@ def wait_for_depth(probe: QueueProbe, queue: str, expected: int, timeout_s: floa
 # -- 1. baseline: raw relay ---------------------------------------------------------------------
 
 
-def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1) -> dict:
+def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1, tag: str = "") -> dict:
     """Relay ``n`` messages; ``outputs=2`` publishes every body to two queues (the black-map
     route has two outputs: the notice and the canonical event)."""
     broker_url = url(vhost)
-    targets = RELAY_OUTS[:outputs]
+    # Queues of each run's own (none is deleted, see below): ".<tag>", ".2-outputs".
+    suffix = (f".{tag}" if tag else "") + ("" if outputs == 1 else f".{outputs}-outputs")
+    relay_in = RELAY_IN + suffix
+    targets = tuple(queue + suffix for queue in RELAY_OUTS[:outputs])
     admin = connect(broker_url)
     probe = QueueProbe(broker_url)
     try:
         channel = admin.channel()
-        for queue in (RELAY_IN, *targets):
+        for queue in (relay_in, *targets):
             declare_quorum_queue(channel, queue)
 
         def make(i: int) -> amqp.Message:
@@ -273,8 +277,9 @@ def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1) -> dict
                 content_type="application/xml",
             )
 
-        load_rate = load(broker_url, "", RELAY_IN, n, make)
-        wait_for_depth(probe, RELAY_IN, n)
+        load_rate = load(broker_url, "", relay_in, n, make)
+        wait_for_depth(probe, relay_in, n)
+        settle_broker()
 
         consumer_conn = connect(broker_url)
         publisher_conn = connect(broker_url)
@@ -283,12 +288,13 @@ def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1) -> dict
             buffer: list = []
             consumer = Consumer(
                 consumer_conn.channel(),
-                queues=[Queue(RELAY_IN, no_declare=True)],
+                queues=[Queue(relay_in, no_declare=True)],
                 on_message=buffer.append,
                 prefetch_count=PREFETCH,
             )
             done = 0
             started, cpu_started = time.perf_counter(), time.process_time()
+            ctx0 = read_proc_status(os.getpid())
             broker_cpu_started = broker_cpu_seconds()
             consumer.consume()
             quiet_since = time.monotonic()
@@ -311,6 +317,7 @@ def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1) -> dict
                 done += len(batch)
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu_started
+            switches = _switches(ctx0, read_proc_status(os.getpid()))
             broker_cpu = broker_cpu_seconds() - broker_cpu_started
             consumer.cancel()
         finally:
@@ -318,11 +325,12 @@ def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1) -> dict
             publisher_conn.release()
         for target in targets:
             wait_for_depth(probe, target, n)
-        left = probe.depth(RELAY_IN)
+        left = probe.depth(relay_in)
         if left:
-            raise BenchError(f"baseline: {left} messages left in {RELAY_IN}")
-        for queue in (RELAY_IN, *targets):
-            channel.queue_delete(queue=queue)
+            raise BenchError(f"baseline: {left} messages left in {relay_in}")
+        # The queues go with the vhost at the end. Deleting a quorum queue right after draining it
+        # can crash RabbitMQ 3.10's Ra segment writer (a truncation of the deleted queue's segments
+        # finds their files gone: {badmatch,{error,enoent}}, "wal_down"), failing every connection.
         return {
             "messages": n,
             "outputs": outputs,
@@ -331,6 +339,7 @@ def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1) -> dict
             "load_rate": load_rate,
             "cpu_us": cpu / n * 1e6,
             "cpu_share": cpu / elapsed,
+            "switches": switches,
             "broker_cpu_share": broker_cpu / elapsed,
         }
     finally:
@@ -366,17 +375,24 @@ def gridbus_command() -> list[str]:
 
 
 def read_proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of ``pid`` in kB (empty when the process is gone)."""
+    """VmRSS and VmHWM of ``pid`` in kB, and its context switches so far (empty when the process
+    is gone)."""
     values = {}
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith(("VmRSS:", "VmHWM:")):
+                if line.startswith(("VmRSS:", "VmHWM:", "voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
                     key, value = line.split(":", 1)
                     values[key] = int(value.split()[0])
     except (FileNotFoundError, ProcessLookupError):
         pass
     return values
+
+
+def _switches(before: dict[str, int], after: dict[str, int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches between two ``read_proc_status`` readings:
+    waits for I/O, and the times the process was preempted for another one."""
+    return tuple(after.get(key, 0) - before.get(key, 0) for key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -404,6 +420,19 @@ def broker_cpu_seconds() -> float:
     return total
 
 
+def settle_broker(quiet_share: float = 0.15, window_s: float = 0.5, max_s: float = 30.0) -> float:
+    """Wait until the broker uses less than ``quiet_share`` of a core over ``window_s`` (at most
+    ``max_s``): what the previous phase left it to do (quorum queue logs written to segments,
+    purges) must not run during the next measured phase. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_s:
+        before = broker_cpu_seconds()
+        time.sleep(window_s)
+        if broker_cpu_seconds() - before < quiet_share * window_s:
+            break
+    return time.monotonic() - started
+
+
 def log_problems(log_path: Path) -> list[str]:
     """Lines of the worker's log at warning level or above, and anything that is not JSON (tracebacks)."""
     problems = []
@@ -422,12 +451,14 @@ def log_problems(log_path: Path) -> list[str]:
     return problems
 
 
-def run_worker(vhost: str, n: int, template: str, workdir: Path, *, log_level: str, profile: str | None) -> dict:
+def run_worker(
+    vhost: str, n: int, template: str, workdir: Path, *, log_level: str, profile: str | None, tag: str = ""
+) -> dict:
     broker_url = url(vhost)
     env = {
         **os.environ,
         "GRIDBUS_BROKER_URL": broker_url,
-        "GRIDBUS_STORE_URL": f"sqlite:///{workdir / f'store-{log_level.lower()}.sqlite3'}",
+        "GRIDBUS_STORE_URL": f"sqlite:///{workdir / f'store-{log_level.lower()}{tag}.sqlite3'}",
         "GRIDBUS_LOG_LEVEL": log_level,
         "GRIDBUS_LOG_FORMAT": "json",
     }
@@ -459,11 +490,12 @@ def run_worker(vhost: str, n: int, template: str, workdir: Path, *, log_level: s
 
         load_rate = load(url(vhost, "pms", PMS_PASSWORD), SOURCE_EXCHANGE, SOURCE_ROUTING_KEY, n, make)
         wait_for_depth(probe, WORK_QUEUE, n)
+        settle_broker()
 
         command = [*gridbus, "worker", "--route", ROUTE]
         if profile:
             command = [sys.executable, "-m", "cProfile", "-o", profile, *command[1:]]
-        log_path = workdir / f"worker-{log_level.lower()}.log"
+        log_path = workdir / f"worker-{log_level.lower()}{tag}.log"
         peak_rss_kb = hwm_kb = 0
         samples: list[tuple[float, int, int]] = []  # (seconds since consuming began, work queue depth, inbox depth)
         with open(log_path, "wb") as log:
@@ -481,6 +513,7 @@ def run_worker(vhost: str, n: int, template: str, workdir: Path, *, log_level: s
                     if consuming is None and (consumers or work < n):
                         consuming = now
                         cpu_at_start, broker_cpu_at_start = cpu_seconds(worker.pid), broker_cpu_seconds()
+                        ctx0 = read_proc_status(worker.pid)
                     mem = read_proc_status(worker.pid)
                     peak_rss_kb = max(peak_rss_kb, mem.get("VmRSS", 0))
                     hwm_kb = max(hwm_kb, mem.get("VmHWM", 0))
@@ -489,6 +522,7 @@ def run_worker(vhost: str, n: int, template: str, workdir: Path, *, log_level: s
                     if work == 0 and inbox >= n and events >= n:
                         finished = now
                         worker_cpu = cpu_seconds(worker.pid) - cpu_at_start
+                        switches = _switches(ctx0, read_proc_status(worker.pid))
                         broker_cpu = broker_cpu_seconds() - broker_cpu_at_start
                         break
                     if inbox != last_inbox:
@@ -528,6 +562,7 @@ def run_worker(vhost: str, n: int, template: str, workdir: Path, *, log_level: s
             "peak_rss_mb": max(peak_rss_kb, hwm_kb) / 1024,
             "cpu_us": worker_cpu / n * 1e6,
             "cpu_share": worker_cpu / drain_s,
+            "switches": switches,
             "broker_cpu_share": broker_cpu / drain_s,
             "depths": depths,
             "retries": retries,
@@ -593,9 +628,15 @@ def print_progress(samples: list[tuple[float, int, int]], n: int) -> None:
     print(f"  progress (notices in inbox): {', '.join(marks)}")
 
 
+def _median_note(rounds: list) -> str:
+    return f"   (median of {len(rounds)} rounds)" if len(rounds) > 1 else ""
+
+
 def _cpu(result: dict, who: str) -> str:
+    waits, preempted = result["switches"]
     return (
-        f"{who} CPU {result['cpu_us']:.0f} us/msg, {result['cpu_share'] * 100:.0f}% of a core; "
+        f"{who} CPU {result['cpu_us']:.0f} us/msg, {result['cpu_share'] * 100:.0f}% of a core, "
+        f"{waits / result['seconds']:.0f} waits/s and {preempted / result['seconds']:.0f} preemptions/s; "
         f"broker {result['broker_cpu_share'] * 100:.0f}% of a core"
     )
 
@@ -612,7 +653,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw relay (no ratio)")
     parser.add_argument("--profile", metavar="PATH", help="run the worker under cProfile, write the stats to PATH")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary dir (worker logs, store)")
+    parser.add_argument(
+        "--rounds", type=int, default=None,
+        help="relay and worker runs, one after the other, this many times; the ratio is the median of "
+        "the rounds' ratios (default 3; 1 with --backlog or --profile)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if (args.backlog or args.profile) else 3
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     worker_n = args.backlog or args.messages
     template = EXAMPLE.read_text(encoding="utf-8")
@@ -625,48 +675,63 @@ def main(argv: list[str] | None = None) -> int:
         prepare_vhost(vhost)
         print(f"vhost {vhost}, {os.cpu_count()} CPUs, prefetch {PREFETCH}, batch {BATCH_SIZE}")
 
-        baseline = baseline2 = None
-        if not args.no_baseline:
-            baseline = run_baseline(vhost, args.messages, template)
+        baseline2 = None
+        rounds: list[tuple[dict | None, dict]] = []  # (relay, worker), run one after the other
+        for number in range(1, args.rounds + 1):
+            label = f" {number}" if args.rounds > 1 else ""
+            baseline = None
+            if not args.no_baseline:
+                baseline = run_baseline(vhost, args.messages, template, tag=f"r{number}")
+                print(
+                    f"baseline raw relay{label:<6}: {baseline['rate']:6.0f} msg/s  ({baseline['messages']} msgs in "
+                    f"{baseline['seconds']:.1f} s; {_cpu(baseline, 'relay')}; pre-load {baseline['load_rate']:.0f} msg/s)"
+                )
+                if baseline2 is None:
+                    baseline2 = run_baseline(vhost, args.messages, template, outputs=2, tag=f"r{number}")
+                    print(
+                        f"raw relay, 2 outputs    : {baseline2['rate']:6.0f} msg/s  ({baseline2['messages']} msgs in "
+                        f"{baseline2['seconds']:.1f} s; {_cpu(baseline2, 'relay')})"
+                    )
+            result = run_worker(vhost, worker_n, template, workdir, log_level="WARNING",
+                                profile=args.profile if number == 1 else None, tag=f"-r{number}")
             print(
-                f"baseline raw relay      : {baseline['rate']:6.0f} msg/s  ({baseline['messages']} msgs in "
-                f"{baseline['seconds']:.1f} s; {_cpu(baseline, 'relay')}; pre-load {baseline['load_rate']:.0f} msg/s)"
-            )
-            baseline2 = run_baseline(vhost, args.messages, template, outputs=2)
-            print(
-                f"raw relay, 2 outputs    : {baseline2['rate']:6.0f} msg/s  ({baseline2['messages']} msgs in "
-                f"{baseline2['seconds']:.1f} s; {_cpu(baseline2, 'relay')})"
-            )
-
-        runs = [("WARNING", args.profile)]
-        if args.also_info:
-            runs.append(("INFO", None))
-        results = []
-        for level, profile in runs:
-            result = run_worker(vhost, worker_n, template, workdir, log_level=level, profile=profile)
-            results.append(result)
-            print(
-                f"gridbus worker {level:<9}: {result['rate']:6.0f} msg/s  ({worker_n} msgs in {result['seconds']:.1f} s "
+                f"gridbus worker{label:<10}: {result['rate']:6.0f} msg/s  ({worker_n} msgs in {result['seconds']:.1f} s "
                 f"after {result['startup_s']:.1f} s start-up, {result['rate_incl_startup']:.0f} msg/s including it; "
                 f"{_cpu(result, 'worker')}; pre-load {result['load_rate']:.0f} msg/s)"
             )
             print_progress(result["samples"], worker_n)
+            if baseline:
+                print(f"  ratio{label}: {result['rate'] / baseline['rate']:.2f}")
+            rounds.append((baseline, result))
+        info_run = None
+        if args.also_info:
+            info_run = run_worker(vhost, worker_n, template, workdir, log_level="INFO", profile=None)
+            print(
+                f"gridbus worker INFO     : {info_run['rate']:6.0f} msg/s  ({worker_n} msgs in {info_run['seconds']:.1f} s; "
+                f"{_cpu(info_run, 'worker')})"
+            )
 
-        main_run = results[0]
-        errors = worker_errors(main_run, worker_n)
-        ratio = main_run["rate"] / baseline["rate"] if baseline else None
+        results = [worker for _, worker in rounds]
+        main_run = max(results, key=lambda r: r["peak_rss_mb"])  # the RSS figure is the highest of the rounds
+        errors = [f"round {n}: {e}" if len(results) > 1 else e
+                  for n, worker in enumerate(results, 1) for e in worker_errors(worker, worker_n)]
+        ratios = [worker["rate"] / relay["rate"] for relay, worker in rounds if relay]
+        ratio = statistics.median(ratios) if ratios else None
         print()
-        if baseline:
-            print(f"baseline msg/s      : {baseline['rate']:.0f}")
-        print(f"gridbus msg/s       : {main_run['rate']:.0f}" + (" (under cProfile: not a benchmark figure)" if args.profile else ""))
-        if len(results) > 1:
-            print(f"gridbus msg/s, INFO : {results[1]['rate']:.0f}")
+        if ratios:
+            print(f"baseline msg/s      : {statistics.median(r['rate'] for r, _ in rounds):.0f}" + _median_note(rounds))
+        print(f"gridbus msg/s       : {statistics.median(w['rate'] for w in results):.0f}"
+              + (" (under cProfile: not a benchmark figure)" if args.profile else "") + _median_note(rounds))
+        if info_run is not None:
+            print(f"gridbus msg/s, INFO : {info_run['rate']:.0f}")
         if ratio is not None:
-            print(f"ratio gridbus/base  : {ratio:.2f}   (target >= {TARGET_RATIO})")
-            print(f"ratio vs 2-output relay: {main_run['rate'] / baseline2['rate']:.2f}   (for information)")
+            each = f"; rounds: {', '.join(f'{r:.2f}' for r in ratios)}" if len(ratios) > 1 else ""
+            print(f"ratio gridbus/base  : {ratio:.2f}   (target >= {TARGET_RATIO}{each})")
+            print(f"ratio vs 2-output relay: {results[0]['rate'] / baseline2['rate']:.2f}   (round 1, for information)")
         print(
-            f"CPU per message     : worker {main_run['cpu_us']:.0f} us"
-            + (f", raw relay {baseline['cpu_us']:.0f} us" if baseline else "")
+            f"CPU per message     : worker {statistics.median(w['cpu_us'] for w in results):.0f} us"
+            + (f", raw relay {statistics.median(r['cpu_us'] for r, _ in rounds):.0f} us" if ratios else "")
+            + _median_note(rounds)
         )
         print(f"worker peak RSS     : {main_run['peak_rss_mb']:.1f} MB   (VmHWM; target < {TARGET_RSS_MB:.0f} MB)")
         print(f"dead letters        : {main_run['depths'][DEAD_LETTER_QUEUE]}")
@@ -675,10 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"errors              : {'; '.join(errors) if errors else 'none'}")
         for line in main_run["problems"][:5]:
             print(f"  log: {line[:300]}")
-        for extra in results[1:]:
-            extra_errors = worker_errors(extra, worker_n)
-            if extra_errors:
-                print(f"errors ({extra['log_level']} run): {'; '.join(extra_errors)}")
+        if info_run is not None and worker_errors(info_run, worker_n):
+            print(f"errors (INFO run): {'; '.join(worker_errors(info_run, worker_n))}")
 
         verdict = []
         ok = not errors
