@@ -95,7 +95,11 @@ def test_template_writes_what_the_builder_writes(leaves, items):
     assert (built.data, built.tag, built.namespace) == (expected.data, expected.tag, expected.namespace)
 
 
-@pytest.mark.parametrize("value", ["", " ", "a&b", "<", "\r", "\x01", 3, None])
+class _Text(str):
+    """A str subclass: its text may not be what %-formatting writes."""
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t\n", "a&b", "<", "\r", "\x01", "\x00", "a\x00b", 3, None, _Text("x")])
 def test_template_declines_what_is_not_plain_text(value):
     template = PayloadTemplate("BlackMap", NS, ("mRID",), "Equipment", ("kind",))
     assert template.fill((value,), []) is None
