@@ -78,6 +78,18 @@ class _BufferedTCPTransport(TCPTransport):
             return _NO_TIMEOUT_CHANGE
         return super().having_timeout(timeout)
 
+    def read_frame(self, unpack=struct.unpack):
+        """A frame wholly in the buffer is cut out of it in one go (py-amqp reads its header,
+        payload and end byte one by one); anything else, a bad end byte included, is py-amqp's."""
+        buf, pos = self._rbuf, self._rpos
+        if len(buf) - pos >= 8:
+            frame_type, channel, size = _FRAME_HEADER.unpack_from(buf, pos)
+            end = pos + 7 + size
+            if end < len(buf) and buf[end] == 0xCE:
+                self._rpos = end + 1
+                return frame_type, channel, buf[pos + 7:end]
+        return super().read_frame(unpack)
+
     def _read(self, n, initial=False, _errnos=(errno.EAGAIN, errno.EINTR)):
         buf, pos = self._rbuf, self._rpos
         end = pos + n
@@ -104,6 +116,9 @@ class _BufferedTCPTransport(TCPTransport):
             raise
         self._rbuf, self._rpos = rbuf, n
         return rbuf[:n]
+
+
+_FRAME_HEADER = struct.Struct(">BHI")
 
 
 class _NoTimeoutChange:

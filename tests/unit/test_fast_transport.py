@@ -61,6 +61,19 @@ def test_frames_read_in_any_chunking_are_py_amqps_frames(payloads, chunks):
     assert read_all(TCPTransport, data, chunks, len(payloads)) == got
 
 
+@pytest.mark.parametrize("cls", [_BufferedTCPTransport, TCPTransport])
+def test_a_bad_frame_end_is_refused_as_py_amqp_refuses_it(cls):
+    from amqp.exceptions import UnexpectedFrame
+
+    ours, theirs = socket.socketpair()
+    transport = transport_on(cls, ours)
+    theirs.sendall(frame(1, 0, b"abc")[:-1] + b"\x00" + frame(1, 0, b"next"))
+    with pytest.raises(UnexpectedFrame, match="frame_end"):
+        transport.read_frame()
+    ours.close()
+    theirs.close()
+
+
 def test_a_closed_peer_is_reported_as_py_amqp_reports_it():
     ours, theirs = socket.socketpair()
     transport = transport_on(_BufferedTCPTransport, ours)
