@@ -149,6 +149,28 @@ class _BufferedAmqpTransport(kombu_pyamqp.Transport):
     Connection = _BufferedAmqpConnection
 
 
+class AmqpDelivery:
+    """A message as py-amqp delivered it, with what the worker reads of kombu's ``Message``:
+    ``body``, ``properties``, ``headers``, ``delivery_info``, ``delivery_tag``, ``ack`` and
+    ``reject`` (kombu wraps each delivery in a ``Message`` of its own first)."""
+
+    __slots__ = ("body", "properties", "headers", "delivery_info", "delivery_tag", "_channel")
+
+    def __init__(self, message: amqp.Message, channel):
+        self.body = message.body
+        self.properties = message.properties
+        self.headers = message.properties.get("application_headers") or {}
+        self.delivery_info = message.delivery_info
+        self.delivery_tag = message.delivery_info["delivery_tag"]
+        self._channel = channel
+
+    def ack(self, multiple: bool = False) -> None:
+        self._channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+    def reject(self, requeue: bool = False) -> None:
+        self._channel.basic_reject(self.delivery_tag, requeue=requeue)
+
+
 class ConfirmTimeout(TransientDeliveryError):
     kind = "confirm-timeout"
 

@@ -37,7 +37,7 @@ from routes import naming
 from routes.model import Route
 from workers import headers as H
 from workers import topology
-from workers.broker import ConfirmTimeout, Publisher, connect, is_amqp
+from workers.broker import AmqpDelivery, ConfirmTimeout, Publisher, connect, is_amqp
 from workers.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
 from workers.logging import get_logger
 from workers.pipeline import Delivery, Pipeline
@@ -162,13 +162,20 @@ class Worker:
         self._publisher = Publisher(publisher_conn, confirm_timeout_s=self.confirm_timeout_s)
         self._amqp = is_amqp(consumer_conn)
         consumers = []
-        for route in self.routes:
-            queue = Queue(route.work_queue, no_declare=True)
-            consumer = Consumer(
-                channel, queues=[queue], on_message=self._collector(route), prefetch_count=self.prefetch
-            )
-            consumer.consume()
-            consumers.append(consumer)
+        if self._amqp:
+            # py-amqp's deliveries as they come, without kombu's Message around each (see AmqpDelivery)
+            channel.auto_decode = False  # bodies stay the bytes sent, whatever content_encoding says
+            channel.basic_qos(0, self.prefetch, False)
+            for route in self.routes:
+                consumers.append(channel.basic_consume(route.work_queue, callback=self._amqp_collector(route, channel)))
+        else:
+            for route in self.routes:
+                queue = Queue(route.work_queue, no_declare=True)
+                consumer = Consumer(
+                    channel, queues=[queue], on_message=self._collector(route), prefetch_count=self.prefetch
+                )
+                consumer.consume()
+                consumers.append(consumer)
         log.info("worker.started", routes=[r.name for r in self.routes], broker=_safe_url(self.broker_url))
         while not self._stop.is_set():
             self._fill(consumer_conn, idle_timeout_s)
@@ -182,7 +189,7 @@ class Worker:
             self._purge_expired()
         for consumer in consumers:
             try:
-                consumer.cancel()
+                channel.basic_cancel(consumer) if self._amqp else consumer.cancel()
             except Exception:  # noqa: BLE001
                 pass
         log.info("worker.stopped", counts=self.counts)
@@ -190,6 +197,12 @@ class Worker:
     def _collector(self, route: Route):
         def collect(message):
             self._buffer.append(Delivery(route=route, message=message))
+
+        return collect
+
+    def _amqp_collector(self, route: Route, channel):
+        def collect(message):
+            self._buffer.append(Delivery(route=route, message=AmqpDelivery(message, channel)))
 
         return collect
 

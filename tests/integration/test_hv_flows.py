@@ -184,6 +184,20 @@ def test_bad_black_maps_are_dead_lettered_with_reasons_and_good_ones_flow(broker
     assert notice["substation"] == "杭州110kV文一变"  # GBK in, UTF-8 JSON out, Chinese intact
 
 
+def test_a_gbk_body_labelled_with_its_content_encoding_is_read_as_the_bytes_sent(broker_url, store, stub, systems):
+    """AMQP's content_encoding names how the body is encoded; the XML declaration is what counts.
+    The worker takes the bytes as sent (no client-side decoding), so the GBK document is read
+    as GBK, Chinese intact."""
+    inbox = inbox_reader(broker_url)
+    correlation = str(uuid.uuid4())
+    with worker_for(broker_url, store, stub) as worker:
+        publish(systems, BLACK_MAP, example("pms.BlackMapPublished.gbk.xml"), correlation_id=correlation,
+                content_encoding="gbk")
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="delivered")
+    [notice] = inbox.where(lambda m: m.properties.get("correlation_id") == correlation)
+    assert json.loads(notice.body)["substation"] == "杭州110kV文一变"
+
+
 def test_plan_change_reaches_marketing_and_the_events_exchange(broker_url, store, stub, systems, events_tap):
     inbox = inbox_reader(broker_url)
     with worker_for(broker_url, store, stub) as worker:

@@ -41,13 +41,15 @@ class UpstreamSystem:
         self.channel.confirm_delivery()
 
     def publish(self, exchange, routing_key, body: bytes, *, message_id=None, message_type=None,
-                user_id="self", correlation_id=None, content_type="application/json", headers=None) -> str:
+                user_id="self", correlation_id=None, content_type="application/json", headers=None,
+                content_encoding=None) -> str:
         message_id = str(uuid.uuid4()) if message_id is None else message_id
         props = pika.BasicProperties(
             message_id=message_id or None,
             correlation_id=correlation_id,
             type=message_type,
             content_type=content_type,
+            content_encoding=content_encoding,
             delivery_mode=2,
             user_id=self.user if user_id == "self" else user_id,
             headers=headers,
