@@ -291,10 +291,7 @@ class Publisher:
                 message = amqp.Message(body, application_headers=headers, **props)
                 channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=mandatory)
             else:
-                self._out.append(frames)
-                self._out_bytes += len(frames)
-                if self._out_bytes >= self.write_buffer_bytes:
-                    self._flush()
+                self._hold(frames)
         else:
             self._pending[self._seq] = pending
             self._producer.publish(
@@ -314,18 +311,15 @@ class Publisher:
         """``publish`` of what ``template`` shares with ``values`` (its variable properties, in
         order) and ``header_values`` (its variable headers) filled in: the same bytes, with only
         the variable parts encoded per message."""
+        frames = None
         connection = self._channel.connection if self.confirms else None
-        properties = template.encode(values, header_values) if connection is not None else None
-        if properties is None:
-            props, headers = template.merged(values, header_values)
-            return self.publish(
-                exchange=template.exchange, routing_key=template.routing_key, body=body, properties=props,
-                headers=headers, mandatory=template.mandatory,
-            )
-        frames = self._frames.frames(
-            connection.frame_max, template.exchange, template.routing_key, template.mandatory, body, properties
-        )
-        if frames is None:
+        if connection is not None:
+            properties = template.encode(values, header_values)
+            if properties is not None:
+                frames = self._frames.frames(
+                    connection.frame_max, template.exchange, template.routing_key, template.mandatory, body, properties
+                )
+        if frames is None:  # what the template leaves to the general path
             props, headers = template.merged(values, header_values)
             return self.publish(
                 exchange=template.exchange, routing_key=template.routing_key, body=body, properties=props,
@@ -334,11 +328,15 @@ class Publisher:
         self._seq += 1
         self._pending[self._seq] = _Pending(template.exchange, template.routing_key, template.message_id(values))
         self._unsettled += 1
+        self._hold(frames)
+        return self._seq
+
+    def _hold(self, frames: bytes) -> None:
+        """Keep a publish's frames for the next socket write (at ``write_buffer_bytes``)."""
         self._out.append(frames)
         self._out_bytes += len(frames)
         if self._out_bytes >= self.write_buffer_bytes:
             self._flush()
-        return self._seq
 
     def _flush(self) -> None:
         """Write the publishes held back so far, in one socket write."""
@@ -640,12 +638,7 @@ class PublishTemplate:
                     continue
                 kind = part[0]
                 if kind == "s":
-                    value = values[part[1]]
-                    if type(value) is not str:
-                        return None
-                    data = value.encode("utf-8", "surrogatepass")
-                    append(_BYTE[len(data)])
-                    append(data)
+                    append(_short_str(values[part[1]]))
                 elif kind == "F":
                     table = [_header_value(header_values[p]) if type(p) is int else p for p in part[1]]
                     data = b"".join(table)
