@@ -94,9 +94,16 @@ def _publish_all(broker_url: str, passwords: dict[str, str]) -> Scenario:
 
 
 def publish_as_source(broker_url: str, passwords: dict[str, str], route, body: bytes, message_id: str) -> None:
-    """Publish ``body`` as the route's source system would: its own user, ``user_id`` set, persistent."""
+    """Publish ``body`` as the route's source system would: its own user, ``user_id`` set, persistent.
+
+    Without the system's password it is published as the URL's user, with that ``user_id`` (the
+    broker refuses a ``user_id`` other than the connection's): the route then dead-letters it as
+    not published by its source system.
+    """
     system = route.source.system
-    with Connection(as_user(broker_url, system, passwords.get(system))) as conn:
+    password = passwords.get(system)
+    with Connection(as_user(broker_url, system, password)) as conn:
+        user_id = system if password is not None or broker_url.startswith("memory://") else conn.userid
         Producer(conn.channel()).publish(
             body,
             exchange=route.source.exchange,
@@ -107,7 +114,7 @@ def publish_as_source(broker_url: str, passwords: dict[str, str], route, body: b
             message_id=message_id,
             correlation_id=f"demo-{route.name}",
             type=route.contract.message_type,
-            user_id=system,
+            user_id=user_id,
             delivery_mode=2,
         )
 

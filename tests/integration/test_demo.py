@@ -25,3 +25,16 @@ def test_demo_against_rabbitmq_with_the_systems_own_users(broker_url, system_use
     lines: list[str] = []
     passwords = {system: password for system, (_, password) in system_users.items()}
     assert run_demo(broker_url, passwords, echo=lambda text="", **_: lines.append(text)), "\n".join(lines)
+
+
+@pytest.mark.broker
+def test_demo_without_a_system_s_password_is_refused_by_its_routes_not_lost(broker_url):
+    """Published as the URL's user, the messages reach the routes, which dead-letter them as not
+    published by their source system; the demo reports that and fails. (The retail part still
+    waits its 30 s for the ownership schedule its refused messages never set.)"""
+    lines: list[str] = []
+    assert not run_demo(broker_url, {}, echo=lambda text="", **_: lines.append(text))
+    report = "\n".join(lines)
+    assert "did not settle within 60 s" not in report  # the high-voltage part: every message has its outcome
+    assert "mkt.supply-plan-pushed: [unauthorised] published by 'guest', but route mkt.supply-plan-pushed accepts only 'mkt'" in report
+    assert "pms.black-map-published: [unauthorised]" in report and "cmd.plan-changed: [unauthorised]" in report
