@@ -66,7 +66,8 @@ class _BufferedTCPTransport(TCPTransport):
     def _read_buffer(self, value: bytes) -> None:
         self._rbuf, self._rpos = bytes(value), 0
 
-    def _frame_buffered(self) -> bool:
+    def frame_buffered(self) -> bool:
+        """A whole frame is in the buffer: ``read_frame`` returns it without touching the socket."""
         buf, pos = self._rbuf, self._rpos
         if len(buf) - pos < 7:
             return False
@@ -74,7 +75,7 @@ class _BufferedTCPTransport(TCPTransport):
         return len(buf) - pos >= 8 + size
 
     def having_timeout(self, timeout):
-        if timeout is not None and self._frame_buffered():
+        if timeout is not None and self.frame_buffered():
             return _NO_TIMEOUT_CHANGE
         return super().having_timeout(timeout)
 

@@ -210,6 +210,10 @@ class Worker:
         """Read deliveries until a batch is full or the broker is quiet for a moment."""
         deadline = time.monotonic() + idle_timeout_s
         while len(self._buffer) < self.batch_size and not self._stop.is_set():
+            if self._amqp:
+                self._read_buffered(conn)
+                if len(self._buffer) >= self.batch_size:
+                    return
             timeout = deadline - time.monotonic() if not self._buffer else 0.005
             if timeout <= 0:
                 return
@@ -218,6 +222,18 @@ class Worker:
             except socket.timeout:
                 if self._buffer or time.monotonic() >= deadline:
                     return
+
+    def _read_buffered(self, conn) -> None:
+        """Hand py-amqp the frames already read from the socket, straight to its frame handler:
+        what ``drain_events`` does for each, without its layers and timeouts (nothing to wait for)."""
+        connection = conn.connection
+        transport = connection.transport
+        buffered = getattr(transport, "frame_buffered", None)
+        if buffered is None:
+            return
+        on_frame, read_frame, buffer, batch_size = connection.on_inbound_frame, transport.read_frame, self._buffer, self.batch_size
+        while len(buffer) < batch_size and buffered():
+            on_frame(read_frame())
 
     # -- processing ---------------------------------------------------------------------------
 
