@@ -166,8 +166,13 @@ class Worker:
             # py-amqp's deliveries as they come, without kombu's Message around each (see AmqpDelivery)
             channel.auto_decode = False  # bodies stay the bytes sent, whatever content_encoding says
             channel.basic_qos(0, self.prefetch, False)
+            fast = getattr(consumer_conn.connection, "fast_consumers", None)
             for route in self.routes:
-                consumers.append(channel.basic_consume(route.work_queue, callback=self._amqp_collector(route, channel)))
+                collect = self._amqp_collector(route)
+                tag = channel.basic_consume(route.work_queue, callback=lambda m, c=collect: c(AmqpDelivery.of(m, channel)))
+                if fast is not None:
+                    fast[tag] = collect  # read by broker.deliveries_frame_handler
+                consumers.append(tag)
         else:
             for route in self.routes:
                 queue = Queue(route.work_queue, no_declare=True)
@@ -189,7 +194,11 @@ class Worker:
             self._purge_expired()
         for consumer in consumers:
             try:
-                channel.basic_cancel(consumer) if self._amqp else consumer.cancel()
+                if self._amqp:
+                    channel.basic_cancel(consumer)
+                    getattr(consumer_conn.connection, "fast_consumers", {}).pop(consumer, None)
+                else:
+                    consumer.cancel()
             except Exception:  # noqa: BLE001
                 pass
         log.info("worker.stopped", counts=self.counts)
@@ -200,9 +209,9 @@ class Worker:
 
         return collect
 
-    def _amqp_collector(self, route: Route, channel):
-        def collect(message):
-            self._buffer.append(Delivery(route=route, message=AmqpDelivery(message, channel)))
+    def _amqp_collector(self, route: Route):
+        def collect(delivery: AmqpDelivery):
+            self._buffer.append(Delivery(route=route, message=delivery))
 
         return collect
 
