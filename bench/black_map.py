@@ -12,7 +12,7 @@ Runs, in one fresh RabbitMQ vhost that is deleted at the end (also on failure):
    Drained means: the work queue is empty, ``mkt.in.inbox`` holds one BlackMapNotice per
    message and a queue bound to ``gridbus.events`` holds one canonical event per message.
 
-one after the other ``--rounds`` times (default 3), each phase on a quiet broker, and prints
+one after the other ``--rounds`` times (default 5), each phase on a quiet broker, and prints
 both rates, their ratio (the median of the rounds'), the worker's peak RSS, and what went wrong
 if anything (dead letters, retries, unrouted messages, warnings in the worker's log).
 
@@ -657,11 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=None,
         help="relay and worker runs, one after the other, this many times; the ratio is the median of "
-        "the rounds' ratios (default 3; 1 with --backlog or --profile)",
+        "the rounds' ratios (default 5; 1 with --backlog or --profile)",
     )
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 1 if (args.backlog or args.profile) else 3
+        args.rounds = 1 if (args.backlog or args.profile) else 5
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
