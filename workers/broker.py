@@ -197,15 +197,22 @@ def deliveries_frame_handler(connection, callback):
     handler, which keeps its own state; a frame out of order raises py-amqp's ``UnexpectedFrame``.
     An empty body is ``b""`` (py-amqp's ``Message`` gives ``""``).
     """
-    slow = frame_handler(connection, callback)
+    py_amqp = frame_handler(connection, callback)
     fast = connection.fast_consumers
     partial: dict[int, list] = {}  # channel -> [deliver arguments, properties, body size, received, chunks]
+    busy: set[int] = set()  # channels where py-amqp's handler is in the middle of a message
+
+    def slow(frame):
+        done = py_amqp(frame)
+        if frame[0] != 8:
+            (busy.discard if done else busy.add)(frame[1])
+        return done
 
     def on_frame(frame):
         frame_type, channel, buf = frame
         state = partial.get(channel)
         if state is None:
-            if frame_type != 1 or not fast or buf[:4] != _DELIVER:
+            if frame_type != 1 or not fast or buf[:4] != _DELIVER or channel in busy:
                 return slow(frame)
             args = amqp.serialization.loads("sLbss", buf, 4)[0]
             if args[0] not in fast:

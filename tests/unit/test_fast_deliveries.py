@@ -124,3 +124,19 @@ def test_a_delivery_to_a_consumer_cancelled_meanwhile_goes_back_to_the_queue():
     handler(header)
     handler(body)
     assert got == [] and rejected == [(7, True)]
+
+
+def test_a_delivery_starting_inside_another_message_is_refused_as_py_amqp_refuses_it():
+    slow_method, _, _ = deliver_frames(1, SLOW, 1, False, "e", "k", {}, b"x", [])
+    fast_method, _, _ = deliver_frames(1, FAST, 2, False, "e", "k", {}, b"y", [])
+    reference, _ = connection_with_channels()
+    handler = frame_handler(reference, reference.on_inbound_method)
+    handler(slow_method)
+    with pytest.raises(UnexpectedFrame, match="expecting type: 2"):
+        handler(fast_method)
+    ours, _ = connection_with_channels()
+    ours.fast_consumers[FAST] = lambda delivery: None
+    handler = deliveries_frame_handler(ours, ours.on_inbound_method)
+    handler(slow_method)
+    with pytest.raises(UnexpectedFrame, match="expecting type: 2"):
+        handler(fast_method)
