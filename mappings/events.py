@@ -81,6 +81,12 @@ def black_map_created(message: BlackMapPublished, ctx: MappingContext) -> Canoni
     if built is not None:
         return _built_event("created", "BlackMap", built, ctx)
     # Text to escape or refuse, or empty: the builder does what lxml does with it.
+    return _event("created", black_map_payload(message), ctx)
+
+
+def black_map_payload(message: BlackMapPublished) -> _Payload:
+    """The BlackMap payload built element by element: what ``_BLACK_MAP`` writes in one go for
+    plain text, and what escapes or refuses any other."""
     payload = _Payload("BlackMap")
     root = payload.root
     payload.add(root, "mRID", message.graph_id)
@@ -94,7 +100,7 @@ def black_map_created(message: BlackMapPublished, ctx: MappingContext) -> Canoni
         payload.add(equipment, "mRID", item.equipment_id)
         payload.add(equipment, "kind", item.kind)
         payload.add(equipment, "name", item.name)
-    return _event("created", payload, ctx)
+    return payload
 
 
 #: What ``black_map_created`` builds with ``_Payload`` when every value is plain text.

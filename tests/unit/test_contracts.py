@@ -289,7 +289,9 @@ def test_plan_changed_fields():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode)))
 def test_random_bytes_never_raise_anything_but_contract_violation(body):
-    for contract in INBOUND:
+    from routes import ROUTES
+
+    for contract in dict.fromkeys(route.contract for route in ROUTES):  # every route's, the retail market's too
         try:
             contract.decode(body)
         except ContractViolation as exc:

@@ -29,20 +29,7 @@ def context(message_id: str = "gb-0001-step", source_message_id: str = "src-1") 
 
 def generic_black_map_created(message, ctx) -> CanonicalEvent:
     """black_map_created as written with ``_Payload`` only (no template)."""
-    payload = events._Payload("BlackMap")
-    root = payload.root
-    payload.add(root, "mRID", message.graph_id)
-    payload.add(root, "version", message.graph_version)
-    payload.add(root, "applicationNo", message.application_no)
-    payload.add(root, "publishedAt", message.published_at)
-    payload.add(root, "Substation", message.substation)
-    payload.add(root, "Feeder", message.feeder)
-    for item in message.equipment:
-        equipment = payload.add(root, "Equipment")
-        payload.add(equipment, "mRID", item.equipment_id)
-        payload.add(equipment, "kind", item.kind)
-        payload.add(equipment, "name", item.name)
-    return events._event("created", payload, ctx)
+    return events._event("created", events.black_map_payload(message), ctx)
 
 
 def outcome(mapping, message, ctx):
