@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ import pytest
 from adapters.soap import SOAP_PEERS, SoapAdapter, build_soap_adapters, contract_path
 from adapters.soap_stub import SoapStub
 from contracts.base import MappingContext
-from contracts.tc import RetailMeteringPoint
 from contracts.tc.soap import (
     AgreementInfo,
     ArchivalResult,
@@ -26,6 +25,7 @@ from contracts.tc.soap import (
     ReviewReason,
     UserReviewResult,
 )
+from tests.support.retail import tc_requests
 from workers.errors import PermanentDeliveryError
 from workers.settings import Settings
 
@@ -33,12 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WSDL = contract_path("tc/TradingCenterService.wsdl")
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=CST)
-EFFECTIVE = datetime(2026, 12, 1, tzinfo=CST)
-POINTS = (
-    RetailMeteringPoint(metering_point_id="4301050001234", category="large_industrial"),
-    RetailMeteringPoint(metering_point_id="4301050001235", category="general_commercial_industrial"),
-)
-PERIOD = dict(period_start=date(2026, 12, 1), period_end=date(2027, 11, 30))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,69 +41,29 @@ def _drop_the_modules_queues():
     yield
 
 
-def header(message_id: str) -> dict:
-    return dict(message_id=message_id, correlation_id="RU2026110001", sent_at=NOW)
-
-
 def archive_feedback(message_id: str = "gb-tc-archive-1") -> ArchiveFeedback:
-    return ArchiveFeedback(
-        **header(message_id),
-        archive_id="SCA-2026-000317",
-        archive_revision=2,
-        credit_code="P42040113310410",
-        decision="rejected",
-        reasons=(
-            ReviewReason(code="credit-code-length", field="CreditCode", message="统一社会信用代码应为18位，收到15位"),
-            ReviewReason(code="missing", field="LegalRepresentative", message="LegalRepresentative is required"),
-        ),
-    )
+    return tc_requests(message_id)["ArchiveFeedback"]
 
 
 def agreement_info(message_id: str = "gb-tc-agreement-1") -> AgreementInfo:
-    return AgreementInfo(
-        **header(message_id),
-        agreement_no="TPA-2026-110001",
-        user_unit_id="RU2026110001",
-        customer_no="0731000012345",
-        sales_company_credit_code="91350200776049653A",
-        **PERIOD,
-        metering_points=POINTS,
-    )
+    return tc_requests(message_id)["AgreementInfo"]
 
 
 def archival_result(message_id: str = "gb-tc-archival-1") -> ArchivalResult:
-    return ArchivalResult(
-        **header(message_id),
-        agreement_no="TPA-2026-110001",
-        user_unit_id="RU2026110001",
-        sales_company_credit_code="91350200776049653A",
-        archived_at=NOW,
-        effective_time=EFFECTIVE,
-    )
+    return tc_requests(message_id)["ArchivalResult"]
 
 
 def ownership_relation(message_id: str = "gb-tc-ownership-1") -> OwnershipRelation:
-    return OwnershipRelation(
-        **header(message_id),
-        user_unit_id="RU2026110001",
-        customer_no="0731000012345",
-        sales_company_credit_code="91350200776049653A",
-        agreement_no="TPA-2026-110001",
-        **PERIOD,
-        effective_time=EFFECTIVE,
-        metering_points=POINTS,
-    )
+    return tc_requests(message_id)["OwnershipRelation"]
 
 
 def user_review_result(message_id: str = "gb-tc-review-1") -> UserReviewResult:
-    return UserReviewResult(
-        **header(message_id),
-        user_unit_id="RU2026110001",
-        sales_company_credit_code="91350200776049653A",
-        **PERIOD,
-        decision="refused",
-        reasons=(ReviewReason(code="period-taken", field="PeriodStart", message="该用户在本周期已绑定其他售电公司"),),
-    )
+    """A refusal of a second binding in the period, with its reason."""
+    accepted = tc_requests(message_id)["UserReviewResult"]
+    return UserReviewResult(**(accepted.model_dump() | {
+        "decision": "refused",
+        "reasons": (ReviewReason(code="period-taken", field="PeriodStart", message="该用户在本周期已绑定其他售电公司"),),
+    }))
 
 
 def context(request) -> MappingContext:

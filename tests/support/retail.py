@@ -121,3 +121,44 @@ def _maker(namespace: str):
         return element
 
     return make
+
+
+def tc_requests(message_id: str = "gb-tc-0001") -> dict:
+    """One of each SOAP request gridbus sends the trading center, by class name, with the values of
+    the retail examples (user unit RU2026110001, agreement TPA-2026-110001, sent 2026-11-26 09:30)."""
+    from contracts.tc import RetailMeteringPoint
+    from contracts.tc.soap import (
+        AgreementInfo, ArchivalResult, ArchiveFeedback, OwnershipRelation, ReviewReason, UserReviewResult,
+    )
+
+    sent = datetime(2026, 11, 26, 9, 30, tzinfo=CHINA)
+    effective = datetime(2026, 12, 1, tzinfo=CHINA)
+    header = dict(message_id=message_id, correlation_id="RU2026110001", sent_at=sent)
+    binding = dict(user_unit_id="RU2026110001", sales_company_credit_code="91350200776049653A")
+    period = dict(period_start=date(2026, 12, 1), period_end=date(2027, 11, 30))
+    points = (
+        RetailMeteringPoint(metering_point_id="4301050001234", category="large_industrial"),
+        RetailMeteringPoint(metering_point_id="4301050001235", category="general_commercial_industrial"),
+    )
+    return {
+        "ArchiveFeedback": ArchiveFeedback(
+            **header, archive_id="SCA-2026-000317", archive_revision=2, credit_code="P42040113310410",
+            decision="rejected",
+            reasons=(
+                ReviewReason(code="credit-code-length", field="CreditCode", message="统一社会信用代码应为18位，收到15位"),
+                ReviewReason(code="missing", field="LegalRepresentative", message="LegalRepresentative is required"),
+            ),
+        ),
+        "AgreementInfo": AgreementInfo(
+            **header, **binding, **period, agreement_no="TPA-2026-110001", customer_no="0731000012345",
+            metering_points=points,
+        ),
+        "ArchivalResult": ArchivalResult(
+            **header, **binding, agreement_no="TPA-2026-110001", archived_at=sent, effective_time=effective,
+        ),
+        "OwnershipRelation": OwnershipRelation(
+            **header, **binding, **period, agreement_no="TPA-2026-110001", customer_no="0731000012345",
+            effective_time=effective, metering_points=points,
+        ),
+        "UserReviewResult": UserReviewResult(**header, **binding, **period, decision="accepted"),
+    }

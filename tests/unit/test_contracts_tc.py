@@ -22,14 +22,8 @@ from contracts.tc import (
     TripartiteAgreementSigned,
     UserUnitReviewPassed,
 )
-from contracts.tc.soap import (
-    AgreementInfo,
-    ArchivalResult,
-    ArchiveFeedback,
-    OwnershipRelation,
-    ReviewReason,
-    UserReviewResult,
-)
+from contracts.tc.soap import ArchivalResult, ArchiveFeedback, UserReviewResult
+from tests.support.retail import tc_requests
 from workers.errors import ContractViolation
 
 ROOT = Path(__file__).parents[2]
@@ -414,61 +408,7 @@ def test_truncated_archive_is_refused(cut):
 
 # ---------------------------------------------------------------- SOAP requests to the trading center
 
-HEADER = dict(message_id="gb-tc-0001", correlation_id="RU2026110001", sent_at=NOW)
-POINTS = (
-    RetailMeteringPoint(metering_point_id="4301050001234", category="large_industrial"),
-    RetailMeteringPoint(metering_point_id="4301050001235", category="general_commercial_industrial"),
-)
-REQUESTS = {
-    "ArchiveFeedback": ArchiveFeedback(
-        **HEADER,
-        archive_id="SCA-2026-000317",
-        archive_revision=2,
-        credit_code="P42040113310410",
-        decision="rejected",
-        reasons=(
-            ReviewReason(code="credit-code-length", field="CreditCode", message="统一社会信用代码应为18位，收到15位"),
-            ReviewReason(code="missing", field="LegalRepresentative", message="LegalRepresentative is required"),
-        ),
-    ),
-    "AgreementInfo": AgreementInfo(
-        **HEADER,
-        agreement_no="TPA-2026-110001",
-        user_unit_id="RU2026110001",
-        customer_no="0731000012345",
-        sales_company_credit_code="91350200776049653A",
-        period_start=date(2026, 12, 1),
-        period_end=date(2027, 11, 30),
-        metering_points=POINTS,
-    ),
-    "ArchivalResult": ArchivalResult(
-        **HEADER,
-        agreement_no="TPA-2026-110001",
-        user_unit_id="RU2026110001",
-        sales_company_credit_code="91350200776049653A",
-        archived_at=datetime(2026, 11, 26, 9, 0, tzinfo=CST),
-        effective_time=datetime(2026, 12, 1, tzinfo=CST),
-    ),
-    "OwnershipRelation": OwnershipRelation(
-        **HEADER,
-        user_unit_id="RU2026110001",
-        customer_no="0731000012345",
-        sales_company_credit_code="91350200776049653A",
-        agreement_no="TPA-2026-110001",
-        period_start=date(2026, 12, 1),
-        period_end=date(2027, 11, 30),
-        effective_time=datetime(2026, 12, 1, tzinfo=CST),
-        metering_points=POINTS,
-    ),
-    "UserReviewResult": UserReviewResult(
-        **HEADER,
-        user_unit_id="RU2026110001",
-        sales_company_credit_code="91350200776049653A",
-        period_start=date(2026, 12, 1),
-        period_end=date(2027, 11, 30),
-        decision="accepted",
-    ),
-}
+REQUESTS = tc_requests()
 
 #: What each request's envelope must say, as (path under the request element, text).
 EXPECTED_TEXT = {
@@ -491,7 +431,7 @@ EXPECTED_TEXT = {
     ],
     "ArchivalResult": [
         ("t:AgreementNo", "TPA-2026-110001"),
-        ("t:ArchivedAt", "2026-11-26T09:00:00+08:00"),
+        ("t:ArchivedAt", "2026-11-26T09:30:00+08:00"),
         ("t:EffectiveTime", "2026-12-01T00:00:00+08:00"),
     ],
     "OwnershipRelation": [
