@@ -70,7 +70,7 @@ class InstantPublisher(Publisher):
         self._channel = _Channel()
         self._frames = PublishFrames(1)
 
-    def wait(self, timeout=None):
+    def wait(self, timeout=None, meanwhile=None):
         self._flush()
         if self._seq:
             self._settle(self._seq, True, None)

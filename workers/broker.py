@@ -13,6 +13,7 @@ confirms: a publish there is settled when it returns.
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
 import time
@@ -74,6 +75,20 @@ class _BufferedTCPTransport(TCPTransport):
             return False
         size = int.from_bytes(buf[pos + 3:pos + 7], "big")
         return len(buf) - pos >= 8 + size
+
+    def receive_ready(self) -> bool:
+        """Add to the buffer what the socket holds now, without waiting for more; False when it
+        holds nothing. Whole frames are then ``frame_buffered``; a frame cut short stays in the
+        buffer for the next read to complete."""
+        sock = self.sock
+        if not select.select((sock,), (), (), 0)[0]:
+            return False
+        data = sock.recv(self.RECV_BYTES)  # readable: returns at once
+        if not data:
+            raise OSError("Server unexpectedly closed connection")
+        buf, pos = self._rbuf, self._rpos
+        self._rbuf, self._rpos = (buf[pos:] + data if pos < len(buf) else data), 0
+        return True
 
     def having_timeout(self, timeout):
         if timeout is not None and self.frame_buffered():
@@ -440,9 +455,15 @@ class Publisher:
         connection.transport.write(data)
         connection.bytes_sent += count
 
-    def wait(self, timeout: float | None = None) -> dict[int, Exception | None]:
-        """Block until every published ticket is settled; returns and forgets them."""
+    def wait(self, timeout: float | None = None, meanwhile: Callable[[], None] | None = None) -> dict[int, Exception | None]:
+        """Block until every published ticket is settled; returns and forgets them.
+
+        meanwhile: called once, after the held publishes are written and before the first read
+        of confirms, when some are still to come: work that fills the broker's round trip.
+        """
         self._flush()
+        if meanwhile is not None and self._unsettled > 0:
+            meanwhile()
         timeout = self.confirm_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while self._unsettled > 0:

@@ -8,7 +8,10 @@ harmless.
 
 Messages are taken in batches: the consumer callback only collects; the batch is then
 processed, its outputs confirmed in one round trip, its effects recorded in one commit, and
-its messages acked. Redelivered messages are processed alone, each processing start counted
+its messages acked. The round trip is not idle: the deliveries that arrived meanwhile are read
+and decoded then (decoding is pure; the next batch's store lookups and effects wait their turn).
+A decoder that kills the process there takes the unrecorded batch in hand with it, which is
+then published again under the same output ids, as after a kill at any moment before its commit. Redelivered messages are processed alone, each processing start counted
 in the store, so a message that crashes or hangs the worker is dead-lettered as poison after
 ``Route.max_crashes`` starts without touching its neighbours.
 
@@ -91,6 +94,8 @@ class Worker:
         self._last_schedule_poll = 0.0
         self._scheduled_routes = [r.name for r in self.routes if r.source.internal]
         self._publisher: Publisher | None = None
+        self._consumer_conn = None
+        self._ahead_error: BaseException | None = None  # met while working ahead, raised by _fill
         self.adapters = adapters(self.publisher)
         self.pipeline = Pipeline(store, self.adapters, clock)
         self._stop = threading.Event()
@@ -144,7 +149,7 @@ class Worker:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
-                self._publisher = None
+                self._publisher = self._consumer_conn = self._ahead_error = None
                 for conn in (consumer_conn, publisher_conn):
                     if conn is not None:
                         try:
@@ -161,6 +166,7 @@ class Worker:
             topology.declare(channel, topology.derive(self.routes))
         self._publisher = Publisher(publisher_conn, confirm_timeout_s=self.confirm_timeout_s)
         self._amqp = is_amqp(consumer_conn)
+        self._consumer_conn = consumer_conn if self._amqp else None
         consumers = []
         if self._amqp:
             # py-amqp's deliveries as they come, without kombu's Message around each (see AmqpDelivery)
@@ -217,6 +223,9 @@ class Worker:
 
     def _fill(self, conn, idle_timeout_s: float) -> None:
         """Read deliveries until a batch is full or the broker is quiet for a moment."""
+        if self._ahead_error is not None:
+            error, self._ahead_error = self._ahead_error, None
+            raise error
         deadline = time.monotonic() + idle_timeout_s
         while len(self._buffer) < self.batch_size and not self._stop.is_set():
             if self._amqp:
@@ -243,6 +252,27 @@ class Worker:
         on_frame, read_frame, buffer, batch_size = connection.on_inbound_frame, transport.read_frame, self._buffer, self.batch_size
         while len(buffer) < batch_size and buffered():
             on_frame(read_frame())
+
+    def _work_ahead(self) -> None:
+        """While a batch's confirms are on their way (the broker's round trip, idle time
+        otherwise): take the deliveries that have arrived meanwhile, up to a batch, and decode
+        them. Decoding is pure; all that reads or writes the store waits for their own batch, after
+        this one is settled. A failure of the consuming connection met here is raised by the next
+        ``_fill``, once this batch is settled, where it would have been met without working ahead."""
+        conn = self._consumer_conn
+        receive = getattr(conn.connection.transport, "receive_ready", None) if conn is not None else None
+        if receive is None or self._ahead_error is not None:
+            return
+        buffer, taken = self._buffer, len(self._buffer)
+        try:
+            while True:
+                self._read_buffered(conn)
+                if len(buffer) >= self.batch_size or not receive():
+                    break
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._ahead_error = exc
+        # a redelivered message is decoded only after its start was counted (see _is_poison)
+        self.pipeline.decode_ahead([d for d in buffer[taken:] if not d.redelivered], {})
 
     # -- processing ---------------------------------------------------------------------------
 
@@ -306,7 +336,7 @@ class Worker:
         if not any(d.tickets for d in batch):
             results = {}
         else:
-            results = self.publisher().wait()
+            results = self.publisher().wait(meanwhile=self._work_ahead)
         effects, outcomes = [], []
         for d in batch:
             confirmed = []

@@ -90,3 +90,26 @@ def test_only_plain_amqp_urls_get_the_buffered_transport():
         assert conn.transport.driver_type == "memory"
     finally:
         conn.release()
+
+
+def test_receive_ready_takes_what_the_socket_holds_without_waiting():
+    ours, theirs = socket.socketpair()
+    transport = transport_on(_BufferedTCPTransport, ours)
+    try:
+        ours.settimeout(None)  # a blocking socket: receive_ready must still not wait
+        assert transport.receive_ready() is False
+        first, second = frame(1, 1, b"deliver"), frame(3, 1, b"x" * 1000)
+        theirs.sendall(first + second[:10])
+        assert transport.receive_ready() is True
+        assert transport.frame_buffered()
+        assert transport.read_frame() == (1, 1, b"deliver")
+        assert not transport.frame_buffered()  # the second is cut short: it stays in the buffer
+        assert transport.receive_ready() is False
+        theirs.sendall(second[10:])
+        assert transport.receive_ready() is True
+        assert transport.read_frame() == (3, 1, b"x" * 1000)
+        theirs.close()
+        with pytest.raises(OSError, match="Server unexpectedly closed connection"):
+            transport.receive_ready()
+    finally:
+        ours.close()
