@@ -111,24 +111,26 @@ def one_round(n: int, batch_size: int, template: str, profile: str | None = None
         publisher = InstantPublisher()
         worker = Worker([route], broker_url="amqp://unused", store=store, adapters=build_amqp_adapters)
         worker._publisher, worker._amqp = publisher, True
-        messages = [_Message(body, i + 1) for i, body in enumerate(bodies(n, template))]
-        batches = [
-            [Delivery(route=route, message=m) for m in messages[i:i + batch_size]] for i in range(0, n, batch_size)
-        ]
+        all_bodies = bodies(n, template)
         profiler = None
         if profile:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
+        outcomes: set = set()
         started = time.perf_counter()
-        for batch in batches:
+        for first in range(0, n, batch_size):  # a batch lives as long as in the worker: no heap growth
+            batch = [
+                Delivery(route=route, message=_Message(body, first + i + 1))
+                for i, body in enumerate(all_bodies[first:first + batch_size])
+            ]
             worker._process(batch)
+            outcomes.update(d.outcome for d in batch)
         elapsed = time.perf_counter() - started
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
-        outcomes = {d.outcome for batch in batches for d in batch}
         if outcomes != {"delivered"} or publisher._channel.connection.bytes_sent != 2 * n:
             raise SystemExit(f"unexpected outcomes {outcomes} or publishes {publisher._channel.connection.bytes_sent}")
         store.close()

@@ -17,7 +17,6 @@ import select
 import socket
 import struct
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import amqp
@@ -201,6 +200,21 @@ class AmqpDelivery:
 
 _DELIVER = struct.pack(">HH", *spec.Basic.Deliver)
 _CONTENT_HEADER = struct.Struct(">HxxQ")
+_DELIVERY_TAG = struct.Struct(">Q")
+
+
+def _deliver_arguments(buf) -> tuple[str, int, bool, str, str]:
+    """basic.deliver's arguments after its class and method ids: consumer tag, delivery tag,
+    redelivered, exchange, routing key; what ``amqp.serialization.loads("sLbss", buf, 4)`` reads."""
+    end = 5 + buf[4]
+    consumer_tag = buf[5:end].decode("utf-8", "surrogatepass")
+    delivery_tag = _DELIVERY_TAG.unpack_from(buf, end)[0]
+    redelivered = buf[end + 8] & 1 == 1
+    start = end + 10
+    end = start + buf[end + 9]
+    exchange = buf[start:end].decode("utf-8", "surrogatepass")
+    routing_key = buf[end + 1:end + 1 + buf[end]].decode("utf-8", "surrogatepass")
+    return consumer_tag, delivery_tag, redelivered, exchange, routing_key
 
 
 def deliveries_frame_handler(connection, callback):
@@ -229,7 +243,7 @@ def deliveries_frame_handler(connection, callback):
         if state is None:
             if frame_type != 1 or not fast or buf[:4] != _DELIVER or channel in busy:
                 return slow(frame)
-            args = amqp.serialization.loads("sLbss", buf, 4)[0]
+            args = _deliver_arguments(buf)
             if args[0] not in fast:
                 return slow(frame)
             connection.bytes_recv += 1
@@ -279,13 +293,15 @@ class ConfirmTimeout(TransientDeliveryError):
     kind = "confirm-timeout"
 
 
-@dataclass
 class _Pending:
-    exchange: str
-    routing_key: str
-    message_id: str | None
-    error: Exception | None = None
-    settled: bool = False
+    """A publish waiting for the broker's confirm."""
+
+    __slots__ = ("exchange", "routing_key", "message_id", "error", "settled")
+
+    def __init__(self, exchange: str, routing_key: str, message_id: str | None):
+        self.exchange, self.routing_key, self.message_id = exchange, routing_key, message_id
+        self.error: Exception | None = None
+        self.settled = False
 
 
 class Publisher:

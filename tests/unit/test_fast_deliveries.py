@@ -140,3 +140,20 @@ def test_a_delivery_starting_inside_another_message_is_refused_as_py_amqp_refuse
     handler(slow_method)
     with pytest.raises(UnexpectedFrame, match="expecting type: 2"):
         handler(fast_method)
+
+
+shortstr = st.text(max_size=60).filter(lambda s: len(s.encode("utf-8", "surrogatepass")) <= 255)
+
+
+@settings(max_examples=200, deadline=None)
+@given(consumer_tag=shortstr, delivery_tag=st.integers(0, 2**64 - 1), redelivered=st.booleans(),
+       exchange=shortstr, routing_key=shortstr)
+def test_deliver_arguments_read_as_py_amqp_reads_them(consumer_tag, delivery_tag, redelivered, exchange, routing_key):
+    from amqp.serialization import loads
+
+    from workers.broker import _deliver_arguments
+
+    buf = struct.pack(">HH", *spec.Basic.Deliver) + dumps(
+        "sLbss", (consumer_tag, delivery_tag, redelivered, exchange, routing_key)
+    )
+    assert _deliver_arguments(buf) == tuple(loads("sLbss", buf, 4)[0])
