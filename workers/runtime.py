@@ -7,13 +7,16 @@ connection) leaves it unacked, and the broker delivers it again; the store makes
 harmless.
 
 Messages are taken in batches: the consumer callback only collects; the batch is then
-processed, its outputs confirmed in one round trip, its effects recorded in one commit, and
-its messages acked. The round trip is not idle: the deliveries that arrived meanwhile are read
-and decoded then (decoding is pure; the next batch's store lookups and effects wait their turn).
-A decoder that kills the process there takes the unrecorded batch in hand with it, which is
-then published again under the same output ids, as after a kill at any moment before its commit. Redelivered messages are processed alone, each processing start counted
-in the store, so a message that crashes or hangs the worker is dead-lettered as poison after
-``Route.max_crashes`` starts without touching its neighbours.
+processed (each step across the whole batch, see ``Pipeline.start_all``), its outputs confirmed
+in one round trip, its effects recorded in one commit, and its messages acked. The round trip
+is not idle: the deliveries that arrived meanwhile are read and decoded then (decoding is pure;
+the next batch's store lookups and effects wait their turn). A decoder that kills the process
+there takes the unrecorded batch in hand with it, which is then published again under the same
+output ids, as after a kill at any moment before its commit.
+
+Redelivered messages are processed alone, each processing start counted in the store, so a
+message that crashes or hangs the worker is dead-lettered as poison after ``Route.max_crashes``
+starts without touching its neighbours.
 
 Schedules that routes' decisions set (``routes.state.Schedule``) are kept in the store; the
 worker sends each one that fell due by its clock to its internal route through the retry
@@ -297,6 +300,7 @@ class Worker:
             known = {} if suspect else self.store.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
             if not suspect:  # a suspect is decoded only after its start was counted (see _is_poison)
                 self.pipeline.decode_ahead(batch, known)
+            to_start = []
             for d in batch:
                 key = (d.route.name, d.message_id or "")
                 if d.message_id and key in seen:
@@ -305,7 +309,8 @@ class Worker:
                 seen.add(key)
                 if suspect and d.message_id and self._is_poison(d):
                     continue  # a finished message is a duplicate, never poison: see _is_poison
-                self.pipeline.start(d, known.get(key))
+                to_start.append((d, known.get(key)))
+            self.pipeline.start_all(to_start)
             self._settle_outputs(batch)
             for d in batch:
                 if d.error is not None:

@@ -1,0 +1,72 @@
+"""``Pipeline.start_all``: steps taken one at a time across a batch, each message's as before."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.support.routes import NOTES, note_body
+from workers.errors import MappingError
+from workers.pipeline import Delivery, Pipeline
+from workers.store import Store
+
+NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
+class _Message:
+    def __init__(self, body: bytes):
+        self.body = body
+        self.properties = {"message_id": str(uuid.uuid4()), "type": "Note", "user_id": "pms"}
+        self.headers = {}
+        self.delivery_info = {"exchange": "pms.out", "routing_key": "note.published", "redelivered": False}
+
+
+class _Ordered:
+    """A synchronous target writing each delivery into one log shared by all targets."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def deliver(self, operation, output, context) -> None:
+        self.log.append((self.name, output.text))
+
+
+@pytest.fixture
+def run(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    log: list = []
+    pipeline = Pipeline(store, {"rec": _Ordered("rec", log), "mkt": _Ordered("mkt", log)}, lambda: NOW)
+
+    def start(texts, known=None):
+        batch = [Delivery(route=NOTES, message=_Message(note_body("k", t))) for t in texts]
+        pipeline.start_all([(d, (known or {}).get(i, (None, set()))) for i, d in enumerate(batch)])
+        return batch
+
+    yield start, log
+    store.close()
+
+
+def test_each_step_runs_across_the_batch_before_the_next(run):
+    start, log = run
+    batch = start(["a", "b", "c"])
+    assert log == [("rec", "a"), ("rec", "b"), ("rec", "c"), ("mkt", "a"), ("mkt", "b"), ("mkt", "c")]
+    assert [d.outcome for d in batch] == ["delivered"] * 3
+    assert all(d.delivered == ["rec", "mkt"] for d in batch)
+
+
+def test_a_failing_step_ends_only_that_messages_steps(run):
+    start, log = run
+    batch = start(["a", "unmappable", "c"])
+    assert log == [("rec", "a"), ("rec", "c"), ("mkt", "a"), ("mkt", "c")]
+    assert [d.outcome for d in batch] == ["delivered", None, "delivered"]
+    assert isinstance(batch[1].error, MappingError)
+    assert "unmappable" in batch[1].error.reason
+
+
+def test_finished_messages_and_recorded_steps_are_skipped_per_message(run):
+    start, log = run
+    batch = start(["done", "half", "new"], known={0: ("delivered", {"rec", "mkt"}), 1: (None, {"rec"})})
+    assert log == [("rec", "new"), ("mkt", "half"), ("mkt", "new")]
+    assert [d.outcome for d in batch] == ["duplicate", "delivered", "delivered"]
