@@ -62,7 +62,7 @@ class Delivery:
 
     __slots__ = (
         "route", "message", "started", "outcome", "error", "tickets", "settle_ticket", "trace_keys", "outputs",
-        "delivered", "message_id", "correlation_id", "body", "decoded",
+        "delivered", "message_id", "correlation_id", "body", "decoded", "checked",
     )
 
     def __init__(self, route: Route, message: Any):
@@ -77,6 +77,7 @@ class Delivery:
         self.outputs: dict[str, tuple[str, str]] = {}  # step -> (target, output message id)
         self.delivered: list[str] = []  # steps that took effect in this processing
         self.decoded: Any = _NOT_DECODED  # the contract's message, or the error decoding it gave
+        self.checked = False  # passed ``Pipeline.check`` (which depends on nothing but the message)
         properties = message.properties
         self.message_id: str | None = properties.get("message_id") or None
         self.correlation_id: str = properties.get("correlation_id") or self.message_id or ""
@@ -190,7 +191,8 @@ class Pipeline:
         """The checks up to the steps: ``(message, now, decision, steps done)``, or None when the
         message is finished here (a duplicate, superseded, or a route without steps)."""
         route = d.route
-        self.check(d)
+        if not d.checked:
+            self.check(d)
         if known is None:
             known = (self.store.outcome(route.name, d.message_id), self.store.steps_done(route.name, d.message_id))
         outcome, done = known
@@ -259,6 +261,7 @@ class Pipeline:
                 self.check(d)
             except GridbusError:
                 continue  # start_all refuses it the same way, before decoding
+            d.checked = True
             found = known.get((d.route.name, d.message_id))
             if found is not None and found[0] is not None:
                 continue  # a duplicate: never decoded
