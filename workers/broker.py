@@ -471,7 +471,9 @@ class Publisher:
         connection.transport.write(data)
         connection.bytes_sent += count
 
-    def wait(self, timeout: float | None = None, meanwhile: Callable[[], None] | None = None) -> dict[int, Exception | None]:
+    def wait(
+        self, timeout: float | None = None, meanwhile: Callable[[], None] | None = None
+    ) -> dict[int, Exception | None]:
         """Block until every published ticket is settled; returns and forgets them.
 
         meanwhile: called once, after the held publishes are written and before the first read
