@@ -275,16 +275,6 @@ class ChildTexts:
         return texts
 
 
-def child_texts(parent: etree._Element, namespace: str, names: tuple[str, ...]) -> dict[str, str | None]:
-    """``child_text`` of each of ``names`` in one pass over ``parent``'s children (see ``ChildTexts``)."""
-    return _child_texts(namespace, tuple(names)).read(parent)
-
-
-@functools.cache
-def _child_texts(namespace: str, names: tuple[str, ...]) -> ChildTexts:
-    return ChildTexts(namespace, names)
-
-
 def grandchildren(parent: etree._Element, namespace: str, child: str, grandchild: str) -> list[etree._Element]:
     """``children(parent, namespace, "child/grandchild")`` without the path machinery."""
     child_tag, grandchild_tag = _qualified(namespace, child), _qualified(namespace, grandchild)

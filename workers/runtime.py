@@ -521,10 +521,6 @@ class Worker:
             )
             self.publisher().wait()
 
-    @property
-    def delayed_in_memory(self) -> int:
-        return len(self._delayed)
-
     def _purge_expired(self) -> None:
         if time.monotonic() - self._last_purge > 3600:
             self._last_purge = time.monotonic()

@@ -44,13 +44,6 @@ def escape_attribute(value: str) -> str:
     return value.translate(_ATTRIBUTE_ESCAPES) if _ATTRIBUTE_SPECIAL.search(value) else value
 
 
-def check_text(text: str) -> str:
-    """Refuse, as lxml does, text XML cannot carry."""
-    if NOT_XML_CHARACTERS.search(text):
-        raise ValueError(_NOT_XML_COMPATIBLE)
-    return text
-
-
 @functools.cache
 def _checked_name(namespace: str, name: str) -> str:
     """``name`` once lxml has accepted ``{namespace}name`` as a tag (raises ValueError otherwise)."""

@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from urllib.parse import quote
 
 import pika
 from kombu import Connection, Queue
@@ -143,10 +142,6 @@ def running_worker(routes, broker_url: str, store: Store, extra_adapters=None, *
         worker.stop()
         thread.join(15)
         assert not thread.is_alive(), "worker did not stop within 15 s"
-
-
-def amqp_url(vhost: str, user: str = "guest", password: str = "guest", host: str = "127.0.0.1") -> str:
-    return f"amqp://{quote(user)}:{quote(password)}@{host}:5672/{quote(vhost, safe='')}"
 
 
 def dead_letter_reader(broker_url: str, route) -> QueueReader:

@@ -44,7 +44,7 @@ def test_envelope_layout_and_header():
     assert header.findtext(f"{M}Source") == "gridbus" and header.findtext(f"{M}Revision") == "1.0"
     assert header.findtext(f"{M}Comment") == "黑图发布"
     assert header.find(f"{M}Property").findtext(f"{M}Value") == "pms"
-    assert root.find(f"{M}Payload")[0].tag == f"{{urn:gridbus:canonical:BlackMap:1}}BlackMap"
+    assert root.find(f"{M}Payload")[0].tag == "{urn:gridbus:canonical:BlackMap:1}BlackMap"
 
 
 def test_routing_key_type_and_content_type():
