@@ -46,8 +46,10 @@ def pytest_collection_modifyitems(config, items):
 #: Test vhosts are made once per machine and kept: creating and deleting vhosts while other
 #: clients are busy can wedge RabbitMQ 3.10's vhost supervisor. Each use starts from an empty
 #: vhost instead: every queue left in it is deleted first.
-SESSION_VHOST = "gridbus-test"
-FRESH_VHOST = "gridbus-test-fresh"  # see also TEST_VHOSTS below
+#: GRIDBUS_TEST_VHOST_PREFIX lets two checkouts run their suites on one broker at once.
+VHOST_PREFIX = os.environ.get("GRIDBUS_TEST_VHOST_PREFIX", "gridbus-test")
+SESSION_VHOST = VHOST_PREFIX
+FRESH_VHOST = f"{VHOST_PREFIX}-fresh"  # see also TEST_VHOSTS below
 
 
 def ensure_empty_vhost(name: str) -> str:
@@ -67,7 +69,8 @@ def delete_all_queues(vhost: str) -> None:
                 channel.queue_delete(queue)
 
 
-TEST_VHOSTS = ("gridbus-test", "gridbus-test-fresh", "gridbus-test-sim")
+SIM_VHOST = f"{VHOST_PREFIX}-sim"
+TEST_VHOSTS = (SESSION_VHOST, FRESH_VHOST, SIM_VHOST)
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from kombu import Connection
 
 from contracts.identifiers import is_valid_credit_code
 from routes import ROUTES
-from tests.conftest import BROKER_HOST, ensure_empty_vhost
+from tests.conftest import BROKER_HOST, SIM_VHOST, ensure_empty_vhost
 from workers import cli_ops, topology, users
 from workers.simulate import EXAMPLES_DIR, example_path, simulate
 
@@ -28,7 +28,7 @@ PUBLISHED = tuple(r for r in ROUTES if not r.source.internal)
 @pytest.fixture(scope="module")
 def sim_vhost():
     """A vhost of this module's own with the real routes declared (their queue names are fixed)."""
-    name = ensure_empty_vhost("gridbus-test-sim")
+    name = ensure_empty_vhost(SIM_VHOST)
     with Connection(f"amqp://guest:guest@{BROKER_HOST}:5672/{name}") as conn:
         topology.declare(conn.default_channel, topology.derive(ROUTES))
     return name
