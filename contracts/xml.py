@@ -20,7 +20,7 @@ from typing import TypeVar
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from workers.errors import ContractViolation
+from workers.errors import ContractViolation, one_line, quote
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,6 +29,8 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 
 #: How many schema errors a refusal lists.
 MAX_REPORTED_ERRORS = 5
+#: Longest message of libxml2's quoted in a reason (it quotes values of up to ~64 KB).
+MAX_LIBRARY_MESSAGE_BYTES = 300
 
 # Entities are never expanded, no DTD is loaded, nothing is fetched, no huge trees.
 # A DTD is refused outright anyway (see ``parse_xml``); these settings are the second line.
@@ -87,7 +89,7 @@ def parse_xml(body: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Elem
         # is told the encoding, so the declaration cannot make libxml2 read them any other way.
         root = etree.fromstring(data, _UTF8_PARSER)
     except etree.XMLSyntaxError as exc:
-        raise ContractViolation(f"malformed XML: {exc.msg} (line {exc.lineno})") from None
+        raise ContractViolation(f"malformed XML: {one_line(exc.msg, MAX_LIBRARY_MESSAGE_BYTES)} (line {exc.lineno})") from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise ContractViolation(_DTD_REFUSAL)
@@ -166,7 +168,7 @@ def expect_root(root: etree._Element, namespace: str, local_name: str, *, versio
     expected = etree.QName(namespace, local_name)
     actual = etree.QName(root)
     if actual != expected:
-        raise ContractViolation(f"expected {expected.text} version {version}, got {actual.text}")
+        raise ContractViolation(f"expected {expected.text} version {version}, got {quote(actual.text)}")
 
 
 @functools.cache
@@ -213,7 +215,7 @@ def _describe(tree: etree._ElementTree, error) -> str:
     if found and isinstance(found[0], etree._Element) and etree.QName(found[0]).localname in PERSONAL_ELEMENTS:
         for text in {found[0].text or "", (found[0].text or "").strip()} - {""}:
             message = message.replace(f"'{text}'", "'***'")
-    return message
+    return one_line(message, MAX_LIBRARY_MESSAGE_BYTES)
 
 
 def _element_path(tree: etree._ElementTree, path: str | None) -> str:

@@ -28,7 +28,8 @@ from amqp.transport import TCPTransport
 from kombu import Connection
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from workers.errors import TransientDeliveryError
+from workers.envelope import table_size
+from workers.errors import PermanentError, TransientDeliveryError
 
 
 def is_amqp(connection: Connection) -> bool:
@@ -392,13 +393,10 @@ class Publisher:
         headers: dict | None = None,
         mandatory: bool = True,
     ) -> int:
-        self._seq += 1
         pending = _Pending(exchange, routing_key, properties.get("message_id"))
         props = {k: v for k, v in properties.items() if v is not None}
         props.setdefault("delivery_mode", 2)
         if self.confirms:
-            self._pending[self._seq] = pending
-            self._unsettled += 1
             headers = dict(headers or {})
             channel = self._channel
             if channel.connection is None:
@@ -407,12 +405,18 @@ class Publisher:
                 channel.connection.frame_max, exchange, routing_key, mandatory, body, props, headers
             )
             if frames is None:  # what py-amqp writes differently (large bodies) or refuses
+                _refuse_oversized_envelope(channel.connection.frame_max, exchange, routing_key, props, headers)
+            self._seq += 1  # the broker's delivery tag of this publish: only once it is written
+            self._pending[self._seq] = pending
+            self._unsettled += 1
+            if frames is None:
                 self._flush()
                 message = amqp.Message(body, application_headers=headers, **props)
                 channel.basic_publish(message, exchange=exchange, routing_key=routing_key, mandatory=mandatory)
             else:
                 self._hold(frames)
         else:
+            self._seq += 1
             self._pending[self._seq] = pending
             self._producer.publish(
                 body,
@@ -511,6 +515,23 @@ class Publisher:
             self._channel.close()
         except Exception:  # noqa: BLE001 - closing a channel of a dead connection
             pass
+
+
+class OversizedEnvelope(PermanentError):
+    """A publish whose properties and headers would not fit in one frame: written, it would make
+    the broker close the whole connection (FRAME_ERROR), so it is refused before it is written."""
+
+    kind = "envelope-too-large"
+
+
+def _refuse_oversized_envelope(frame_max: int, exchange: str, routing_key: str, props: dict, headers: dict) -> None:
+    size = table_size(headers) + sum(len(str(v).encode("utf-8", "surrogatepass")) + 9 for v in props.values())
+    size += len(exchange) + len(routing_key) + 64  # the method frame's arguments, with room to spare
+    if size > frame_max - FRAME_OVERHEAD:
+        raise OversizedEnvelope(
+            f"a publish to exchange {exchange!r} with routing key {routing_key!r} has properties and headers of "
+            f"about {size} bytes, more than one frame ({frame_max} bytes) holds; not sent"
+        )
 
 
 # -- basic.publish frames -------------------------------------------------------------------

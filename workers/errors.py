@@ -5,10 +5,70 @@
 - ``TransientDeliveryError``: the target may recover; quick retries, then broker-held delayed
   retries, then the dead-letter queue once the route's attempts are spent.
 
-``reason`` is the operator-facing sentence that ends up in the ``x-gridbus-error`` header.
+``reason`` is the operator-facing sentence that ends up in the ``x-gridbus-error`` header. It is
+always one bounded line (see ``one_line``): whatever a reason quotes of the input, it travels in
+dead-letter headers and log lines, so it must fit in one frame and print inert on a terminal.
+Input is quoted into a reason only through ``quote``.
 """
 
 from __future__ import annotations
+
+import re
+
+#: Longest reason, in UTF-8 bytes, before it is cut (with a marker saying how much was cut).
+MAX_REASON_BYTES = 2048
+#: Longest quoted input inside a reason, in characters.
+MAX_QUOTE_CHARS = 120
+
+#: Advice that libraries write for programmers ("use XML_PARSE_HUGE option"): an operator
+#: cannot act on it, and a publisher's oversized value is refused whatever the parser could do.
+_LIBRARY_ADVICE = re.compile(
+    r"[,;:]?\s*(?:\(?\s*)?(?:use XML_PARSE_HUGE option|use sys\.set_int_max_str_digits\(\)(?: to increase the limit)?)"
+    r"(?:\s*\))?",
+    re.IGNORECASE,
+)
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def inert(text: str) -> str:
+    """``text`` with every character that is not printable (control characters, escape
+    sequences' ESC, line and paragraph separators, bidi and other format characters) written
+    as a visible escape (``\\x1b``, ``\\u202e``); printable text, Chinese included, is kept."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape_char(char) for char in text)
+
+
+def cut(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, with a marker saying how much was cut."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    kept = data[: max(0, max_bytes - 40)].decode("utf-8", "ignore")
+    return f"{kept} [... {len(data) - len(kept.encode('utf-8', 'surrogatepass'))} of {len(data)} bytes cut]"
+
+
+def one_line(text: str, max_bytes: int = MAX_REASON_BYTES) -> str:
+    """A reason as it may be carried: library advice removed, one line, inert, bounded."""
+    text = _LIBRARY_ADVICE.sub("", str(text))
+    return cut(inert(text), max_bytes)
+
+
+def quote(value: object, max_chars: int = MAX_QUOTE_CHARS) -> str:
+    """Input quoted into a reason: ``'...'``, inert, at most ``max_chars`` characters of it, with
+    the full length said when it was cut. The one way a reason shows what a publisher sent."""
+    text, mark = (value, "'") if isinstance(value, str) else (repr(value), "")
+    shown = inert(text[:max_chars])
+    more = f"... ({len(text)} characters)" if len(text) > max_chars else ""
+    return f"{mark}{shown}{mark}{more}"
 
 
 class GridbusError(Exception):
@@ -18,6 +78,7 @@ class GridbusError(Exception):
     kind = "error"
 
     def __init__(self, reason: str):
+        reason = one_line(reason)
         super().__init__(reason)
         self.reason = reason
 

@@ -16,3 +16,7 @@ SOURCE_USER = "x-gridbus-source-user"  # user_id of the original publisher, kept
 # Set by RabbitMQ itself.
 DELIVERY_COUNT = "x-delivery-count"
 X_DEATH = "x-death"
+
+# Set by gridbus on the copies it publishes (see workers.envelope).
+UNTRUSTED_DROPPED = "x-gridbus-untrusted-dropped"  # publisher-set x-gridbus-* headers gridbus did not trust
+HEADERS_DROPPED = "x-gridbus-headers-dropped"  # carried headers left out so the copy fits in one frame

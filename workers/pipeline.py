@@ -21,6 +21,7 @@ import tenacity
 from contracts.base import MappingContext
 from routes import naming
 from routes.model import Route, Step
+from workers import envelope
 from workers import headers as H
 from workers.errors import (
     ContractViolation,
@@ -30,6 +31,7 @@ from workers.errors import (
     TransientDeliveryError,
     Unauthorised,
     UnknownMessageType,
+    quote,
 )
 from workers.store import Store
 
@@ -62,7 +64,7 @@ class Delivery:
 
     __slots__ = (
         "route", "message", "started", "outcome", "error", "tickets", "settle_ticket", "trace_keys", "outputs",
-        "delivered", "message_id", "correlation_id", "body", "decoded", "checked",
+        "delivered", "message_id", "correlation_id", "body", "decoded", "checked", "envelope",
     )
 
     def __init__(self, route: Route, message: Any):
@@ -83,6 +85,7 @@ class Delivery:
         self.correlation_id: str = properties.get("correlation_id") or self.message_id or ""
         body = message.body
         self.body: bytes = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        self.envelope = envelope.of_delivery(message, route.max_header_bytes)  # what may be read of the headers
 
     def __repr__(self) -> str:
         return f"Delivery(route={self.route.name!r}, message_id={self.message_id!r}, outcome={self.outcome!r})"
@@ -93,23 +96,26 @@ class Delivery:
 
     @property
     def headers(self) -> dict:
-        return self.message.headers or {}
+        """The headers gridbus may read and carry: on a message from a system exchange, without
+        the publisher's ``x-gridbus-*`` headers (see ``workers.envelope``)."""
+        return self.envelope.headers
 
     @property
     def attempt(self) -> int:
-        return int(self.headers.get(H.ATTEMPT, 1))
+        return self.envelope.attempt
 
     @property
     def redelivered(self) -> bool:
-        return bool(self.message.delivery_info.get("redelivered")) or int(self.headers.get(H.DELIVERY_COUNT, 0)) > 0
+        return bool(self.message.delivery_info.get("redelivered")) or self.envelope.delivery_count > 0
 
     @property
     def source_user(self) -> str | None:
         """The publishing system: ``user_id`` as checked by the broker, or, for a copy that came
-        back through gridbus's own retry exchange (writable only by gridbus), the header that
-        carries the original ``user_id``."""
+        back through gridbus's own retry exchange (writable only by gridbus), the header gridbus
+        wrote with the original ``user_id``."""
         if self.message.delivery_info.get("exchange") == naming.RETRY_EXCHANGE:
-            return self.headers.get(H.SOURCE_USER)
+            user = self.envelope.headers.get(H.SOURCE_USER)
+            return user if type(user) is str else None
         return self.properties.get("user_id")
 
 
@@ -122,6 +128,8 @@ class Pipeline:
 
     def check(self, d: Delivery) -> None:
         route = d.route
+        if d.envelope.error is not None:
+            raise d.envelope.error
         if len(d.body) > route.max_body_bytes:
             raise ContractViolation(
                 f"body of {len(d.body)} bytes exceeds the limit of {route.max_body_bytes} bytes of route {route.name}"
@@ -142,7 +150,7 @@ class Pipeline:
         got = d.properties.get("type")
         if got != expected:
             raise UnknownMessageType(
-                f"message type {got!r} is not known on route {route.name} (routing key "
+                f"message type {quote(got)} is not known on route {route.name} (routing key "
                 f"{route.source.routing_key!r}), which carries {expected!r}"
             )
 

@@ -30,6 +30,7 @@ import heapq
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -41,6 +42,7 @@ from kombu import Consumer, Queue
 
 from routes import naming
 from routes.model import Route
+from workers import envelope
 from workers import headers as H
 from workers import topology
 from workers.broker import AmqpDelivery, ConfirmTimeout, Publisher, connect, is_amqp
@@ -54,6 +56,10 @@ log = get_logger("gridbus.worker")
 
 #: Headers the broker adds; never carried into a copy gridbus republishes.
 _BROKER_HEADERS = {H.X_DEATH, H.DELIVERY_COUNT, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"}
+
+
+#: "...; will retry" at the end of a transient error's reason: not so once the retries are spent.
+_WILL_RETRY = re.compile(r"[;,]\s*will retry\s*$")
 
 
 def china_now() -> datetime:
@@ -360,18 +366,24 @@ class Worker:
         self.store.record(effects=effects, outcomes=outcomes)
 
     def _send_copy(self, d: Delivery) -> None:
-        """Publish the message's retry copy (to a delay queue) or its dead letter."""
+        """Publish the message's retry copy (to a delay queue) or its dead letter.
+
+        The copy carries the message's own headers as far as they fit (``envelope.fit``), and
+        gridbus's: its history only from a copy that came back through the retry exchange (the
+        publisher's ``x-gridbus-*`` headers were dropped at intake), the source user only as
+        the broker validated it."""
         route, error, now = d.route, d.error, self.clock()
-        headers = {k: v for k, v in d.headers.items() if k not in _BROKER_HEADERS}
-        headers.setdefault(H.FIRST_FAILURE_AT, now.isoformat())
-        headers.update(
-            {
-                H.LAST_FAILURE_AT: now.isoformat(),
-                H.ERROR_TYPE: error.kind,
-                H.ERROR_MESSAGE: error.reason,
-                H.ROUTE: route.name,
-            }
-        )
+        carried = {k: v for k, v in d.headers.items() if k not in _BROKER_HEADERS}
+        first = carried.get(H.FIRST_FAILURE_AT)
+        headers = {
+            H.FIRST_FAILURE_AT: first if type(first) is str else now.isoformat(),
+            H.LAST_FAILURE_AT: now.isoformat(),
+            H.ERROR_TYPE: error.kind,
+            H.ERROR_MESSAGE: error.reason,
+            H.ROUTE: route.name,
+        }
+        if d.envelope.dropped:
+            headers[H.UNTRUSTED_DROPPED] = envelope.names(d.envelope.dropped)
         info = d.message.delivery_info
         if info.get("exchange") != naming.RETRY_EXCHANGE:
             headers[H.ORIGINAL_EXCHANGE] = info.get("exchange", "")
@@ -388,7 +400,8 @@ class Worker:
             exchange, routing_key = "", route.delay_queue(delay)
         else:
             if isinstance(error, TransientDeliveryError):
-                d.error = RetriesExhausted(f"gave up after {d.attempt} attempts; last error: {error.reason}")
+                last = _WILL_RETRY.sub("", error.reason)
+                d.error = RetriesExhausted(f"gave up after {d.attempt} attempts; last error: {last}")
                 headers[H.ERROR_TYPE] = d.error.kind
                 headers[H.ERROR_MESSAGE] = d.error.reason
             headers[H.ATTEMPT] = d.attempt
@@ -396,7 +409,8 @@ class Worker:
             d.outcome = "dead-lettered"
             exchange, routing_key = naming.DEAD_LETTER_EXCHANGE, route.name
         d.settle_ticket = self.publisher().publish(
-            exchange=exchange, routing_key=routing_key, body=d.body, properties=properties, headers=headers
+            exchange=exchange, routing_key=routing_key, body=d.body, properties=properties,
+            headers=envelope.fit(headers, carried),
         )
 
     def _settle_messages(self, batch: list[Delivery], settled: dict) -> None:

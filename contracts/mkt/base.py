@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.xml import describe_validation_error
-from workers.errors import ContractViolation
+from workers.errors import ContractViolation, quote
 
 SCHEMA_VERSION = "1"
 
@@ -56,7 +56,7 @@ class JsonInbound(StrictModel):
         version = document["schema_version"]
         if version != SCHEMA_VERSION:
             raise ContractViolation(
-                f"{cls.__name__}: schema_version {version!r} is not supported; this contract is version \"1\""
+                f"{cls.__name__}: schema_version {quote(version)} is not supported; this contract is version \"1\""
             )
         try:
             return cls.model_validate_json(body, strict=True)
@@ -111,7 +111,7 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
-            raise ValueError(f"duplicate key {key!r} in JSON object")
+            raise ValueError(f"duplicate key {quote(key)} in JSON object")
         document[key] = value
     return document
 

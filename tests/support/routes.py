@@ -14,8 +14,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from contracts.mkt.supply_plan import SupplyPlanPushed
+from contracts.pms.black_map import BlackMapPublished
 from routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
-from workers.errors import ContractViolation
+from workers.errors import ContractViolation, TransientDeliveryError
 
 
 class Note(BaseModel):
@@ -54,6 +56,8 @@ def note_out(note: Note, ctx) -> NoteOut:
         os._exit(3)
     if note.text == "hang":
         time.sleep(3600)
+    if note.text == "outage":
+        raise TransientDeliveryError(f"injected outage of the target (message {ctx.message_id}); will retry")
     if note.text == "unmappable":
         raise ValueError("no mapping for text 'unmappable'")
     return NoteOut(message_id=ctx.message_id, key=note.key, revision=note.revision, text=note.text)
@@ -102,3 +106,26 @@ SUBPROCESS_ROUTES = (AMQP_ONLY_NOTES,)
 
 def note_body(key: str, text: str = "hello", revision: int = 1, version: str = "1") -> bytes:
     return json.dumps({"schema_version": version, "key": key, "revision": revision, "text": text}).encode()
+
+
+def _refusals_only(message, ctx):
+    raise AssertionError("the envelope tests' XML route only refuses messages")
+
+
+# Envelope tests (tests/integration/test_envelope.py): hostile envelopes and oversized quotes,
+# on a JSON route and an XML one, with the worker as a real process.
+XML_REFUSALS = Route(
+    name="test.xml-refusals",
+    source=Source(system="pms", routing_key="black-map.test"),
+    contract=BlackMapPublished,
+    steps=(Step("mkt", _refusals_only, Target("mkt", "note.out")),),
+    retry=FAST_RETRY,
+)
+JSON_REFUSALS = Route(
+    name="test.json-refusals",
+    source=Source(system="mkt", routing_key="supply-plan.test"),
+    contract=SupplyPlanPushed,
+    steps=(Step("mkt", _refusals_only, Target("mkt", "note.out")),),
+    retry=FAST_RETRY,
+)
+ENVELOPE_ROUTES = (AMQP_ONLY_NOTES, XML_REFUSALS, JSON_REFUSALS)

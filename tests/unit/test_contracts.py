@@ -232,7 +232,7 @@ def test_version_2_namespace_is_refused():
     body = example("pms.BlackMapPublished.xml").replace(b"black-map:1", b"black-map:2")
     assert refused(BlackMapPublished, body) == (
         "expected {urn:gridbus:pms:black-map:1}BlackMapPublished version 1, "
-        "got {urn:gridbus:pms:black-map:2}BlackMapPublished"
+        "got '{urn:gridbus:pms:black-map:2}BlackMapPublished'"
     )
 
 

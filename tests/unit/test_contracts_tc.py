@@ -76,7 +76,7 @@ def test_version_2_namespace_is_refused(contract, name):
     }[contract]
     body = edited(name, f'xmlns="{namespace}1"', f'xmlns="{namespace}2"')
     assert refused(contract, body) == (
-        f"expected {{{namespace}1}}{contract.__name__} version 1, got {{{namespace}2}}{contract.__name__}"
+        f"expected {{{namespace}1}}{contract.__name__} version 1, got '{{{namespace}2}}{contract.__name__}'"
     )
 
 

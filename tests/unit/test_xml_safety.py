@@ -149,7 +149,7 @@ def test_wrong_root_namespace_names_expected_and_actual():
         xml.expect_root(root, NS, "BlackMapPublished")
     assert caught.value.reason == (
         "expected {urn:gridbus:pms:black-map:1}BlackMapPublished version 1, "
-        "got {urn:gridbus:pms:black-map:2}BlackMapPublished"
+        "got '{urn:gridbus:pms:black-map:2}BlackMapPublished'"
     )
 
 
