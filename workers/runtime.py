@@ -105,6 +105,7 @@ class Worker:
         self._publisher: Publisher | None = None
         self._consumer_conn = None
         self._ahead_error: BaseException | None = None  # met while working ahead, raised by _fill
+        self._failed_in_hand: dict[tuple[str, str], str] = {}  # (route, message id) -> what failed meanwhile
         self.adapters = adapters(self.publisher)
         self.pipeline = Pipeline(store, self.adapters, clock)
         self._stop = threading.Event()
@@ -302,33 +303,48 @@ class Worker:
     def _process(self, batch: list[Delivery], suspect: bool = False) -> None:
         self._busy_since = time.monotonic()
         try:
-            seen: set[tuple[str, str]] = set()
-            known = {} if suspect else self.store.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
-            if not suspect:  # a suspect is decoded only after its start was counted (see _is_poison)
-                self.pipeline.decode_ahead(batch, known)
-            to_start = []
+            self._process_in_hand(batch, suspect)
+        except Exception as exc:
+            # The connection (or the store) failed with this batch in hand: the messages come
+            # back redelivered. Should one of them be the cause, and turn poison, its dead letter
+            # says what happened while it was in hand.
+            cause = f"{type(exc).__name__}: {exc}"
             for d in batch:
-                key = (d.route.name, d.message_id or "")
-                if d.message_id and key in seen:
-                    d.outcome = "duplicate"  # the same message twice in one batch: one copy is enough
-                    continue
-                seen.add(key)
-                if suspect and d.message_id and self._is_poison(d):
-                    continue  # a finished message is a duplicate, never poison: see _is_poison
-                to_start.append((d, known.get(key)))
-            self.pipeline.start_all(to_start)
-            self._settle_outputs(batch)
-            for d in batch:
-                if d.error is not None:
-                    self._send_copy(d)
-            settled = self.publisher().wait() if any(d.settle_ticket for d in batch) else {}
-            self._settle_messages(batch, settled)
-            if suspect:
-                for d in batch:
-                    if d.message_id and d.outcome != "requeued":
-                        self.store.end_attempt(d.route.name, d.message_id)
+                if d.message_id:
+                    self._failed_in_hand[(d.route.name, d.message_id)] = cause
+            if len(self._failed_in_hand) > 10_000:
+                self._failed_in_hand.clear()
+            raise
         finally:
             self._busy_since = None
+
+    def _process_in_hand(self, batch: list[Delivery], suspect: bool) -> None:
+        seen: set[tuple[str, str]] = set()
+        known = {} if suspect else self.store.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
+        if not suspect:  # a suspect is decoded only after its start was counted (see _is_poison)
+            self.pipeline.decode_ahead(batch, known)
+        to_start = []
+        for d in batch:
+            key = (d.route.name, d.message_id or "")
+            if d.message_id and key in seen:
+                d.outcome = "duplicate"  # the same message twice in one batch: one copy is enough
+                continue
+            seen.add(key)
+            if suspect and d.message_id and self._is_poison(d):
+                continue  # a finished message is a duplicate, never poison: see _is_poison
+            to_start.append((d, known.get(key)))
+        self.pipeline.start_all(to_start)
+        self._settle_outputs(batch)
+        for d in batch:
+            if d.error is not None:
+                self._send_copy(d)
+        settled = self.publisher().wait() if any(d.settle_ticket for d in batch) else {}
+        self._settle_messages(batch, settled)
+        if suspect:
+            for d in batch:
+                if d.message_id and d.outcome != "requeued":
+                    self.store.end_attempt(d.route.name, d.message_id)
+                    self._failed_in_hand.pop((d.route.name, d.message_id), None)
 
     def _is_poison(self, d: Delivery) -> bool:
         """Count this start of a redelivered message; poison once it started too often without outcome."""
@@ -336,9 +352,11 @@ class Worker:
             return False
         starts = self.store.begin_attempt(d.route.name, d.message_id)
         if starts >= d.route.max_crashes:
+            cause = self._failed_in_hand.pop((d.route.name, d.message_id), None)
+            also = f"; the last time, this failed while it was in hand: {cause}" if cause else ""
             d.error = PoisonMessage(
                 f"taken up {starts + 1} times without reaching an outcome: processing it crashes or hangs the "
-                f"worker (limit {d.route.max_crashes} restarts)"
+                f"worker, or breaks its connection (limit {d.route.max_crashes} restarts){also}"
             )
             return True
         return False

@@ -16,9 +16,10 @@ import amqp
 import pytest
 
 import contracts
-from tests.support.amqp import UpstreamSystem, shared_channel, body_json, dead_letter_reader, declare_routes, inbox_reader, wait_for
+from routes.model import Route, Source, Step, Target
+from tests.support.amqp import UpstreamSystem, running_worker, shared_channel, body_json, dead_letter_reader, declare_routes, inbox_reader, wait_for
 from tests.support.processes import WorkerProcess
-from tests.support.routes import AMQP_ONLY_NOTES, ENVELOPE_ROUTES, FAST_RETRY, JSON_REFUSALS, XML_REFUSALS, note_body
+from tests.support.routes import AMQP_ONLY_NOTES, Note, note_out, ENVELOPE_ROUTES, FAST_RETRY, JSON_REFUSALS, XML_REFUSALS, note_body
 from workers import dlq as dlq_tools
 from workers import headers as H
 from workers.errors import MAX_REASON_BYTES
@@ -211,3 +212,49 @@ def test_oversized_quotes_and_headers_are_dead_lettered_in_one_frame(broker_url,
     assert "x-junk" not in big.headers and "x-junk (" in big.headers[H.HEADERS_DROPPED]
     assert big.body == note_body(key, "big headers")
     assert_still_the_first_process(worker)
+
+
+class ConnectionBreaker:
+    """An AMQP-style target whose every send writes bytes that are no AMQP frame onto the
+    worker's publishing connection: RabbitMQ closes the connection, as it does on FRAME_ERROR."""
+
+    def __init__(self):
+        self.worker = None
+        self.sends = 0
+
+    def send(self, operation, output, context) -> int:
+        self.sends += 1
+        publisher = self.worker.publisher()
+        publisher.connection.connection.transport.write(b"\x09\x00\x00garbage\xce")
+        return publisher.publish(exchange="", routing_key="nowhere", body=b"", properties={})
+
+    def close(self) -> None:
+        pass
+
+
+BREAKS_CONNECTION = Route(
+    name="test.breaks-connection",
+    source=Source(system="pms", routing_key="note.breaks"),
+    contract=Note,
+    steps=(Step("break", note_out, Target("breaker", "x")),),
+    retry=FAST_RETRY,
+    max_crashes=2,
+)
+
+
+def test_a_message_that_breaks_the_connection_is_dead_lettered_with_the_cause(broker_url, store, pms):
+    key = uuid.uuid4().hex
+    breaker = ConnectionBreaker()
+    dlq = dead_letter_reader(broker_url, BREAKS_CONNECTION)
+    with running_worker([BREAKS_CONNECTION, AMQP_ONLY_NOTES], broker_url, store, {"breaker": breaker}) as worker:
+        breaker.worker = worker
+        inbox = inbox_reader(broker_url)
+        breaking = pms.publish("pms.out", "note.breaks", note_body(key, "b"), message_type="Note")
+        after = note(pms, key, "after")
+        dead = wait_for(lambda: letters(dlq, {breaking}).get(breaking), timeout=40, what="the breaking note dead-lettered")
+        wait_for(lambda: after in delivered(inbox, key), what="the next note delivered")
+    assert dead.headers[H.ERROR_TYPE] == "poison"
+    reason = dead.headers[H.ERROR_MESSAGE]
+    assert "breaks its connection" in reason and "failed while it was in hand" in reason, reason
+    assert_bounded(reason)
+    assert breaker.sends == BREAKS_CONNECTION.max_crashes  # the loop ended: no further attempt
