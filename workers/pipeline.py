@@ -62,7 +62,7 @@ class Delivery:
 
     __slots__ = (
         "route", "message", "started", "outcome", "error", "tickets", "settle_ticket", "trace_keys", "outputs",
-        "delivered", "message_id", "correlation_id", "body", "decoded", "checked",
+        "delivered", "message_id", "correlation_id", "body", "decoded", "checked", "_headers",
     )
 
     def __init__(self, route: Route, message: Any):
@@ -83,6 +83,12 @@ class Delivery:
         self.correlation_id: str = properties.get("correlation_id") or self.message_id or ""
         body = message.body
         self.body: bytes = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        # Minimal stand-in for the intake rule of issue 9: only copies from gridbus.retry carry
+        # gridbus's x-gridbus-* history; a publisher's are dropped before anything reads them.
+        headers = message.headers or {}
+        if message.delivery_info.get("exchange") != naming.RETRY_EXCHANGE:
+            headers = {k: v for k, v in headers.items() if not str(k).startswith("x-gridbus-")}
+        self._headers: dict = headers
 
     def __repr__(self) -> str:
         return f"Delivery(route={self.route.name!r}, message_id={self.message_id!r}, outcome={self.outcome!r})"
@@ -93,7 +99,7 @@ class Delivery:
 
     @property
     def headers(self) -> dict:
-        return self.message.headers or {}
+        return self._headers
 
     @property
     def attempt(self) -> int:
