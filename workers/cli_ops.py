@@ -131,7 +131,8 @@ def dlq_show(message_id, route, limit, full_path, broker, routes_module) -> None
     except dead_letters.DlqError as exc:
         raise _dlq_failed(exc) from exc
     if not letters:
-        click.echo("no dead letters found" + (f" with message id {visible(message_id)}" if message_id else ""))
+        found = "no dead letters found" + (f" with message id {visible(message_id)}" if message_id else "")
+        click.echo(found, err=to_stdout)
         if message_id or full_path:
             raise SystemExit(1)
         return
@@ -181,14 +182,14 @@ def _render_letter(letter: dead_letters.DeadLetter) -> str:
     ]
     properties = {k: val for k, val in letter.properties.items() if k != "application_headers"}
     lines += [f"  {shown(k, v)}: {shown(val, v)}" for k, val in _sorted(properties)]
-    untrusted = letter.untrusted_headers
+    untrusted, deaths = letter.untrusted_headers, letter.deaths
     lines.append("headers:")
     lines += [
         f"  {shown(k, v)}: {shown(val, v)}"
         for k, val in _sorted(letter.headers)
-        if k != H.X_DEATH and k not in untrusted
+        if k not in untrusted and not (k == H.X_DEATH and deaths)
     ]
-    for death in letter.deaths:
+    for death in deaths:
         lines.append(
             f"  x-death: {shown(death.reason, v)} in {shown(death.queue, v)} x{death.count} "
             f"(from exchange {shown(death.exchange or '-', v)}, "

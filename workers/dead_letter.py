@@ -159,7 +159,8 @@ class DeadLetter:
 
     @property
     def deaths(self) -> list[Death]:
-        entries = self.headers.get(H.X_DEATH)
+        """RabbitMQ's dead-letterings of it; none on an unrouted letter (any ``x-death`` there is the publisher's)."""
+        entries = self.headers.get(H.X_DEATH) if self.route != UNROUTED else None
         return [_death(e) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
     @property

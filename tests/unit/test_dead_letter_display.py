@@ -131,6 +131,12 @@ def test_an_unrouted_letter_is_unroutable_whatever_its_headers_say():
     assert unrouted.source_user is None
 
 
+def test_an_x_death_on_an_unrouted_letter_is_the_publishers():
+    forged = letter(UNROUTED, headers=broker_death(UNROUTED))
+    assert forged.deaths == [] and forged.error_type == "unroutable"
+    assert "  x-death: [{reason: delivery_limit" in _render_letter(forged)
+
+
 def test_the_publishers_original_dead_lettered_by_the_broker_keeps_no_gridbus_header():
     original = letter(headers={**FORGED, **broker_death()}, user_id="mkt")
     assert original.error_type == "broker:delivery_limit"
