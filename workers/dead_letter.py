@@ -10,7 +10,9 @@ Where a letter's ``x-gridbus-*`` headers come from decides whether they are grid
   publisher-set ``x-gridbus-*`` header at intake (``workers.pipeline.Delivery``);
 - a letter RabbitMQ dead-lettered itself from the route's work queue (``x-death``) is the message
   as it was queued. On a route fed by a system exchange that may be the publisher's original,
-  headers and all, so its ``x-gridbus-*`` headers are not trusted;
+  headers and all, so its ``x-gridbus-*`` headers are not trusted. Its ``x-death`` cannot tell:
+  RabbitMQ 3.10 keeps a publisher's entry for the same queue and reason, forged ``exchange``
+  included, and only raises its count;
 - ``gridbus.unrouted.dlq`` is fed by the system exchanges' alternate exchange: everything on it
   was written by the publisher.
 
