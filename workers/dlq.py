@@ -8,15 +8,21 @@ Replay publishes a copy to the retry exchange (routing key = route name, which l
 route's work queue only), waits for the publisher confirm, and only then acks the dead letter.
 A replay cut off at any point leaves every message in the dead-letter queue, in the work queue,
 or in both; the route's idempotency store recognises the repeat in the last case.
+
+What arrives through ``gridbus.retry`` is read as gridbus's own (its ``x-gridbus-*`` headers,
+the source user among them), so a copy carries only headers gridbus wrote: see
+``workers.dead_letter`` for which letters those are, and ``replay_copy``.
 """
 
 from __future__ import annotations
 
+import getpass
 import socket
 import time
 from collections import Counter
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
 import amqp
@@ -24,11 +30,17 @@ from kombu import Connection
 
 from routes import naming
 from routes.model import Route
+from workers import envelope
 from workers import headers as H
-from workers.dead_letter import UNROUTED, UNROUTED_ERROR_TYPE, DeadLetter, letter_from
+from workers.dead_letter import UNROUTED, UNROUTED_ERROR_TYPE, DeadLetter, letter_from, visible
 
 #: Headers the broker sets; a replayed copy never carries them into the work queue.
-_BROKER_HEADERS = (H.X_DEATH, H.DELIVERY_COUNT)
+_BROKER_HEADERS = frozenset(
+    {H.X_DEATH, H.DELIVERY_COUNT, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"}
+)
+
+#: Longest operator name written to ``x-gridbus-replayed-by`` (characters, after escaping).
+OPERATOR_MAX_CHARS = 64
 
 
 class DlqError(Exception):
@@ -66,12 +78,13 @@ def list_dead_letters(broker_url: str, routes: Iterable[Route], *, connect_timeo
     """Counts of dead letters per route and error type, the unrouted queue last. Nothing is consumed."""
     summaries = []
     with _connect(broker_url, connect_timeout) as conn:
-        for route_name, queue in _queues(routes, with_unrouted=True):
+        for route_name, queue, retry_only in _queues(routes, with_unrouted=True):
             total = _message_count(conn, queue)
             if total is None:
                 summaries.append(Summary(route_name, queue, 0, {}, exists=False))
                 continue
-            kinds = Counter(letter.error_type for letter in _browse_queue(conn, route_name, queue, total))
+            letters = _browse_queue(conn, route_name, queue, total, retry_only)
+            kinds = Counter(letter.error_type for letter in letters)
             summaries.append(Summary(route_name, queue, total, dict(sorted(kinds.items()))))
     return summaries
 
@@ -88,9 +101,9 @@ def show(
     """Up to ``limit`` dead letters (all headers, body bytes), optionally of one route or one message id."""
     found: list[DeadLetter] = []
     with _connect(broker_url, connect_timeout) as conn:
-        for route_name, queue in _selected_queues(routes, route, with_unrouted=True):
+        for route_name, queue, retry_only in _selected_queues(routes, route, with_unrouted=True):
             total = _message_count(conn, queue) or 0
-            with closing(_browse_queue(conn, route_name, queue, total)) as letters:
+            with closing(_browse_queue(conn, route_name, queue, total, retry_only)) as letters:
                 for letter in letters:
                     if message_id is None or letter.message_id == message_id:
                         found.append(letter)
@@ -112,17 +125,15 @@ def replay(
     limit: int | None = None,
     confirm_timeout: float = 30.0,
     connect_timeout: float = 10,
+    operator: str | None = None,
     after_publish: Callable[[DeadLetter], None] | None = None,
 ) -> ReplayResult:
     """Move matching dead letters back into their route's work queue.
 
     Matches all of: ``ids`` (message ids), ``route``, ``error_type`` (as ``list_dead_letters``
-    shows it); ``limit`` caps how many are moved. Each copy keeps body and properties as they
-    are and all headers except the broker's (``x-death``, ``x-delivery-count``), with
-    ``x-gridbus-replayed`` incremented and ``x-gridbus-attempt`` reset to 1. A ``user_id``
-    property still on the message (broker dead-lettering keeps it) moves to
-    ``x-gridbus-source-user``, as the runtime does, since only its original publisher may set it.
-    The dead letter is acked only after the broker confirmed the copy.
+    shows it); ``limit`` caps how many are moved. Each copy is ``replay_copy(letter)``, with
+    ``operator`` (default: the OS user) as who replayed it. The dead letter is acked only after
+    the broker confirmed the copy.
 
     ``after_publish`` is called between the confirm and the ack (for tests that cut a replay off).
     """
@@ -135,13 +146,15 @@ def replay(
     wanted = set(ids) if ids else None
     seen_ids: set[str] = set()
     result = ReplayResult()
+    replayed_by = operator_name(operator)
     try:
         with _connect(broker_url, connect_timeout) as conn:
-            for route_name, queue in _selected_queues(routes, route, with_unrouted=False):
+            for route_name, queue, retry_only in _selected_queues(routes, route, with_unrouted=False):
                 if limit is not None and len(result.replayed) >= limit:
                     break
                 _replay_queue(
-                    conn, route_name, queue, result, seen_ids, wanted, error_type, limit, confirm_timeout, after_publish
+                    conn, (route_name, queue, retry_only), result, seen_ids, wanted, error_type, limit,
+                    confirm_timeout, replayed_by, after_publish,
                 )
     except (OSError, amqp.exceptions.AMQPError) as exc:
         raise DlqError(
@@ -156,16 +169,17 @@ def replay(
 
 def _replay_queue(
     conn: amqp.Connection,
-    route_name: str,
-    queue: str,
+    source: tuple[str, str, bool],
     result: ReplayResult,
     seen_ids: set[str],
     wanted: set[str] | None,
     error_type: str | None,
     limit: int | None,
     confirm_timeout: float,
+    replayed_by: str,
     after_publish: Callable[[DeadLetter], None] | None,
 ) -> None:
+    route_name, queue, retry_only = source
     total = _message_count(conn, queue)
     if not total:
         return
@@ -177,7 +191,7 @@ def _replay_queue(
         for delivery in _get_up_to(channel, queue, total):
             if limit is not None and len(result.replayed) >= limit:
                 break  # this one and the rest stay in the queue
-            letter = letter_from(route_name, queue, delivery)
+            letter = letter_from(route_name, queue, delivery, retry_only=retry_only)
             if letter.message_id:
                 seen_ids.add(letter.message_id)
             if (wanted is not None and letter.message_id not in wanted) or (
@@ -185,7 +199,7 @@ def _replay_queue(
             ):
                 result.left_in_dlq += 1
                 continue  # left unacked: requeued when the channel closes
-            failure = _publish_copy(channel, letter, returned, confirm_timeout)
+            failure = _publish_copy(channel, replay_copy(letter, replayed_by), letter, returned, confirm_timeout)
             if failure:
                 result.failed.append((route_name, letter.message_id, failure))
                 result.left_in_dlq += 1
@@ -200,12 +214,14 @@ def _replay_queue(
     _settle(conn, queue, total - acked)
 
 
-def _publish_copy(channel: amqp.Channel, letter: DeadLetter, returned: list[str], confirm_timeout: float) -> str | None:
+def _publish_copy(
+    channel: amqp.Channel, copy: amqp.Message, letter: DeadLetter, returned: list[str], confirm_timeout: float
+) -> str | None:
     """Publish the replay copy and wait for its confirm; the reason it failed, or None."""
     returned.clear()
     try:
         channel.basic_publish_confirm(
-            replay_copy(letter),
+            copy,
             exchange=naming.RETRY_EXCHANGE,
             routing_key=letter.route,
             mandatory=True,
@@ -213,7 +229,8 @@ def _publish_copy(channel: amqp.Channel, letter: DeadLetter, returned: list[str]
         )
     except (socket.timeout, TimeoutError) as exc:
         raise DlqError(
-            f"no publisher confirm within {confirm_timeout:g} s for message {letter.message_id} of {letter.route}; "
+            f"no publisher confirm within {confirm_timeout:g} s for message {visible(letter.message_id or '-')} "
+            f"of {letter.route}; "
             f"it stays in {letter.queue}. Check the broker and replay again (a copy that did arrive is "
             "recognised as a repeat)."
         ) from exc
@@ -227,16 +244,51 @@ def _publish_copy(channel: amqp.Channel, letter: DeadLetter, returned: list[str]
     return None
 
 
-def replay_copy(letter: DeadLetter) -> amqp.Message:
-    """The message replay publishes: same body and properties, history kept, broker headers dropped."""
-    headers = {k: v for k, v in letter.headers.items() if k not in _BROKER_HEADERS}
-    headers[H.REPLAYED] = int(headers.get(H.REPLAYED) or 0) + 1
-    headers[H.ATTEMPT] = 1
-    properties = {k: v for k, v in letter.properties.items() if k != "application_headers"}
-    user_id = properties.pop("user_id", None)
-    if user_id and H.SOURCE_USER not in headers:
-        headers[H.SOURCE_USER] = user_id
-    return amqp.Message(letter.body, application_headers=headers, **properties)
+def replay_copy(letter: DeadLetter, replayed_by: str = "unknown", now: datetime | None = None) -> amqp.Message:
+    """The message replay publishes: the same body and properties, and only headers gridbus wrote.
+
+    - ``x-gridbus-*`` headers gridbus did not write (every one on an unrouted letter, or on the
+      publisher's original that RabbitMQ dead-lettered itself) are dropped: the copy enters
+      through ``gridbus.retry``, where they would be read as gridbus's history;
+    - the source user is ``DeadLetter.source_user`` (the broker-checked ``user_id``, or what
+      gridbus recorded from it), never invented: without one the route refuses the copy again;
+    - the broker's headers (``x-death``, ``x-delivery-count``, ``x-first-death-*``) are dropped;
+    - ``x-gridbus-attempt`` starts again at 1, ``x-gridbus-replayed`` counts one more, and
+      ``x-gridbus-replayed-by`` / ``-at`` say who replayed it last and when (bounded).
+    """
+    carried = {k: v for k, v in letter.trusted_headers.items() if k not in _BROKER_HEADERS}
+    carried.pop(H.SOURCE_USER, None)
+    own = {
+        H.REPLAYED: _replay_count(carried.get(H.REPLAYED)) + 1,
+        H.ATTEMPT: 1,
+        H.REPLAYED_BY: replayed_by,
+        H.REPLAYED_AT: (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds"),
+    }
+    source_user = letter.source_user
+    if source_user:
+        own[H.SOURCE_USER] = source_user
+    properties = {k: v for k, v in letter.properties.items() if k not in ("application_headers", "user_id")}
+    # within a frame whatever the letter carries (see workers.envelope.fit)
+    return amqp.Message(letter.body, application_headers=envelope.fit(own, carried), **properties)
+
+
+def operator_name(operator: str | None = None) -> str:
+    """Who replays, for ``x-gridbus-replayed-by``: ``operator`` or the OS user, escaped and bounded."""
+    if not operator:
+        try:
+            operator = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no user name in the environment or the password database
+            operator = "unknown"
+    return visible(operator)[:OPERATOR_MAX_CHARS]
+
+
+def _replay_count(value: object) -> int:
+    """The replay counter gridbus wrote; anything else (a bad type, a huge number) counts as 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, str) and value.isdigit() and len(value) <= 6:
+        value = int(value)
+    return value if isinstance(value, int) and 0 <= value < 1_000_000 else 0
 
 
 def purge(broker_url: str, route: str, *, confirm: bool, connect_timeout: float = 10) -> int:
@@ -305,12 +357,12 @@ def _get_up_to(channel: amqp.Channel, queue: str, count: int) -> Iterator[amqp.M
         yield delivery
 
 
-def _browse_queue(conn: amqp.Connection, route: str, queue: str, count: int) -> Iterator[DeadLetter]:
+def _browse_queue(conn: amqp.Connection, route: str, queue: str, count: int, retry_only: bool) -> Iterator[DeadLetter]:
     """Every message now ready in ``queue``, taken unacked and requeued when the channel closes."""
     channel = _channel(conn)
     try:
         for delivery in _get_up_to(channel, queue, count):
-            yield letter_from(route, queue, delivery)
+            yield letter_from(route, queue, delivery, retry_only=retry_only)
     finally:
         _close_quietly(channel)
         _settle(conn, queue, count)
@@ -330,19 +382,23 @@ def _settle(conn: amqp.Connection, queue: str, expected: int, timeout: float = 2
         pass  # best effort: the connection is gone, and with it every unacked message went back
 
 
-def _queues(routes: Iterable[Route], *, with_unrouted: bool) -> list[tuple[str, str]]:
-    queues = [(r.name, r.dead_letter_queue) for r in routes]
+def _queues(routes: Iterable[Route], *, with_unrouted: bool) -> list[tuple[str, str, bool]]:
+    """``(route name, dead-letter queue, retry_only)``: ``retry_only`` for an internal route, whose
+    work queue is bound to ``gridbus.retry`` alone (``workers.topology``)."""
+    queues = [(r.name, r.dead_letter_queue, r.source.internal) for r in routes]
     if with_unrouted:
-        queues.append((UNROUTED, naming.UNROUTED_QUEUE))
+        queues.append((UNROUTED, naming.UNROUTED_QUEUE, False))
     return queues
 
 
-def _selected_queues(routes: Iterable[Route], route: str | None, *, with_unrouted: bool) -> list[tuple[str, str]]:
+def _selected_queues(
+    routes: Iterable[Route], route: str | None, *, with_unrouted: bool
+) -> list[tuple[str, str, bool]]:
     queues = _queues(routes, with_unrouted=with_unrouted)
     if route is None:
         return queues
     selected = [q for q in queues if q[0] == route]
     if not selected:
-        known = ", ".join(name for name, _ in queues)
+        known = ", ".join(name for name, _, _ in queues)
         raise DlqError(f"unknown route {route!r}; known: {known}")
     return selected

@@ -10,6 +10,8 @@ ORIGINAL_EXCHANGE = "x-gridbus-original-exchange"
 ORIGINAL_ROUTING_KEY = "x-gridbus-original-routing-key"
 DEAD_LETTERED_AT = "x-gridbus-dead-lettered-at"
 REPLAYED = "x-gridbus-replayed"  # how many times an operator replayed it
+REPLAYED_BY = "x-gridbus-replayed-by"  # who replayed it last (--operator or the OS user, at most 64 characters)
+REPLAYED_AT = "x-gridbus-replayed-at"  # ISO 8601, when it was replayed last
 DUE_AT = "x-gridbus-due-at"  # epoch seconds; used by the in-memory broker's delay emulation
 SOURCE_USER = "x-gridbus-source-user"  # user_id of the original publisher, kept when gridbus republishes a copy
 

@@ -58,11 +58,18 @@ def make_routes(suffix: str) -> list[Route]:
 
 @pytest.fixture
 def routes(broker_url):
-    """Two routes of their own (unique names) declared in the session vhost."""
+    """Two routes of their own (unique names) declared in the session vhost, and their queues
+    deleted afterwards: each quorum queue holds broker file handles, which the broker shares."""
     declared = make_routes(uuid.uuid4().hex[:8])
     with Connection(broker_url) as conn:
         topology.declare(conn.default_channel, topology.derive(declared))
-    return declared
+    yield declared
+    names = {declared_route.name for declared_route in declared}
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        for queue in topology.derive(declared).queues:
+            if any(queue.name.startswith(naming.work_queue(name)) for name in names):
+                channel.queue_delete(queue.name)
 
 
 @pytest.fixture
@@ -147,12 +154,13 @@ def queue_count(ch, queue: str) -> int:
     return ch.queue_declare(queue, passive=True)[1]
 
 
-def wait_for(condition, timeout=10.0):
+def wait_for(condition, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"{what} not met in time")
         time.sleep(0.02)
+    return value
 
 
 def drain(ch, queue: str) -> list[amqp.Message]:
@@ -210,7 +218,12 @@ def test_show_keeps_headers_and_body_bytes(broker_url, routes, channel):
 
     [text] = dlq.show(broker_url, routes, message_id=text_id)
     assert text.body == text_body
-    assert text.body_text() == ("iso-8859-1", "<Notice>État: coupé</Notice>")
+    # ISO 8859-1 is not among the charsets gridbus decodes: the bytes are shown, and why.
+    assert text.body_text() == (
+        "bytes",
+        text_body,
+        "declared encoding 'iso-8859-1' is not used to decode (only UTF-8, GBK, GB2312, GB18030)",
+    )
     assert text.headers["custom"] == "kept"
     assert text.headers[H.ERROR_TYPE] == "contract-violation"
     assert text.properties["correlation_id"] == f"corr-{text_id}"
@@ -219,8 +232,8 @@ def test_show_keeps_headers_and_body_bytes(broker_url, routes, channel):
 
     [binary] = dlq.show(broker_url, routes, message_id=binary_id)
     assert binary.body == binary_body
-    encoding, shown = binary.body_text()
-    assert encoding == "base64"
+    encoding, shown, why = binary.body_text()
+    assert encoding == "base64" and why == "not valid utf-8 (first bad byte at offset 128)"
 
     assert len(dlq.show(broker_url, routes, route=pms.name, limit=1)) == 1
     assert queue_count(channel, pms.dead_letter_queue) == 2
@@ -440,3 +453,199 @@ def test_cli_list_replay_and_purge(broker_url, routes, channel):
 
     unrouted = runner.invoke(cli_ops.dlq, ["replay", "--broker", broker_url, "--route", dlq.UNROUTED], obj=obj)
     assert unrouted.exit_code != 0 and "cannot be replayed" in unrouted.output
+
+
+# --- printed inert (issue 9, item 5) ---------------------------------------------------------------
+
+#: A screen clear, a window title, a CSI in C1 form and a bidi override.
+HOSTILE_BODY = b'{"note": "\x1b[2J\x1b]0;pwned\x07 \xc2\x9b31m \xe2\x80\xae evil"}'
+
+
+def _inert(output: bytes) -> None:
+    """No byte a terminal acts on: no C0 but line feeds and tabs (layout), no DEL, no C1, no bidi control."""
+    text = output.decode("utf-8")
+    assert [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F] == []
+    assert not set(text) & {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
+
+
+def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel):
+    from workers import cli_ops
+
+    pms, _ = routes
+    message_id = dead_letter(
+        channel,
+        pms,
+        error_type="contract-violation\x1b[31m",
+        body=HOSTILE_BODY,
+        headers={"x-custom\x1b[8m": "value\x1b]0;pwned\x07", H.ERROR_MESSAGE: "line 1\nline 2\u202e"},
+        type="BlackMapPublished\x1b[2J",
+        correlation_id="corr\u2066x\u2069",
+        message_id="id\x1b[1A\u202e",
+    )
+    runner, obj = CliRunner(), {"routes": routes}
+
+    # color=True: click would strip ANSI sequences itself when not writing to a terminal.
+    shown = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
+    assert shown.exit_code == 0, shown.output
+    _inert(shown.stdout_bytes)
+    out = shown.stdout_bytes.decode()
+    assert "=== " + pms.dead_letter_queue + ": message id\\x1b[1A\\u202e\n" in out
+    assert "error type:  contract-violation\\x1b[31m\n" in out
+    assert "error:       line 1\\nline 2\\u202e\n" in out
+    assert "  type: BlackMapPublished\\x1b[2J\n" in out
+    assert "  correlation_id: corr\\u2066x\\u2069\n" in out
+    assert "  x-custom\\x1b[8m: value\\x1b]0;pwned\\x07\n" in out
+    assert '  {"note": "\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m \\u202e evil"}\n' in out
+
+    listed = runner.invoke(cli_ops.dlq, ["list", "--broker", broker_url], obj=obj, color=True)
+    assert listed.exit_code == 0, listed.output
+    _inert(listed.stdout_bytes)
+    assert "contract-violation\\x1b[31m  1" in listed.stdout_bytes.decode()
+
+
+def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_url, routes, channel):
+    from workers import cli_ops
+
+    pms, _ = routes
+    utf7 = dead_letter(channel, pms, body=b"+ABs-[2J+ABs-]0;pwned+AAc-", content_type="text/plain; charset=utf-7")
+    escaped = dead_letter(channel, pms, body=b"\\x1b[2J", content_type="text/plain; charset=unicode_escape")
+    runner, obj = CliRunner(), {"routes": routes}
+
+    [letter] = dlq.show(broker_url, routes, message_id=utf7)
+    assert letter.body_text().shown_as == "bytes"
+    for message_id, expected in ((utf7, "  +ABs-[2J+ABs-]0;pwned+AAc-\n"), (escaped, "  \\\\x1b[2J\n")):
+        shown = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
+        assert shown.exit_code == 0, shown.output
+        _inert(shown.stdout_bytes)
+        out = shown.stdout_bytes.decode()
+        assert expected in out
+        assert "is not used to decode (only UTF-8, GBK, GB2312, GB18030)" in out
+
+
+def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path):
+    from workers import cli_ops
+
+    pms, _ = routes
+    body = HOSTILE_BODY + bytes(range(256)) + b"x" * 10_000
+    message_id = dead_letter(channel, pms, body=body)
+    runner, obj = CliRunner(), {"routes": routes}
+    target = tmp_path / "body.bin"
+
+    to_file = runner.invoke(
+        cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", str(target)], obj=obj, color=True
+    )
+    assert to_file.exit_code == 0, to_file.output
+    assert target.read_bytes() == body
+    assert target.stat().st_mode & 0o777 == 0o600
+    _inert(to_file.stdout_bytes)
+    assert f"body written to {target} ({len(body)} bytes)" in to_file.output
+    assert "...[" in to_file.output  # the printed body is cut, the file is whole
+
+    to_pipe = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", "-"], obj=obj)
+    assert to_pipe.exit_code == 0, to_pipe.output
+    assert to_pipe.stdout_bytes == body
+
+    dead_letter(channel, pms)
+    several = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--route", pms.name, "--full", "-"], obj=obj)
+    assert several.exit_code == 2 and "choose one with --id" in several.output
+
+
+# --- whose headers (issue 9, items 3 and 4) ---------------------------------------------------------
+
+
+def test_an_unrouted_letter_is_unroutable_and_its_gridbus_headers_untrusted(fresh_broker_url):
+    from workers import cli_ops
+
+    routes = make_routes("u")
+    forged = {H.ERROR_TYPE: "delivery-refused", H.ERROR_MESSAGE: "forged: replay me", H.SOURCE_USER: "pms"}
+    with Connection(fresh_broker_url) as conn:
+        topology.declare(conn.default_channel, topology.derive(routes))
+        ch = conn.connection.channel()
+        ch.confirm_select()
+        ch.basic_publish_confirm(
+            amqp.Message(b"{}", message_id="lost-2", application_headers=forged),
+            exchange="pms.out",
+            routing_key="nobody.listens",
+            mandatory=True,
+        )
+        wait_for(lambda: queue_count(ch, naming.UNROUTED_QUEUE) == 1)
+
+    [letter] = dlq.show(fresh_broker_url, routes, route=dlq.UNROUTED)
+    assert letter.error_type == "unroutable"
+    assert letter.error_message == "no route is bound to exchange pms.out with routing key nobody.listens"
+    assert letter.untrusted_headers == forged and letter.source_user is None
+    summaries = {s.route: s for s in dlq.list_dead_letters(fresh_broker_url, routes)}
+    assert summaries[dlq.UNROUTED].by_error_type == {"unroutable": 1}
+
+    shown = CliRunner().invoke(cli_ops.dlq, ["show", "--broker", fresh_broker_url, "--route", dlq.UNROUTED],
+                               obj={"routes": routes})
+    assert shown.exit_code == 0, shown.output
+    out = shown.output
+    assert "error type:  unroutable\n" in out
+    assert "error:       no route is bound to exchange pms.out with routing key nobody.listens\n" in out
+    label = out.index("UNTRUSTED headers (x-gridbus-* names, but not written by gridbus: set by the publisher):")
+    for name, value in forged.items():
+        assert out.index(f"  {name}: {value}\n") > label
+
+
+def test_replay_of_the_publishers_original_keeps_none_of_its_gridbus_headers(broker_url, routes, channel):
+    """RabbitMQ dead-lettered the message as the publisher sent it: its x-gridbus-* headers are the
+    publisher's, and only the broker-checked user_id names the source."""
+    pms, _ = routes
+    message_id = str(uuid.uuid4())
+    forged = {H.SOURCE_USER: "pms", H.ATTEMPT: 99, H.REPLAYED: 5, H.ERROR_TYPE: "delivery-failed", "custom": "c"}
+    channel.basic_publish_confirm(
+        amqp.Message(b"<x/>", message_id=message_id, user_id="guest", type="BlackMapPublished",
+                     application_headers=forged),
+        exchange=pms.source.exchange,
+        routing_key=pms.source.routing_key,
+        mandatory=True,
+    )
+    delivery = wait_for(lambda: channel.basic_get(pms.work_queue), what="the original in the work queue")
+    channel.basic_reject(delivery.delivery_tag, requeue=False)
+    wait_for(lambda: queue_count(channel, pms.dead_letter_queue) == 1, what="dead-lettered by the broker")
+    [letter] = dlq.show(broker_url, routes, message_id=message_id)
+    assert letter.error_type == "broker:rejected" and letter.source_user == "guest"
+    assert letter.untrusted_headers.keys() == {H.SOURCE_USER, H.ATTEMPT, H.REPLAYED, H.ERROR_TYPE}
+
+    result = dlq.replay(broker_url, routes, ids=[message_id], operator="ops-1")
+
+    assert result.replayed == [(pms.name, message_id)]
+    [copy] = drain(channel, pms.work_queue)
+    headers = copy.properties["application_headers"]
+    assert headers[H.SOURCE_USER] == "guest"
+    assert headers[H.REPLAYED] == 1 and headers[H.ATTEMPT] == 1 and H.ERROR_TYPE not in headers
+    assert headers["custom"] == "c" and headers[H.REPLAYED_BY] == "ops-1"
+    assert datetime.fromisoformat(headers[H.REPLAYED_AT]) <= datetime.now(timezone.utc)
+
+
+def test_a_forged_source_user_replayed_is_unauthorised_again(broker_url, store, vhost):
+    """No user_id and ``x-gridbus-source-user: pms``: refused, and refused again after a replay."""
+    from tests.support.amqp import UpstreamSystem, running_worker
+    from tests.support.fakes import RecordingAdapter
+    from tests.support.routes import NOTES, ROUTES, note_body
+
+    rec = RecordingAdapter()
+    guest = UpstreamSystem(vhost, "guest", "guest")
+    try:
+        with running_worker(ROUTES, broker_url, store, {"rec": rec}) as worker:
+            message_id = guest.publish(
+                "pms.out", "note.published", note_body(uuid.uuid4().hex), message_type="Note", user_id=None,
+                headers={H.SOURCE_USER: NOTES.source.system, H.ROUTE: NOTES.name},
+            )
+            wait_for(lambda: worker.counts.get("dead-lettered") == 1)
+            [refused] = dlq.show(broker_url, ROUTES, message_id=message_id)
+            assert refused.error_type == "unauthorised"
+            assert H.SOURCE_USER not in refused.headers and refused.source_user is None
+
+            result = dlq.replay(broker_url, ROUTES, ids=[message_id], operator="ops-2")
+            assert result.replayed == [(NOTES.name, message_id)]
+            wait_for(lambda: worker.counts.get("dead-lettered") == 2)
+        [again] = dlq.show(broker_url, ROUTES, message_id=message_id)
+    finally:
+        guest.close()
+    assert again.error_type == "unauthorised"
+    assert "no user_id" in again.error_message
+    assert again.headers[H.REPLAYED] == 1 and again.headers[H.REPLAYED_BY] == "ops-2"
+    assert H.SOURCE_USER not in again.headers
+    assert rec.calls == [] and worker.counts.get("delivered") is None
