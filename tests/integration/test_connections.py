@@ -108,6 +108,24 @@ def test_a_silent_broker_is_noticed_within_two_heartbeats_and_the_next_node_take
 
 
 @pytest.mark.slow
+def test_a_batch_longer_than_two_heartbeats_keeps_its_connections(broker_url, vhost, store, pms):
+    """While the loop is busy (a slow mapping or peer), heartbeats still go out: the broker keeps
+    the connections, the batch is acked on them, and nothing is redelivered."""
+    key = uuid.uuid4().hex
+    inbox = inbox_reader(broker_url)
+    with running_worker([AMQP_ONLY_NOTES], broker_url, store, heartbeat_s=2) as worker:
+        wait_for(lambda: worker.fast_path, what="consuming")
+        publisher, before = worker._publisher, gridbus_connections(rabbitmqctl, vhost, os.getpid())
+        publish(pms, key, ["slow 7", "after"])
+        wait_for(lambda: worker.counts.get("delivered") == 2, timeout=30, what="both delivered")
+        assert worker._publisher is publisher  # no reconnect
+        assert sorted(c["pid"] for c in gridbus_connections(rabbitmqctl, vhost, os.getpid())) == sorted(
+            c["pid"] for c in before)
+    assert delivered(inbox, key) == {"slow 7": 1, "after": 1}
+    assert worker.counts == {"delivered": 2}  # acked at once: no redelivery, no duplicate
+
+
+@pytest.mark.slow
 def test_the_reconnect_back_off_starts_again_after_a_connection_served(broker_url, vhost, tmp_path, pms):
     key = uuid.uuid4().hex
     inbox = inbox_reader(broker_url)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import json
 import socket
+import struct
 import time
 
 import pytest
 import structlog
 
 from workers import logging as gridbus_logging
-from workers.broker import BrokerNodes, NoNodeAnswered, broker_nodes, mask_url
+from workers.broker import BrokerNodes, KeepAlive, NoNodeAnswered, _BufferedTCPTransport, broker_nodes, mask_url
 
 
 def free_port() -> int:
@@ -85,3 +86,43 @@ def test_a_lost_node_is_followed_by_the_next_one_round_robin():
         seen.append(nodes.url)
         nodes.failed()
     assert seen == ["amqp://h1//", "amqp://h2//", "amqp://h3//", "amqp://h1//"]
+
+
+class _Connection:
+    """What KeepAlive reads of a kombu connection: its transport's driver type and the py-amqp
+    connection, with the negotiated heartbeat and the socket transport."""
+
+    def __init__(self, transport, heartbeat: float):
+        self.transport = type("KombuTransport", (), {"driver_type": "amqp"})()
+        self.connection = type("PyAmqpConnection", (), {"heartbeat": heartbeat, "transport": transport})()
+
+
+def test_keep_alive_writes_heartbeat_frames_while_the_owner_writes_nothing():
+    ours, theirs = socket.socketpair()
+    transport = _BufferedTCPTransport("127.0.0.1:1")
+    transport.sock = ours
+    transport._setup_transport()
+    keep_alive = KeepAlive([_Connection(transport, heartbeat=0.4)])
+    try:
+        theirs.settimeout(2)
+        heartbeat = struct.pack(">BHIB", 8, 0, 0, 0xCE)  # py-amqp's heartbeat frame
+        assert theirs.recv(8) == heartbeat
+        assert theirs.recv(8) == heartbeat  # and again, half an interval later
+    finally:
+        keep_alive.stop()
+        ours.close()
+        theirs.close()
+
+
+def test_keep_alive_leaves_connections_without_heartbeats_alone():
+    ours, theirs = socket.socketpair()
+    transport = _BufferedTCPTransport("127.0.0.1:1")
+    transport.sock = ours
+    transport._setup_transport()
+    keep_alive = KeepAlive([_Connection(transport, heartbeat=0)])
+    try:
+        assert keep_alive._thread is None
+    finally:
+        keep_alive.stop()
+        ours.close()
+        theirs.close()
