@@ -107,6 +107,27 @@ def test_a_silent_broker_is_noticed_within_two_heartbeats_and_the_next_node_take
     assert 3.5 <= noticed_after <= 6.5, noticed_after
 
 
+def test_deliveries_on_the_fast_path_count_as_traffic_for_heartbeats(broker_url, vhost, store, pms):
+    """A broker that keeps delivering sends no heartbeats: the frames the fast path takes out of
+    the buffer must count as received (``bytes_recv``), or py-amqp would drop a busy connection
+    after two intervals."""
+    key = uuid.uuid4().hex
+    inbox = inbox_reader(broker_url)
+    texts = [f"n{i}" for i in range(300)]
+    with running_worker([AMQP_ONLY_NOTES], broker_url, store, heartbeat_s=1, batch_size=5) as worker:
+        wait_for(lambda: worker.fast_path, what="consuming")
+        publisher = worker._publisher
+        started = time.monotonic()
+        for text in texts:  # about 100 a second: a broker busy delivering sends no heartbeat
+            publish(pms, key, [text])
+            time.sleep(0.01)
+        wait_for(lambda: worker.counts.get("delivered") == len(texts), timeout=60, what="all delivered")
+        streamed_s = time.monotonic() - started
+        assert worker._publisher is publisher  # no reconnect
+    assert streamed_s > 2.5, streamed_s  # longer than two intervals, or this proves nothing
+    assert set(delivered(inbox, key)) == set(texts)
+
+
 @pytest.mark.slow
 def test_a_batch_longer_than_two_heartbeats_keeps_its_connections(broker_url, vhost, store, pms):
     """While the loop is busy (a slow mapping or peer), heartbeats still go out: the broker keeps
