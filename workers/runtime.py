@@ -215,8 +215,8 @@ class Worker:
         for two intervals raises ``ConnectionForced``), after ``_fill`` has read the consuming
         connection; the publishing one is read by ``keep_alive``. While a batch or a confirm
         wait keeps the loop away, ``KeepAlive`` sends the heartbeats the broker expects."""
-        if self._beat_every is None:
-            return
+        if self._beat_every is None or self._stop.is_set():
+            return  # stopping: _fill has not read the connection, and nothing will wait on it
         now = time.monotonic()
         if now < self._next_beat:
             return
