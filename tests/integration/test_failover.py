@@ -11,13 +11,16 @@ third, and once a majority of the quorum queues' replicas is back, it delivers a
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
+import zlib
 
 import amqp.exceptions
 import pytest
 
+from tests.conftest import VHOST_PREFIX
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.cluster import Cluster
 from tests.support.connections import gridbus_connections
@@ -26,13 +29,16 @@ from workers.broker import _BufferedTCPTransport
 
 pytestmark = [pytest.mark.broker, pytest.mark.cluster, pytest.mark.slow]
 
-PORT_BASE = int(os.environ.get("GRIDBUS_TEST_CLUSTER_PORT", "5680"))  # nodes at +1, +2, +3
+#: Node names and ports of this test run's own, so two checkouts (GRIDBUS_TEST_VHOST_PREFIX)
+#: can run it at once: nodes gbt-<prefix>-1..3@localhost at PORT_BASE+1..3.
+NODE_PREFIX = "gbt-" + re.sub(r"[^A-Za-z0-9]+", "-", VHOST_PREFIX).strip("-") + "-"
+PORT_BASE = int(os.environ.get("GRIDBUS_TEST_CLUSTER_PORT") or 5700 + zlib.crc32(VHOST_PREFIX.encode()) % 500 * 4)
 VHOST = "gridbus-failover"
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(prefix="gbt", base_port=PORT_BASE)
+    c = Cluster(prefix=NODE_PREFIX, base_port=PORT_BASE)
     try:
         c.start()
         first = c.nodes[0]

@@ -138,7 +138,7 @@ class Cluster:
     """Three nodes joined into one cluster; ``nodes[0]`` is the one the others joined."""
 
     def __init__(self, prefix: str = "gbt", base_port: int = 5680, base: Path | None = None):
-        self.base = Path(base or tempfile.mkdtemp(prefix=f"{prefix}-cluster-"))
+        self.base = Path(base or tempfile.mkdtemp(prefix=f"{prefix}cluster-"))
         self.base.chmod(0o755)  # the nodes run as the rabbitmq user
         self.nodes = [Node(f"{prefix}{i}", base_port + i, self.base) for i in (1, 2, 3)]
 
