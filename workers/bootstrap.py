@@ -50,5 +50,7 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         confirm_timeout_s=settings.confirm_timeout_s,
         message_deadline_s=settings.message_deadline_s,
         retention_s=settings.store_retention_days * 86400,
+        heartbeat_s=settings.heartbeat_s,
+        name=settings.worker_name,
         **kwargs,
     )

@@ -13,9 +13,11 @@ confirms: a publish there is settled when it returns.
 from __future__ import annotations
 
 import errno
+import re
 import select
 import socket
 import struct
+import threading
 import time
 from typing import Callable
 
@@ -36,13 +38,134 @@ def is_amqp(connection: Connection) -> bool:
     return connection.transport.driver_type == "amqp"
 
 
-def connect(url: str, *, connect_timeout: float = 10.0) -> Connection:
-    """A kombu connection; plain ``amqp://`` connections read the socket in large chunks."""
+def broker_nodes(url: str) -> list[str]:
+    """The nodes of a broker setting: one URL, or several separated by ``;`` (kombu's failover
+    form, ``amqp://u:p@h1:5672/v;amqp://u:p@h2:5672/v``)."""
+    nodes = [part.strip() for part in url.split(";") if part.strip()]
+    if not nodes:
+        raise ValueError("no broker URL given")
+    return nodes
+
+
+#: ``user:password@`` in a URL; the password runs to the last ``@`` before the host.
+_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s;]*):[^\s;]*@", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``: one URL, a node list,
+    or an error message that quotes one."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
+def connect(
+    url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0, name: str | None = None
+) -> Connection:
+    """A kombu connection to one node; plain ``amqp://`` connections read the socket in large
+    chunks (``_BufferedAmqpTransport``).
+
+    One attempt, without kombu's sleep between retries (``ensure_connection(max_retries=1)``
+    waits 2 s and tries again): whoever calls decides when to try again. ``name`` becomes the
+    connection's ``connection_name`` (``rabbitmqctl list_connections client_properties``).
+    ``heartbeat_s`` is proposed to the broker (the smaller of both wins); whoever reads the
+    connection calls ``heartbeat_check`` (see ``Publisher.keep_alive``, ``KeepAlive``).
+    """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     transport = _BufferedAmqpTransport if scheme in ("amqp", "pyamqp") else None
-    conn = Connection(url, connect_timeout=connect_timeout, heartbeat=0, transport=transport)
-    conn.ensure_connection(max_retries=1)
+    options = {"client_properties": {"connection_name": name}} if name else {}
+    conn = Connection(
+        url, connect_timeout=connect_timeout, heartbeat=heartbeat_s, transport=transport, transport_options=options
+    )
+    conn.ensure_connection(max_retries=0)
     return conn
+
+
+class NoNodeAnswered(ConnectionError):
+    """Every node of the broker setting refused or failed the connection."""
+
+
+class BrokerNodes:
+    """The broker's nodes, tried in turn.
+
+    ``connect`` tries each node once, starting with the current one, and stays on the first that
+    answers (so a worker's consumer and publisher land on the same node). ``failed`` moves on
+    after a connection was lost: the next ``connect`` starts with the following node, and a
+    node that is down costs one refused connection per round, never a wait.
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0):
+        self.urls = broker_nodes(url)
+        self.connect_timeout = connect_timeout
+        self.heartbeat_s = heartbeat_s
+        self.current = 0
+
+    @property
+    def url(self) -> str:
+        """The current node's URL."""
+        return self.urls[self.current]
+
+    def failed(self) -> None:
+        self.current = (self.current + 1) % len(self.urls)
+
+    def connect(self, name: str | None = None) -> Connection:
+        errors = []
+        for _ in range(len(self.urls)):
+            try:
+                return connect(self.url, connect_timeout=self.connect_timeout, heartbeat_s=self.heartbeat_s, name=name)
+            except _CONNECT_ERRORS as exc:
+                errors.append(f"{mask_url(self.url)}: {type(exc).__name__}: {mask_url(str(exc))}")
+                self.failed()
+        raise NoNodeAnswered("no broker node answered: " + "; ".join(errors))
+
+
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+
+    return (OSError, OperationalError, amqp.exceptions.ConnectionError, amqp.exceptions.RecoverableConnectionError)
+
+
+_CONNECT_ERRORS = _connect_errors()
+
+
+_HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+
+
+class KeepAlive:
+    """Sends AMQP heartbeats for connections whose owner is busy (a long batch, a slow peer),
+    from a thread of its own, so the broker does not close them as dead.
+
+    It only writes, and only a heartbeat frame when nothing was written for half the heartbeat
+    interval, under the transport's write lock (``_BufferedTCPTransport.write``). Noticing a
+    silent broker stays with the thread that reads the connection (``heartbeat_check``).
+    Connections without heartbeats or on other transports are left alone.
+    """
+
+    def __init__(self, connections, *, name: str = "gridbus-heartbeats"):
+        self._transports = []
+        for conn in connections:
+            raw = getattr(conn, "connection", None) if conn is not None and is_amqp(conn) else None
+            heartbeat = getattr(raw, "heartbeat", 0) or 0
+            if heartbeat and hasattr(raw.transport, "last_write"):
+                self._transports.append((raw.transport, heartbeat / 2))
+        self._stop = threading.Event()
+        self._thread = None
+        if self._transports:
+            every = min(half for _, half in self._transports) / 2
+            self._thread = threading.Thread(target=self._run, args=(every,), name=name, daemon=True)
+            self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            for transport, half in self._transports:
+                if time.monotonic() - transport.last_write >= half:
+                    try:
+                        transport.write(_HEARTBEAT_FRAME)
+                    except Exception:  # noqa: BLE001 - a dead connection: its reader finds out
+                        pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 class _BufferedTCPTransport(TCPTransport):
@@ -59,6 +182,14 @@ class _BufferedTCPTransport(TCPTransport):
     def _setup_transport(self):
         super()._setup_transport()
         self._rbuf, self._rpos = b"", 0
+        self._write_lock = threading.Lock()
+        self.last_write = time.monotonic()
+
+    def write(self, s):
+        """py-amqp's write, one at a time: ``KeepAlive`` writes heartbeats from its own thread."""
+        with self._write_lock:
+            super().write(s)
+            self.last_write = time.monotonic()
 
     @property
     def _read_buffer(self) -> bytes:
@@ -329,6 +460,9 @@ class Publisher:
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._channel = connection.channel()
+        heartbeat = getattr(connection.connection, "heartbeat", 0) if self.confirms else 0
+        #: how long ``wait`` reads before it checks heartbeats (a quarter interval); None: no heartbeats
+        self._beat_s = heartbeat / 4 if heartbeat else None
         if self.confirms:
             # py-amqp drains the socket before every publish when the connection announced
             # connection.blocked; the broker still sends its blocked/unblocked notices, which
@@ -488,6 +622,7 @@ class Publisher:
             meanwhile()
         timeout = self.confirm_timeout_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        beat = self._beat_s
         while self._unsettled > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -498,13 +633,39 @@ class Publisher:
                 self._unsettled = 0
                 break
             try:
-                self.connection.drain_events(timeout=remaining)
+                self.connection.drain_events(timeout=remaining if beat is None else min(remaining, beat))
             except socket.timeout:
-                continue
+                pass
+            if beat is not None:
+                self._heartbeat_tick()
         settled = {tag: p.error for tag, p in self._pending.items()}
         self._pending.clear()
         self._unsettled = 0
         return settled
+
+    def keep_alive(self) -> None:
+        """Read what the broker sent meanwhile (confirms, heartbeats) without waiting for more,
+        then check heartbeats: a broker silent for two intervals raises ``ConnectionForced``.
+        Called by the worker's loop, since nothing else reads this connection between waits."""
+        if self._beat_s is None:
+            return
+        raw = self._channel.connection
+        transport = raw.transport if raw is not None else None
+        receive = getattr(transport, "receive_ready", None)
+        if receive is not None:
+            while True:
+                while transport.frame_buffered():
+                    raw.on_inbound_frame(transport.read_frame())
+                if not receive():
+                    break
+        self._heartbeat_tick()
+
+    def _heartbeat_tick(self) -> None:
+        """py-amqp's check on this connection (not kombu's, which reconnects a dead one first)."""
+        raw = self._channel.connection
+        if raw is None:
+            raise amqp.exceptions.RecoverableConnectionError("heartbeat check: connection closed")
+        raw.heartbeat_tick()
 
     def close(self) -> None:
         try:

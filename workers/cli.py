@@ -61,15 +61,18 @@ def topology_show(routes_module) -> None:
 @click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES).")
 @click.option("--broker", default=None, help="Override GRIDBUS_BROKER_URL.")
 def topology_declare(routes_module, broker) -> None:
-    """Create the topology on the broker (idempotent)."""
-    from kombu import Connection
+    """Create the topology on the broker (idempotent; on the first node that answers)."""
+    import os
+    import socket
 
     from workers import topology
     from workers.bootstrap import load_routes
+    from workers.broker import BrokerNodes
 
     settings = _settings(broker=broker)
     topo = topology.derive(load_routes(routes_module))
-    with Connection(settings.broker_url, connect_timeout=10) as conn:
+    name = f"gridbus topology@{socket.gethostname()} pid {os.getpid()} declare"
+    with BrokerNodes(settings.broker_url).connect(name) as conn:
         channel = conn.channel()
         topology.declare(channel, topo)
     click.echo(f"declared {len(topo.exchanges)} exchanges, {len(topo.queues)} queues, {len(topo.bindings)} bindings")

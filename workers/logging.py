@@ -27,7 +27,13 @@ _PATTERNS = [
 ]
 
 
+#: The password of a URL (``scheme://user:password@host``): as ``workers.broker.mask_url``.
+_URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s;]*):[^\s;]*@", re.IGNORECASE)
+
+
 def mask_text(text: str) -> str:
+    if "@" in text:
+        text = _URL_PASSWORD.sub(r"\1:***@", text)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3)[-2:].rjust(len(m.group(3)), "*"), text)
     return text
@@ -61,8 +67,8 @@ def configure(log_format: str = "json", level: str = "INFO", stream=None) -> Non
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _mask_processor,
             structlog.processors.format_exc_info,
+            _mask_processor,  # after the traceback is text: it is masked too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

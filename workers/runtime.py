@@ -30,6 +30,7 @@ import heapq
 import json
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -45,7 +46,7 @@ from routes.model import Route
 from workers import envelope
 from workers import headers as H
 from workers import topology
-from workers.broker import AmqpDelivery, ConfirmTimeout, Publisher, connect, is_amqp
+from workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, is_amqp, mask_url
 from workers.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
 from workers.logging import get_logger
 from workers.pipeline import Delivery, Pipeline
@@ -56,6 +57,13 @@ log = get_logger("gridbus.worker")
 
 #: Headers the broker adds; never carried into a copy gridbus republishes.
 _BROKER_HEADERS = {H.X_DEATH, H.DELIVERY_COUNT, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"}
+
+#: Reconnect back-off: the first wait, the longest, and how long a connection must have served
+#: (or settled a message) for the next loss to start again from the first wait. Each wait is
+#: drawn between half and all of the back-off (jitter), so workers dropped together spread out.
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 10.0
+SERVED_S = 30.0
 
 
 #: "...; will retry" at the end of a transient error's reason: not so once the retries are spent.
@@ -88,9 +96,21 @@ class Worker:
         clock: Callable[[], datetime] = china_now,
         declare: bool = True,
         schedule_poll_s: float = 1.0,
+        heartbeat_s: float = 30.0,
+        name: str = "worker",
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
+        self.nodes = BrokerNodes(broker_url, heartbeat_s=heartbeat_s)
+        self.name = name
+        #: which node the worker is on, and whether it reads deliveries on the fast path (see _serve)
+        self.node: str | None = None
+        self.fast_path = False
+        self._connected_at: float | None = None
+        self._settled_at_connect = 0
+        self._next_beat = 0.0
+        self._beat_every: float | None = None
+        self._consumer_raw = None
         self.store = store
         self.prefetch = prefetch
         self.batch_size = batch_size
@@ -145,30 +165,71 @@ class Worker:
         threading.Thread(target=watch, name="gridbus-watchdog", daemon=True).start()
 
     def run(self, *, until: Callable[[], bool] | None = None, idle_timeout_s: float = 0.2) -> None:
-        """Consume until stopped (or ``until()`` is true); reconnects after broker failures."""
-        backoff = 0.5
+        """Consume until stopped (or ``until()`` is true); reconnects after broker failures.
+
+        Every connect tries the broker's nodes in turn (``BrokerNodes``), starting after the one
+        whose connection was lost; only when no node answers does the worker wait, with a
+        back-off that starts again from ``RECONNECT_FIRST_S`` once a connection has served."""
+        backoff = RECONNECT_FIRST_S
         while not self._stop.is_set():
-            consumer_conn = publisher_conn = None
+            consumer_conn = publisher_conn = keep_alive = None
+            self._connected_at = None
+            lost = True
             try:
-                consumer_conn = connect(self.broker_url)
-                publisher_conn = connect(self.broker_url)
+                consumer_conn = self.nodes.connect(self._connection_name("consumer"))
+                publisher_conn = self.nodes.connect(self._connection_name("publisher"))
+                self.node = self.nodes.url
+                self._connected_at, self._settled_at_connect = time.monotonic(), sum(self.counts.values())
+                keep_alive = KeepAlive((consumer_conn, publisher_conn))
                 self._serve(consumer_conn, publisher_conn, until, idle_timeout_s)
+                lost = False
                 return
             except _recoverable(consumer_conn, publisher_conn) as exc:
-                log.warning("broker.connection_lost", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff, exc_info=True)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                if self._served():
+                    backoff = RECONNECT_FIRST_S
+                if not isinstance(exc, NoNodeAnswered):
+                    self.nodes.failed()  # the next connect starts with the following node
+                delay = round(backoff * random.uniform(0.5, 1.0), 3)
+                log.warning(
+                    "broker.connection_lost", node=mask_url(self.node or self.nodes.url),
+                    error=mask_url(f"{type(exc).__name__}: {exc}"), retry_in_s=delay, exc_info=True,
+                )
+                self._stop.wait(delay)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
             finally:
+                if keep_alive is not None:
+                    keep_alive.stop()
                 self._publisher = self._consumer_conn = self._ahead_error = None
+                self.node, self.fast_path = None, False
                 for conn in (consumer_conn, publisher_conn):
                     if conn is not None:
-                        try:
-                            conn.release()
-                        except Exception:  # noqa: BLE001 - the connection may be dead already
-                            pass
-                # Closing a connection reads what the broker still sends, deliveries included:
-                # they belong to the closed channel and will come again on the next one.
+                        _close(conn, graceful=not lost)
+                # Deliveries still in hand belong to the closed channel: they come again on the next one.
                 self._buffer = []
+
+    def _connection_name(self, role: str) -> str:
+        """What ``rabbitmqctl list_connections client_properties`` shows as connection_name."""
+        return f"gridbus {self.name}@{socket.gethostname()} pid {os.getpid()} {role}"
+
+    def _served(self) -> bool:
+        """The connection just lost was up for ``SERVED_S`` or settled a message."""
+        if self._connected_at is None:
+            return False
+        return time.monotonic() - self._connected_at >= SERVED_S or sum(self.counts.values()) > self._settled_at_connect
+
+    def _keep_alive(self) -> None:
+        """Heartbeats, about four times an interval: both connections' checks (a broker silent
+        for two intervals raises ``ConnectionForced``), after ``_fill`` has read the consuming
+        connection; the publishing one is read by ``keep_alive``. While a batch or a confirm
+        wait keeps the loop away, ``KeepAlive`` sends the heartbeats the broker expects."""
+        if self._beat_every is None or self._stop.is_set():
+            return  # stopping: _fill has not read the connection, and nothing will wait on it
+        now = time.monotonic()
+        if now < self._next_beat:
+            return
+        self._next_beat = now + self._beat_every
+        self._consumer_raw.heartbeat_tick()  # py-amqp's own: kombu's would reconnect a dead connection first
+        self.publisher().keep_alive()
 
     def _serve(self, consumer_conn, publisher_conn, until, idle_timeout_s) -> None:
         channel = consumer_conn.channel()
@@ -177,6 +238,9 @@ class Worker:
         self._publisher = Publisher(publisher_conn, confirm_timeout_s=self.confirm_timeout_s)
         self._amqp = is_amqp(consumer_conn)
         self._consumer_conn = consumer_conn if self._amqp else None
+        self._consumer_raw = consumer_conn.connection
+        heartbeat = getattr(self._consumer_raw, "heartbeat", 0) if self._amqp else 0
+        self._beat_every = heartbeat / 4 if heartbeat else None
         consumers = []
         if self._amqp:
             # py-amqp's deliveries as they come, without kombu's Message around each (see AmqpDelivery)
@@ -197,9 +261,14 @@ class Worker:
                 )
                 consumer.consume()
                 consumers.append(consumer)
-        log.info("worker.started", routes=[r.name for r in self.routes], broker=_safe_url(self.broker_url))
+        self.fast_path = bool(getattr(consumer_conn.connection, "fast_consumers", None))
+        log.info(
+            "worker.started", routes=[r.name for r in self.routes], broker=_safe_url(self.broker_url),
+            node=_safe_url(self.nodes.url), fast_path=self.fast_path, heartbeat_s=heartbeat,
+        )
         while not self._stop.is_set():
             self._fill(consumer_conn, idle_timeout_s)
+            self._keep_alive()
             if self._buffer:
                 self._process_buffer()
             elif until is not None and until():
@@ -579,7 +648,14 @@ def _recoverable(*connections) -> tuple[type[BaseException], ...]:
 
 
 def _safe_url(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    """The broker setting with every node's password masked."""
+    return mask_url(url)
+
+
+def _close(conn, *, graceful: bool) -> None:
+    """Close a connection: with the AMQP handshake after a clean stop; after a failure by
+    dropping the socket (the handshake would wait on a broker that may never answer)."""
+    try:
+        conn.release() if graceful else conn.collect()
+    except Exception:  # noqa: BLE001 - the connection may be dead already
+        pass

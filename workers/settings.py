@@ -11,8 +11,13 @@ class Settings(BaseSettings):
 
     broker_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672//",
-        description="AMQP URL of RabbitMQ, or memory:// for the embedded in-process broker.",
+        description="AMQP URL of RabbitMQ, or several separated by ';' (the nodes of a cluster, tried in turn), "
+        "or memory:// for the embedded in-process broker.",
     )
+    heartbeat_s: float = Field(
+        30.0, description="AMQP heartbeat proposed to the broker, in seconds; a silent broker is dropped after two. 0: off."
+    )
+    worker_name: str = Field("worker", description="Names the worker's connections: 'gridbus NAME@host pid N role'.")
     store_url: str = Field(
         "sqlite:///var/gridbus.sqlite3",
         description="Idempotency and state store: sqlite:///PATH for one process, "

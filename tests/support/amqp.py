@@ -30,9 +30,9 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 class UpstreamSystem:
     """Publishes as an upstream system would: pika, confirms, mandatory, user_id set."""
 
-    def __init__(self, vhost: str, user: str, password: str, host: str = "127.0.0.1"):
+    def __init__(self, vhost: str, user: str, password: str, host: str = "127.0.0.1", port: int = 5672):
         params = pika.ConnectionParameters(
-            host=host, virtual_host=vhost, credentials=pika.PlainCredentials(user, password)
+            host=host, port=port, virtual_host=vhost, credentials=pika.PlainCredentials(user, password)
         )
         self.user = user
         self.connection = pika.BlockingConnection(params)

@@ -1,8 +1,9 @@
 """A small flow for testing the runtime itself, independent of any business contract.
 
 ``Note`` is a JSON message; its steps deliver to a recording adapter (``rec``) and to the
-marketing inbox over AMQP (``mkt``). Text "crash" kills the worker process, "hang" hangs it:
-the mapping is where a real bug would strike, so that is where these strike.
+marketing inbox over AMQP (``mkt``). Text "crash" kills the worker process, "hang" hangs it,
+"slow N" takes N seconds: the mapping is where a real bug (or a slow peer) would strike, so
+that is where these strike.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def note_out(note: Note, ctx) -> NoteOut:
         time.sleep(3600)
     if note.text == "outage":
         raise TransientDeliveryError(f"injected outage of the target (message {ctx.message_id}); will retry")
+    if note.text.startswith("slow "):  # "slow 7": a mapping (or a peer) that takes 7 s
+        time.sleep(float(note.text.split()[1]))
     if note.text == "unmappable":
         raise ValueError("no mapping for text 'unmappable'")
     return NoteOut(message_id=ctx.message_id, key=note.key, revision=note.revision, text=note.text)
