@@ -50,5 +50,6 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         confirm_timeout_s=settings.confirm_timeout_s,
         message_deadline_s=settings.message_deadline_s,
         retention_s=settings.store_retention_days * 86400,
+        source_users=settings.source_user_names(),
         **kwargs,
     )

@@ -65,6 +65,7 @@ class Worker:
 
     adapters: a callable ``(publisher_getter) -> {name: adapter}`` called once at start, so AMQP
     adapters can reach the publisher of the current connection (it changes on reconnect).
+    source_users: system code -> the RabbitMQ user whose ``user_id`` its routes accept (default: the code).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Worker:
         clock: Callable[[], datetime] = china_now,
         declare: bool = True,
         schedule_poll_s: float = 1.0,
+        source_users: dict[str, str] | None = None,
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
@@ -100,7 +102,7 @@ class Worker:
         self._consumer_conn = None
         self._ahead_error: BaseException | None = None  # met while working ahead, raised by _fill
         self.adapters = adapters(self.publisher)
-        self.pipeline = Pipeline(store, self.adapters, clock)
+        self.pipeline = Pipeline(store, self.adapters, clock, source_users)
         self._stop = threading.Event()
         self._buffer: list[Delivery] = []
         self._busy_since: float | None = None
