@@ -1,5 +1,6 @@
-"""Shared fixtures. Broker tests run against the real RabbitMQ, each test session in a vhost
-of its own (created and deleted with rabbitmqctl), so they never see each other's queues."""
+"""Shared fixtures. Broker tests run against the real RabbitMQ, in vhosts of the session's
+prefix (made with rabbitmqctl and kept), so they never see each other's queues, and publish as
+users of their own; the users named by the system codes are watched, never changed."""
 
 from __future__ import annotations
 

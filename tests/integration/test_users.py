@@ -65,7 +65,8 @@ def route(broker_url):
 def own_users(vhost):
     """Users of this module's own for pms (generated password) and mkt (given password), created
     once (rabbitmqctl is slow) and deleted when the module is done (their connections are closed)."""
-    names = {s: f"{VHOST_PREFIX}-t{uuid.uuid4().hex[:6]}-{s}" for s in ("pms", "mkt")}
+    tag = uuid.uuid4().hex[:6]
+    names = {s: f"{VHOST_PREFIX}-t{tag}-{s}" for s in ("pms", "mkt")}
     created = users.ensure_system_users(vhost, ["pms", "mkt"], {"mkt": "mkt-secret"}, usernames=names)
     yield {u.system: u for u in created}
     users.delete_users(names.values())
@@ -221,7 +222,8 @@ README_ROUTES_MODULE = f"{__name__}:README_ROUTES"
 def test_the_readme_sequence_works_again_where_the_users_exist(fresh_broker_url, tmp_path):
     """declare, users --save, worker, simulate, trace: on new users, again on the same users and
     credentials file, and with a new file (the passwords unknown until --reset-passwords)."""
-    names = {s: f"{VHOST_PREFIX}-readme-{uuid.uuid4().hex[:6]}-{s}" for s in ("mkt", "pms", "cmd", "tc")}
+    tag = uuid.uuid4().hex[:6]
+    names = {s: f"{VHOST_PREFIX}-readme-{tag}-{s}" for s in ("mkt", "pms", "cmd", "tc")}
     store_url = f"sqlite:///{tmp_path}/store.sqlite3"
     with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd") as cmd, SoapStub(
         contract_path("tc/TradingCenterService.wsdl"), path="/tc"
