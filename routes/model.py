@@ -23,9 +23,10 @@ INTERNAL = "gridbus"
 class Source:
     """Where a route's messages come from.
 
-    ``system`` is both the exchange owner and the only AMQP ``user_id`` the route accepts:
-    the broker checks ``user_id`` against the publishing connection's user, so a message
-    that names another system, or none, is refused as unauthorised.
+    ``system`` owns the exchange, and its RabbitMQ user (the system code, or what
+    ``GRIDBUS_SOURCE_USERS`` names) is the only AMQP ``user_id`` the route accepts: the broker
+    checks ``user_id`` against the publishing connection's user, so a message that names
+    another user, or none, is refused as unauthorised.
     """
 
     system: str

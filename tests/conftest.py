@@ -1,9 +1,12 @@
-"""Shared fixtures. Broker tests run against the real RabbitMQ, each test session in a vhost
-of its own (created and deleted with rabbitmqctl), so they never see each other's queues."""
+"""Shared fixtures. Broker tests run against the real RabbitMQ, in vhosts of the session's
+prefix (made with rabbitmqctl and kept), so they never see each other's queues, and publish as
+users of their own; the users named by the system codes are watched, never changed."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -16,14 +19,17 @@ BROKER_HOST = os.environ.get("GRIDBUS_TEST_BROKER_HOST", "127.0.0.1")
 PG_URL = os.environ.get("GRIDBUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+def rabbitmqctl(*args: str, timeout: float = 60, stdin: str | None = None) -> str:
     """Run rabbitmqctl without pipes (its helper processes can outlive it and hold a pipe open),
-    in a process group of its own that is killed whole on timeout."""
+    in a process group of its own that is killed whole on timeout. ``stdin``: a password, say,
+    kept off the command line."""
     exe = shutil.which("rabbitmqctl")
     if exe is None:
         pytest.fail("rabbitmqctl is not on PATH: the broker tests need the local RabbitMQ")
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([exe, *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as given:
+        given.write(b"" if stdin is None else stdin.encode() + b"\n")
+        given.seek(0)
+        proc = subprocess.Popen([exe, *args], stdout=out, stderr=subprocess.STDOUT, stdin=given,
                                 start_new_session=True)
         try:
             code = proc.wait(timeout)
@@ -100,7 +106,7 @@ def _drop_the_modules_queues(request):
 
 
 @pytest.fixture(scope="session")
-def vhost():
+def vhost(broker_wide_users):
     """The session's vhost, emptied at the start, guest allowed everywhere in it."""
     return ensure_empty_vhost(SESSION_VHOST)
 
@@ -117,7 +123,7 @@ def broker_url(vhost) -> str:
 
 
 @pytest.fixture
-def fresh_vhost():
+def fresh_vhost(broker_wide_users):
     """An empty vhost for one test, for tests that must start from an empty broker."""
     return ensure_empty_vhost(FRESH_VHOST)
 
@@ -138,18 +144,51 @@ def pg_url() -> str:
     return PG_URL
 
 
-TEST_SYSTEM_PASSWORD = "gridbus-test"
 SYSTEMS = ("tc", "mkt", "pms", "mdc", "cmd")
+#: The RabbitMQ user of each upstream system in the tests: the suite's own (``<prefix>-<system>``,
+#: e.g. ``gridbus-test-pms``), never the broker-wide users named by the system codes. The tests'
+#: workers accept these as the systems' users (``source_users`` / ``GRIDBUS_SOURCE_USERS``).
+TEST_SOURCE_USERS = {system: f"{VHOST_PREFIX}-{system}" for system in SYSTEMS}
+
+
+def password_hashes() -> dict[str, str]:
+    """user -> the salted password hash RabbitMQ keeps; setting a password, even the same, changes it."""
+    definitions = json.loads(rabbitmqctl("export_definitions", "-", "--quiet"))
+    return {user["name"]: user.get("password_hash", "") for user in definitions["users"]}
+
+
+@pytest.fixture(scope="session")
+def broker_wide_users():
+    """The users named by the system codes (a deployment's, perhaps), with their password
+    hashes at the start of the session; the session fails if any of them changed by its end.
+
+    Those missing are created here, with passwords of the session's own and no permissions, so
+    that every run shows the suite leaves existing users alone; they are deleted at the end.
+    """
+    before = password_hashes()
+    added = [user for user in SYSTEMS if user not in before]
+    for user in added:
+        rabbitmqctl("add_user", user, stdin=secrets.token_urlsafe(18))
+    recorded = {user: hashed for user, hashed in password_hashes().items() if user in SYSTEMS}
+    yield recorded
+    after = password_hashes()
+    for user in added:
+        rabbitmqctl("delete_user", user)
+    changed = sorted(user for user, hashed in recorded.items() if after.get(user, hashed) != hashed)
+    if changed:
+        pytest.fail(
+            f"the password of {', '.join(changed)} changed during the test session: the tests may set only the "
+            f"passwords of their own users ({', '.join(TEST_SOURCE_USERS.values())}); or another client of the "
+            "broker changed it"
+        )
 
 
 @pytest.fixture(scope="session")
 def system_users(vhost) -> dict[str, tuple[str, str]]:
-    """One RabbitMQ user per upstream system, allowed to publish only to its own exchange."""
-    existing = rabbitmqctl("list_users", "--quiet")
-    for system in SYSTEMS:
-        if f"\n{system}\t" in "\n" + existing or existing.startswith(f"{system}\t"):
-            rabbitmqctl("change_password", system, TEST_SYSTEM_PASSWORD)
-        else:
-            rabbitmqctl("add_user", system, TEST_SYSTEM_PASSWORD)
-        rabbitmqctl("set_permissions", "-p", vhost, system, "^$", f"^{system}\\.out$", "^$")
-    return {s: (s, TEST_SYSTEM_PASSWORD) for s in SYSTEMS}
+    """system -> (user, password): the suite's own user of each upstream system, created (or given
+    the session's password) and allowed to publish only to its system's exchange in ``vhost``."""
+    from workers import users
+
+    password = secrets.token_urlsafe(18)
+    created = users.ensure_system_users(vhost, SYSTEMS, dict.fromkeys(SYSTEMS, password), usernames=TEST_SOURCE_USERS)
+    return {u.system: (u.username, u.password) for u in created}

@@ -52,5 +52,6 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         retention_s=settings.store_retention_days * 86400,
         heartbeat_s=settings.heartbeat_s,
         name=settings.worker_name,
+        source_users=settings.source_user_names(),
         **kwargs,
     )

@@ -1,8 +1,8 @@
 """Operator commands: ``gridbus dlq ...``, ``gridbus simulate``, ``gridbus topology users``.
 
-Exit codes: 0 done; 1 the broker or rabbitmqctl refused, or some messages could not be handled
-(the output says which); 2 the command line is incomplete or unsafe (e.g. purge without
-``--yes-i-am-sure``).
+Exit codes: 0 done; 1 the broker or rabbitmqctl refused, some messages could not be handled, or
+some credentials could not be saved (the output says which); 2 the command line is incomplete or
+unsafe (e.g. purge without ``--yes-i-am-sure``).
 """
 
 from __future__ import annotations
@@ -319,21 +319,32 @@ def simulate(route_names, count, system_passwords, credentials_file, as_guest, e
     """Publish the routes' example messages as the upstream systems would (pika, confirms, user_id)."""
     routes = _routes(routes_module, route_names)
     broker_url = _broker_url(broker)
-    credentials = {} if as_guest else _credentials(credentials_file, system_passwords)
+    usernames = Settings().source_user_names()
+    credentials = {} if as_guest else _credentials(credentials_file, system_passwords, usernames)
     if as_guest:
         user = Connection(broker_url).userid or "guest"
         click.echo(
             f"publishing as {user!r}, not as the systems' own users: every route accepts only user_id = its "
-            "system code, so these messages will be dead-lettered as unauthorised",
+            "system's user (GRIDBUS_SOURCE_USERS), so these messages will be dead-lettered as unauthorised",
             err=True,
         )
     else:
-        missing = sorted({r.source.system for r in routes if not r.source.internal} - credentials.keys())
+        systems = sorted({r.source.system for r in routes if not r.source.internal})
+        missing = [s for s in systems if s not in credentials]
         if missing:
             raise click.UsageError(
                 f"no password for the system user(s) {', '.join(missing)}: pass --system-password SYSTEM=PASSWORD "
                 "or --credentials-file (create the users with `gridbus topology users`), or --as-guest to publish "
                 "as the broker URL's user (the routes will refuse those messages as unauthorised)"
+            )
+        other = [
+            f"{s} as {credentials[s][0]!r}, not {usernames[s]!r}" for s in systems if credentials[s][0] != usernames[s]
+        ]
+        if other:
+            raise click.UsageError(
+                f"the credentials name other users than GRIDBUS_SOURCE_USERS: {'; '.join(other)}; the routes would "
+                "refuse those messages as unauthorised (set GRIDBUS_SOURCE_USERS, or save the credentials again "
+                "with `gridbus topology users --save`)"
             )
     report = simulation.simulate(
         broker_url, routes, count=count, examples_dir=examples_dir, user_credentials=credentials or None
@@ -347,22 +358,28 @@ def simulate(route_names, count, system_passwords, credentials_file, as_guest, e
         raise SystemExit(1)
 
 
-def _credentials(path: Path | None, pairs) -> dict[str, tuple[str, str]]:
-    credentials: dict[str, tuple[str, str]] = {}
-    if path is not None:
-        try:
-            stored = json.loads(path.read_text())
-            for system, value in stored.items():
-                user, password = (system, value) if isinstance(value, str) else value
-                credentials[system] = (user, password)
-        except (ValueError, TypeError) as exc:
-            raise click.BadParameter(f"{path}: expected {{system: [user, password]}}: {exc}") from exc
+def _credentials(path: Path | None, pairs, usernames: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """system -> (user, password): from a ``--save`` file, then ``SYSTEM=PASSWORD`` pairs for the
+    systems' users (``usernames``, from ``GRIDBUS_SOURCE_USERS``)."""
+    credentials = _stored_credentials(path) if path is not None else {}
     for pair in pairs:
         system, sep, password = pair.partition("=")
         if not sep or not system:
             raise click.BadParameter(f"expected SYSTEM=PASSWORD, got {pair!r}", param_hint="--system-password")
-        credentials[system] = (system, password)
+        credentials[system] = (usernames.get(system, system), password)
     return credentials
+
+
+def _stored_credentials(path: Path) -> dict[str, tuple[str, str]]:
+    try:
+        stored = json.loads(path.read_text())
+        credentials = {}
+        for system, value in stored.items():
+            user, password = (system, value) if isinstance(value, str) else value
+            credentials[system] = (str(user), str(password))
+        return credentials
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise click.BadParameter(f"{path}: expected {{system: [user, password]}}: {exc}") from exc
 
 
 # --- topology users ------------------------------------------------------------------------------
@@ -382,18 +399,30 @@ def _credentials(path: Path | None, pairs) -> dict[str, tuple[str, str]]:
     "--save",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the passwords set now to this JSON file (mode 0600) for `gridbus simulate --credentials-file`.",
+    help="Write the systems' credentials to this JSON file (mode 0600) for `gridbus simulate --credentials-file`: "
+    "the passwords set now, and those already in the file that RabbitMQ still accepts.",
+)
+@click.option(
+    "--reset-passwords",
+    is_flag=True,
+    help="Give existing users a new generated password too (unless --system-password gives one); "
+    "their systems must then use the new one.",
 )
 @_broker_option
 @_routes_option
-def users(systems, system_passwords, vhost, save, broker, routes_module) -> None:
-    """Create one RabbitMQ user per upstream system, allowed to publish to its own exchange only."""
+def users(systems, system_passwords, vhost, save, reset_passwords, broker, routes_module) -> None:
+    """Create the RabbitMQ user of each upstream system (GRIDBUS_SOURCE_USERS, default the system
+    code), allowed to publish to its own exchange only."""
     if not systems:
         systems = sorted({r.source.system for r in _routes(routes_module) if not r.source.internal})
-    passwords = {system: password for system, (_, password) in _credentials(None, system_passwords).items()}
+    usernames = Settings().source_user_names()
+    passwords = {system: password for system, (_, password) in _credentials(None, system_passwords, usernames).items()}
     vhost = vhost or Connection(_broker_url(broker)).virtual_host or "/"
     try:
-        created = system_users.ensure_system_users(vhost, systems, passwords)
+        created = system_users.ensure_system_users(
+            vhost, systems, passwords, usernames=usernames, reset_passwords=reset_passwords
+        )
+        saved = _save_known(save, created) if save is not None else None
     except system_users.UserSetupError as exc:
         raise click.ClickException(str(exc)) from exc
     rows = []
@@ -404,18 +433,49 @@ def users(systems, system_passwords, vhost, save, broker, routes_module) -> None
     click.echo(_table(rows, ("SYSTEM", "USER", "", "MAY WRITE TO", "PASSWORD")))
     if any(u.generated for u in created):
         click.echo("\ngenerated passwords are shown only this once: store them in the systems' configuration now")
-    if save is not None:
-        _save_credentials(save, {u.system: (u.username, u.password) for u in created if u.password})
-        click.echo(f"passwords written to {save}")
+    if saved is None:
+        return
+    written, kept, unknown = saved
+    click.echo(f"credentials written to {save}: {', '.join(written + kept) or 'none'}")
+    if kept:
+        click.echo(f"  kept from the file (RabbitMQ still accepts them): {', '.join(kept)}")
+    if unknown:
+        click.echo(
+            f"not saved: {', '.join(unknown)}: these users existed already and keep passwords gridbus does not know. "
+            f"Give each with --system-password SYSTEM=PASSWORD, keep an earlier --save file at {save} "
+            "({system: [user, password]}), or give them new ones with --reset-passwords (their systems must "
+            "then use the new ones)",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def _save_known(path: Path, created: list) -> tuple[list[str], list[str], list[str]]:
+    """Write the passwords set now and keep the file's still-valid ones; returns the systems
+    written, kept and unknown (each as ``system (user)``)."""
+    stored = _stored_credentials(path) if path.exists() else {}
+    fresh = {u.system: (u.username, u.password) for u in created if u.password}
+    written, kept, unknown = [], [], []
+    for u in created:
+        label = f"{u.system} ({u.username})"
+        if u.password:
+            written.append(label)
+            continue
+        entry = stored.get(u.system)
+        if entry and entry[0] == u.username and system_users.password_is_valid(*entry):
+            kept.append(label)
+        else:
+            stored.pop(u.system, None)  # stale: another user's, or a password RabbitMQ refuses
+            unknown.append(label)
+    _save_credentials(path, {**stored, **fresh})
+    return written, kept, unknown
 
 
 def _save_credentials(path: Path, credentials: dict[str, tuple[str, str]]) -> None:
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    stored.update({system: list(pair) for system, pair in credentials.items()})
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.chmod(path, 0o600)  # also when the file existed with wider permissions
     with os.fdopen(fd, "w") as out:
-        json.dump(stored, out, indent=2)
+        json.dump({system: list(pair) for system, pair in credentials.items()}, out, indent=2)
 
 
 # --- trace ---------------------------------------------------------------------------------------

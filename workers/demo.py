@@ -3,7 +3,8 @@ then the retail-market flows (``workers.demo_retail``).
 
 By default on kombu's in-memory broker with SQLite and the loopback command-center SOAP stub,
 so it needs nothing but Python. With ``--broker amqp://...`` the same runs against RabbitMQ
-(the upstream systems' RabbitMQ users must exist: ``gridbus topology users``).
+(the upstream systems' RabbitMQ users, named by ``GRIDBUS_SOURCE_USERS``, must exist:
+``gridbus topology users``).
 
 The demo publishes the example messages as the upstream systems would, including a repeat, an
 energization time whose revisions arrive 1, 3, 2, a GBK-encoded black map, and a malformed one;
@@ -62,7 +63,7 @@ def _with_revision(revision: int) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
-def _publish_all(broker_url: str, passwords: dict[str, str]) -> Scenario:
+def _publish_all(broker_url: str, passwords: dict[str, str], usernames: dict[str, str]) -> Scenario:
     """Publish as the upstream systems: each system on its own connection, user_id set."""
     scenario = Scenario()
     plan = [
@@ -87,23 +88,26 @@ def _publish_all(broker_url: str, passwords: dict[str, str]) -> Scenario:
             message_id, body = last_id
         else:
             message_id = str(uuid.uuid4())
-        publish_as_source(broker_url, passwords, route, body, message_id)
+        publish_as_source(broker_url, passwords, route, body, message_id, usernames)
         last_id = (message_id, body)
         scenario.sent.append(Sent(route.name, message_id, note))
     return scenario
 
 
-def publish_as_source(broker_url: str, passwords: dict[str, str], route, body: bytes, message_id: str) -> None:
+def publish_as_source(
+    broker_url: str, passwords: dict[str, str], route, body: bytes, message_id: str, usernames: dict[str, str]
+) -> None:
     """Publish ``body`` as the route's source system would: its own user, ``user_id`` set, persistent.
 
-    Without the system's password it is published as the URL's user, with that ``user_id`` (the
-    broker refuses a ``user_id`` other than the connection's): the route then dead-letters it as
-    not published by its source system.
+    ``usernames`` maps a system to its RabbitMQ user (``Settings.source_user_names``). Without the
+    system's password it is published as the URL's user, with that ``user_id`` (the broker
+    refuses a ``user_id`` other than the connection's): the route then dead-letters it as not
+    published by its source system.
     """
-    system = route.source.system
-    password = passwords.get(system)
-    with Connection(as_user(broker_url, system, password)) as conn:
-        user_id = system if password is not None or broker_url.startswith("memory://") else conn.userid
+    user = usernames.get(route.source.system, route.source.system)
+    password = passwords.get(route.source.system)
+    with Connection(as_user(broker_url, user, password)) as conn:
+        user_id = user if password is not None or broker_url.startswith("memory://") else conn.userid
         Producer(conn.channel()).publish(
             body,
             exchange=route.source.exchange,
@@ -179,7 +183,7 @@ def _run_high_voltage(broker_url: str, passwords: dict[str, str] | None, echo) -
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         echo(f"gridbus demo on {broker_url.split('@')[-1]}; command center SOAP stub at {stub.url}")
-        scenario = _publish_all(broker_url, passwords or {})
+        scenario = _publish_all(broker_url, passwords or {}, settings.source_user_names())
         for s in scenario.sent:
             echo(f"  published  {s.route:<28} {s.note}")
         wait_settled(worker, len(scenario.sent), echo, timeout_s=60)

@@ -71,7 +71,7 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
         ]
         ok = True
         for route, body, note in story:  # one at a time: each step of the process needs the one before
-            publish_as_source(broker_url, passwords, route, body, str(uuid.uuid4()))
+            publish_as_source(broker_url, passwords, route, body, str(uuid.uuid4()), settings.source_user_names())
             settled += 1
             ok &= wait_settled(worker, settled, echo, timeout_s=30)
             echo(f"  published  {route.name:<34} {note}")

@@ -120,10 +120,11 @@ class Delivery:
 
 
 class Pipeline:
-    def __init__(self, store: Store, adapters: dict[str, Any], clock):
+    def __init__(self, store: Store, adapters: dict[str, Any], clock, source_users: dict[str, str] | None = None):
         self.store = store
         self.adapters = adapters
         self.clock = clock
+        self.source_users = source_users or {}  # system -> its RabbitMQ user; absent: the system code
         self._retrying: dict[str, tenacity.Retrying] = {}
 
     def check(self, d: Delivery) -> None:
@@ -137,14 +138,16 @@ class Pipeline:
         if not d.message_id:
             raise MissingMessageId(f"no message_id property: route {route.name} needs one to recognise repeats")
         user = d.source_user
+        system = route.source.system
+        expected = self.source_users.get(system, system)
         if not user:
             raise Unauthorised(
                 f"no user_id property: route {route.name} accepts only messages published by "
-                f"{route.source.system!r} with user_id set"
+                f"system {system!r} as user {expected!r} with user_id set"
             )
-        if user != route.source.system:
+        if user != expected:
             raise Unauthorised(
-                f"published by {user!r}, but route {route.name} accepts only {route.source.system!r}"
+                f"published by {user!r}, but route {route.name} accepts only system {system!r} as user {expected!r}"
             )
         expected = route.contract.message_type
         got = d.properties.get("type")

@@ -79,6 +79,7 @@ class Worker:
 
     adapters: a callable ``(publisher_getter) -> {name: adapter}`` called once at start, so AMQP
     adapters can reach the publisher of the current connection (it changes on reconnect).
+    source_users: system code -> the RabbitMQ user whose ``user_id`` its routes accept (default: the code).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Worker:
         schedule_poll_s: float = 1.0,
         heartbeat_s: float = 30.0,
         name: str = "worker",
+        source_users: dict[str, str] | None = None,
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
@@ -127,7 +129,7 @@ class Worker:
         self._ahead_error: BaseException | None = None  # met while working ahead, raised by _fill
         self._failed_in_hand: dict[tuple[str, str], str] = {}  # (route, message id) -> what failed meanwhile
         self.adapters = adapters(self.publisher)
-        self.pipeline = Pipeline(store, self.adapters, clock)
+        self.pipeline = Pipeline(store, self.adapters, clock, source_users)
         self._stop = threading.Event()
         self._buffer: list[Delivery] = []
         self._busy_since: float | None = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from routes.model import SYSTEMS
 
 
 class Settings(BaseSettings):
@@ -30,6 +32,11 @@ class Settings(BaseSettings):
     message_deadline_s: float = Field(
         300.0, description="A batch still unfinished after this many seconds is taken as a hang: the worker exits."
     )
+    source_users: dict[str, str] = Field(
+        default_factory=dict,
+        description='RabbitMQ user that publishes for each source system, as JSON {"pms": "prod-pms"}; '
+        "a system not named publishes as the user named by its code.",
+    )
     log_format: str = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name.")
 
@@ -40,3 +47,22 @@ class Settings(BaseSettings):
     soap_timeout_s: float = Field(10.0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
     soap_password: str | None = Field(None, description="WS-Security UsernameToken password.")
+
+    @field_validator("source_users")
+    @classmethod
+    def _one_user_per_system(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SYSTEMS))
+        if unknown:
+            raise ValueError(f"unknown source system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+        for system, user in value.items():
+            if not user or len(user) > 255 or any(c.isspace() or not c.isprintable() for c in user):
+                raise ValueError(f"user of {system!r} must be 1-255 printable characters without spaces")
+        users = {s: value.get(s, s) for s in SYSTEMS}
+        shared = sorted({u for u in users.values() if list(users.values()).count(u) > 1})
+        if shared:
+            raise ValueError(f"user(s) {', '.join(shared)} would publish for more than one system: give each its own")
+        return value
+
+    def source_user_names(self) -> dict[str, str]:
+        """system code -> the RabbitMQ user that publishes for it (``source_users``, else the code)."""
+        return {system: self.source_users.get(system, system) for system in SYSTEMS}

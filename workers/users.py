@@ -1,9 +1,10 @@
 """One RabbitMQ user per upstream system, allowed to publish to its own exchange and nothing else.
 
-The user name is the system code (``mkt``, ``pms``...), the same string a route expects in the
+The user of a system is named by ``GRIDBUS_SOURCE_USERS`` (``Settings.source_user_names``), by
+default the system code (``mkt``, ``pms``...); it is the string the system's routes expect in the
 ``user_id`` property. Since RabbitMQ refuses a ``user_id`` that is not the connection's user,
 and the user can write only to ``<system>.out``, a message on a route's work queue that names
-``pms`` was published by whoever holds the ``pms`` password.
+pms's user was published by whoever holds that user's password.
 
 Users are managed with ``rabbitmqctl`` (needs to run where the broker node's Erlang cookie is
 readable, typically as root or the rabbitmq user). Passwords go to rabbitmqctl on standard input,
@@ -21,7 +22,7 @@ import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from routes import naming
 
@@ -35,6 +36,18 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 class UserSetupError(Exception):
     """rabbitmqctl is missing or refused; the message carries its output and what to do."""
+
+
+class _Refused(UserSetupError):
+    """rabbitmqctl ran and answered with an error (``returncode``)."""
+
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
+
+
+#: rabbitmqctl's exit status for refused credentials (EX_DATAERR); others mean it could not ask.
+_INVALID_CREDENTIALS = 65
 
 
 @dataclass(frozen=True)
@@ -56,37 +69,55 @@ def write_permission(system: str) -> str:
 def ensure_system_users(
     vhost: str,
     systems: Iterable[str],
-    passwords: dict[str, str] | None = None,
+    passwords: Mapping[str, str] | None = None,
     *,
-    prefix: str = "",
+    usernames: Mapping[str, str] | None = None,
+    reset_passwords: bool = False,
     rabbitmqctl: str = "rabbitmqctl",
     timeout_s: float = 60.0,
 ) -> list[SystemUser]:
     """Create or update the user of each system and set its permissions in ``vhost``.
 
-    passwords: system code -> password. A new user without one gets a generated password
-        (returned once, in ``SystemUser.password``); an existing user without one keeps its own.
-    prefix: prepended to the user name (tests use it to stay apart from real users).
+    passwords: system code -> password, set on the user whether it is new or not.
+    usernames: system code -> user name (default: the system code).
+    reset_passwords: an existing user without a given password gets a new generated one;
+        otherwise it keeps its own (``SystemUser.password`` None). New users without a given
+        password always get a generated one, returned once in ``SystemUser.password``.
     """
     ctl = _Ctl(rabbitmqctl, timeout_s)
     passwords = passwords or {}
+    usernames = usernames or {}
     existing = ctl.users()
     result = []
     for system in dict.fromkeys(systems):
-        username = f"{prefix}{system}"
+        username = usernames.get(system, system)
         password = passwords.get(system)
+        created = username not in existing
         generated = False
-        if username not in existing:
-            if password is None:
-                password, generated = secrets.token_urlsafe(24), True
+        if password is None and (created or reset_passwords):
+            password, generated = secrets.token_urlsafe(24), True
+        if created:
             ctl.run("add_user", username, stdin=password)
         elif password is not None:
             ctl.run("change_password", username, stdin=password)
         ctl.run(
             "set_permissions", "-p", vhost, username, CONFIGURE_PERMISSION, write_permission(system), READ_PERMISSION
         )
-        result.append(SystemUser(system, username, password, generated, created=username not in existing))
+        result.append(SystemUser(system, username, password, generated, created))
     return result
+
+
+def password_is_valid(
+    username: str, password: str, *, rabbitmqctl: str = "rabbitmqctl", timeout_s: float = 60.0
+) -> bool:
+    """Whether RabbitMQ accepts ``password`` for ``username`` (``rabbitmqctl authenticate_user``)."""
+    try:
+        _Ctl(rabbitmqctl, timeout_s).run("authenticate_user", username, stdin=password)
+    except _Refused as exc:
+        if exc.returncode == _INVALID_CREDENTIALS:
+            return False
+        raise
+    return True
 
 
 def delete_users(usernames: Iterable[str], *, rabbitmqctl: str = "rabbitmqctl", timeout_s: float = 60.0) -> None:
@@ -141,8 +172,9 @@ class _Ctl:
             )
         if done.returncode != 0:
             detail = _ANSI.sub("", done.stderr.strip() or done.stdout.strip()).splitlines()
-            raise UserSetupError(
+            raise _Refused(
                 f"rabbitmqctl {shown} failed (exit {done.returncode}): {' '.join(detail)[:500]}"
-                " — check that the node is running and that this account may run rabbitmqctl"
+                " — check that the node is running and that this account may run rabbitmqctl",
+                done.returncode,
             )
         return done.stdout

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from tests.conftest import TEST_SOURCE_USERS
 from workers.demo import run_demo
 
 
@@ -20,15 +23,21 @@ def test_demo_on_the_embedded_broker_passes_every_check():
     assert trace.index(" scheduled ") < trace.index(" fired ") < trace.index("ownership-established")
 
 
+@pytest.fixture
+def source_users_env(monkeypatch):
+    """The demo's worker and publishers read GRIDBUS_SOURCE_USERS, as a deployment's would."""
+    monkeypatch.setenv("GRIDBUS_SOURCE_USERS", json.dumps(TEST_SOURCE_USERS))
+
+
 @pytest.mark.broker
-def test_demo_against_rabbitmq_with_the_systems_own_users(broker_url, system_users):
+def test_demo_against_rabbitmq_with_the_systems_own_users(broker_url, system_users, source_users_env):
     lines: list[str] = []
     passwords = {system: password for system, (_, password) in system_users.items()}
     assert run_demo(broker_url, passwords, echo=lambda text="", **_: lines.append(text)), "\n".join(lines)
 
 
 @pytest.mark.broker
-def test_demo_without_a_system_s_password_is_refused_by_its_routes_not_lost(broker_url):
+def test_demo_without_a_system_s_password_is_refused_by_its_routes_not_lost(broker_url, source_users_env):
     """Published as the URL's user, the messages reach the routes, which dead-letter them as not
     published by their source system; the demo reports that and fails. (The retail part still
     waits its 30 s for the ownership schedule its refused messages never set.)"""
@@ -36,5 +45,8 @@ def test_demo_without_a_system_s_password_is_refused_by_its_routes_not_lost(brok
     assert not run_demo(broker_url, {}, echo=lambda text="", **_: lines.append(text))
     report = "\n".join(lines)
     assert "did not settle within 60 s" not in report  # the high-voltage part: every message has its outcome
-    assert "mkt.supply-plan-pushed: [unauthorised] published by 'guest', but route mkt.supply-plan-pushed accepts only 'mkt'" in report
+    assert (
+        "mkt.supply-plan-pushed: [unauthorised] published by 'guest', but route mkt.supply-plan-pushed accepts only "
+        f"system 'mkt' as user {TEST_SOURCE_USERS['mkt']!r}"
+    ) in report
     assert "pms.black-map-published: [unauthorised]" in report and "cmd.plan-changed: [unauthorised]" in report

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from routes import naming
+from tests.conftest import TEST_SOURCE_USERS
 from tests.support.amqp import (
     QueueReader,
     UpstreamSystem,
@@ -128,7 +129,7 @@ def test_retries_exhausted_ends_in_the_dead_letter_queue_with_history(broker_url
     assert h[H.ROUTE] == NOTES.name
     assert h[H.ORIGINAL_EXCHANGE] == "pms.out" and h[H.ORIGINAL_ROUTING_KEY] == "note.published"
     assert h[H.FIRST_FAILURE_AT] <= h[H.LAST_FAILURE_AT]
-    assert h[H.SOURCE_USER] == "pms"
+    assert h[H.SOURCE_USER] == pms.user
     assert H.X_DEATH not in h
     assert dead.body == note_body(key, "hello")
     assert dead.properties["correlation_id"] == "corr-1"
@@ -185,6 +186,7 @@ def test_a_message_from_another_system_is_unauthorised(broker_url, store, rec, g
     [dead] = dead_letters_for(broker_url, NOTES, message_id)
     assert dead.headers[H.ERROR_TYPE] == "unauthorised"
     assert "published by 'guest'" in dead.headers[H.ERROR_MESSAGE]
+    assert f"accepts only system 'pms' as user {TEST_SOURCE_USERS['pms']!r}" in dead.headers[H.ERROR_MESSAGE]
     assert rec.calls == []
 
 
@@ -194,7 +196,7 @@ def test_the_broker_refuses_a_forged_user_id(vhost, system_users):
     system = UpstreamSystem(vhost, *system_users["mkt"])
     try:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
-            system.publish("mkt.out", "note.revised", note_body("k"), message_type="Note", user_id="pms")
+            system.publish("mkt.out", "note.revised", note_body("k"), message_type="Note", user_id=system_users["pms"][0])
         assert refused.value.reply_code == 406
     finally:
         system.connection.close() if system.connection.is_open else None

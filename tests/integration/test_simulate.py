@@ -14,7 +14,7 @@ from kombu import Connection
 
 from contracts.identifiers import is_valid_credit_code
 from routes import ROUTES
-from tests.conftest import BROKER_HOST, SIM_VHOST, ensure_empty_vhost
+from tests.conftest import BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost
 from workers import cli_ops, topology, users
 from workers.simulate import EXAMPLES_DIR, example_path, simulate
 
@@ -40,12 +40,16 @@ def sim_url(sim_vhost) -> str:
 
 
 @pytest.fixture(scope="module")
-def credentials(sim_vhost):
-    """The systems' users (prefixed so they never touch real users), created once."""
-    created = users.ensure_system_users(
-        sim_vhost, SYSTEMS, {s: "gridbus-test" for s in SYSTEMS}, prefix="gridbus-test-sim-"
-    )
-    return {u.system: (u.username, u.password) for u in created}
+def credentials(sim_vhost, system_users):
+    """The suite's own system users (never the real ones), allowed to publish in this vhost too."""
+    users.ensure_system_users(sim_vhost, SYSTEMS, usernames=TEST_SOURCE_USERS)
+    return {s: system_users[s] for s in SYSTEMS}
+
+
+@pytest.fixture(autouse=True)
+def source_users_env(monkeypatch):
+    """The commands read GRIDBUS_SOURCE_USERS, as a deployment's would."""
+    monkeypatch.setenv("GRIDBUS_SOURCE_USERS", json.dumps(TEST_SOURCE_USERS))
 
 
 def take_all(url: str, queue: str, expected: int, timeout: float = 10.0) -> list:
@@ -167,3 +171,20 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
         cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--system-password", "cmd=wrong"], obj=obj
     )
     assert wrong.exit_code == 1 and "refused the login" in wrong.output
+
+    given = runner.invoke(
+        cli_ops.simulate,
+        ["--broker", sim_url, "--route", route.name, "--system-password", f"cmd={credentials['cmd'][1]}"],
+        obj=obj,
+    )
+    assert given.exit_code == 0, given.output
+    [message] = take_all(sim_url, route.work_queue, 1)
+    assert message.properties["user_id"] == TEST_SOURCE_USERS["cmd"]  # the mapped user, not "cmd"
+
+    credentials_file.write_text(json.dumps({"cmd": ["cmd", "not-this-one"]}))
+    other_user = runner.invoke(
+        cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--credentials-file", str(credentials_file)],
+        obj=obj,
+    )
+    assert other_user.exit_code == 2 and "GRIDBUS_SOURCE_USERS" in other_user.output
+    assert f"cmd as 'cmd', not {TEST_SOURCE_USERS['cmd']!r}" in other_user.output

@@ -3,16 +3,32 @@ the broker vouches for ``user_id``."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 
 import pika
 import pika.exceptions
 import pytest
+from click.testing import CliRunner
 from kombu import Connection
 
+from adapters.soap import contract_path
+from adapters.soap_stub import SoapStub
+
 from routes import naming
-from routes.model import Route, Source, Step, Target
+from routes.model import RetryPolicy, Route, Source, Step, Target
+from routes import ROUTES
+from tests.conftest import SYSTEMS, VHOST_PREFIX, password_hashes
+from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
+from tests.support.fakes import RecordingAdapter
+from tests.support.processes import WorkerProcess
+from tests.support.routes import NOTES, note_body
+from workers import headers as H
 from workers import topology, users
+from workers.cli import main as cli
 
 pytestmark = pytest.mark.broker
 
@@ -46,13 +62,14 @@ def route(broker_url):
 
 
 @pytest.fixture(scope="module")
-def system_users(vhost):
-    """Users pms (generated password) and mkt (given password), created once: rabbitmqctl is slow."""
-    prefix = f"t{uuid.uuid4().hex[:6]}-"
-    created = users.ensure_system_users(vhost, ["pms", "mkt"], {"mkt": "mkt-secret"}, prefix=prefix)
-    # Never deleted: deleting a user closes its connections, which has wedged RabbitMQ 3.10 here
-    # while other clients were busy. A few leftover test users with no permissions elsewhere are harmless.
-    return {u.system: u for u in created}
+def own_users(vhost):
+    """Users of this module's own for pms (generated password) and mkt (given password), created
+    once (rabbitmqctl is slow) and deleted when the module is done (their connections are closed)."""
+    tag = uuid.uuid4().hex[:6]
+    names = {s: f"{VHOST_PREFIX}-t{tag}-{s}" for s in ("pms", "mkt")}
+    created = users.ensure_system_users(vhost, ["pms", "mkt"], {"mkt": "mkt-secret"}, usernames=names)
+    yield {u.system: u for u in created}
+    users.delete_users(names.values())
 
 
 def _channel_as(broker_url: str, user: users.SystemUser):
@@ -68,21 +85,23 @@ def _props(user_id: str) -> pika.BasicProperties:
     return pika.BasicProperties(message_id=str(uuid.uuid4()), user_id=user_id, delivery_mode=2)
 
 
-def test_generated_and_given_passwords(system_users):
-    pms, mkt = system_users["pms"], system_users["mkt"]
+def test_generated_and_given_passwords(own_users):
+    pms, mkt = own_users["pms"], own_users["mkt"]
     assert pms.generated and pms.created and len(pms.password) >= 24
     assert mkt.password == "mkt-secret" and not mkt.generated
     assert users.write_permission("pms") == r"^pms\.out$"
 
 
-def test_existing_user_keeps_its_password_unless_one_is_given(vhost, system_users):
-    prefix = system_users["pms"].username[: -len("pms")]
-    [again] = users.ensure_system_users(vhost, ["pms"], prefix=prefix)
+def test_existing_user_keeps_its_password_unless_one_is_given(vhost, own_users):
+    pms = own_users["pms"]
+    [again] = users.ensure_system_users(vhost, ["pms"], usernames={"pms": pms.username})
     assert again.password is None and not again.created and not again.generated
+    assert users.password_is_valid(pms.username, pms.password)
+    assert not users.password_is_valid(pms.username, "not-its-password")
 
 
-def test_system_publishes_to_its_own_exchange_only(broker_url, route, system_users):
-    pms = system_users["pms"]
+def test_system_publishes_to_its_own_exchange_only(broker_url, route, own_users):
+    pms = own_users["pms"]
     connection, channel = _channel_as(broker_url, pms)
     try:
         props = _props(pms.username)
@@ -101,20 +120,21 @@ def test_system_publishes_to_its_own_exchange_only(broker_url, route, system_use
     assert delivered.properties["user_id"] == pms.username
 
 
-def test_broker_refuses_a_user_id_that_is_not_the_connections_user(broker_url, route, system_users):
-    pms = system_users["pms"]
+def test_broker_refuses_a_user_id_that_is_not_the_connections_user(broker_url, route, own_users):
+    pms = own_users["pms"]
     connection, channel = _channel_as(broker_url, pms)
     try:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
-            channel.basic_publish("pms.out", route.source.routing_key, b"<x/>", _props("mkt"), mandatory=True)
+            forged = _props(own_users["mkt"].username)
+            channel.basic_publish("pms.out", route.source.routing_key, b"<x/>", forged, mandatory=True)
         assert refused.value.reply_code == 406
         assert "PRECONDITION_FAILED" in refused.value.reply_text
     finally:
         connection.close()
 
 
-def test_system_user_cannot_read_or_declare(broker_url, route, system_users):
-    pms = system_users["pms"]
+def test_system_user_cannot_read_or_declare(broker_url, route, own_users):
+    pms = own_users["pms"]
     connection, channel = _channel_as(broker_url, pms)
     try:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
@@ -124,8 +144,8 @@ def test_system_user_cannot_read_or_declare(broker_url, route, system_users):
         connection.close()
 
 
-def test_unbound_routing_key_still_reaches_the_unrouted_queue(broker_url, route, system_users):
-    pms = system_users["pms"]
+def test_unbound_routing_key_still_reaches_the_unrouted_queue(broker_url, route, own_users):
+    pms = own_users["pms"]
     with Connection(broker_url) as conn:
         before = conn.default_channel.queue_declare(naming.UNROUTED_QUEUE, passive=True).message_count
     connection, channel = _channel_as(broker_url, pms)
@@ -154,3 +174,139 @@ def test_rabbitmqctl_failure_is_reported_clearly(tmp_path):
     fake.chmod(0o755)
     with pytest.raises(users.UserSetupError, match="add_user .* failed .*does not exist"):
         users.ensure_system_users("no-such-vhost", ["pms"], rabbitmqctl=str(fake))
+
+
+# --- a system's user is what GRIDBUS_SOURCE_USERS says ----------------------------------------------
+
+
+def test_a_route_accepts_only_the_user_mapped_to_its_system(broker_url, vhost, system_users, store):
+    """The suite's pms user is accepted where it is pms's user, and refused where pms's user is
+    the default (the system code), with a reason that names both."""
+    pms = UpstreamSystem(vhost, *system_users["pms"])
+    rec = RecordingAdapter()
+    try:
+        with running_worker([NOTES], broker_url, store, {"rec": rec}) as worker:  # the suite's mapping
+            accepted = pms.publish("pms.out", "note.published", note_body("k", "mapped"), message_type="Note")
+            wait_for(lambda: worker.counts.get("delivered") == 1, what="the mapped user's message delivered")
+        with running_worker([NOTES], broker_url, store, {"rec": rec}, source_users={}) as worker:
+            refused = pms.publish("pms.out", "note.published", note_body("k", "default"), message_type="Note")
+            wait_for(lambda: worker.counts.get("dead-lettered") == 1, what="the other user's message refused")
+    finally:
+        pms.close()
+    assert [(mid, out.text) for _, mid, out in rec.calls] == [(rec.calls[0][1], "mapped")]
+    assert accepted != refused
+    [letter] = dead_letter_reader(broker_url, NOTES).where(lambda m: m.properties.get("message_id") == refused)
+    assert letter.headers[H.ERROR_TYPE] == "unauthorised"
+    assert letter.headers[H.ERROR_MESSAGE] == (
+        f"published by {system_users['pms'][0]!r}, but route {NOTES.name} accepts only system 'pms' as user 'pms'"
+    )
+
+
+# --- the README's "Running it for real", on a broker where the users exist --------------------------
+
+
+#: The shipped routes of each source system, with one delay tier each: the sequence as the README
+#: has it, on a fifth of the queues (the broker's file handles are shared by every test run).
+README_ROUTES = tuple(
+    replace(route, retry=RetryPolicy(attempts=2, first_delay_s=1.0, max_delay_s=1.0))
+    for route in ROUTES
+    if route.name in {
+        "mkt.supply-plan-pushed", "pms.black-map-published", "cmd.plan-changed",
+        "tc.sales-company-archive-pushed", "tc.user-unit-review-passed",
+    }
+)
+README_ROUTES_MODULE = f"{__name__}:README_ROUTES"
+
+
+@pytest.mark.slow
+def test_the_readme_sequence_works_again_where_the_users_exist(fresh_broker_url, tmp_path):
+    """declare, users --save, worker, simulate, trace: on new users, again on the same users and
+    credentials file, and with a new file (the passwords unknown until --reset-passwords)."""
+    tag = uuid.uuid4().hex[:6]
+    names = {s: f"{VHOST_PREFIX}-readme-{tag}-{s}" for s in ("mkt", "pms", "cmd", "tc")}
+    store_url = f"sqlite:///{tmp_path}/store.sqlite3"
+    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd") as cmd, SoapStub(
+        contract_path("tc/TradingCenterService.wsdl"), path="/tc"
+    ) as tc:
+        env = {
+            "GRIDBUS_BROKER_URL": fresh_broker_url,
+            "GRIDBUS_STORE_URL": store_url,
+            "GRIDBUS_SOURCE_USERS": json.dumps(names),
+            "GRIDBUS_CMD_SOAP_URL": cmd.url,
+            "GRIDBUS_TC_SOAP_URL": tc.url,
+        }
+        gridbus = _commands(env)
+        inbox = inbox_reader(fresh_broker_url)
+        worker = WorkerProcess(fresh_broker_url, store_url, README_ROUTES_MODULE, tmp_path, **env)
+        try:
+            assert "declared" in gridbus("topology", "declare")
+            first = gridbus("topology", "users", "--save", str(tmp_path / "creds.json"))
+            assert first.count("created") == 4 and "credentials written" in first
+            worker.start()
+            _simulate_and_see_it_handled(gridbus, inbox, tmp_path / "creds.json", cmd, expected=1)
+            assert "RU2026110001" in _eventually(lambda: gridbus("trace", "RU2026110001", "--store", store_url))
+
+            again = gridbus("topology", "users", "--save", str(tmp_path / "creds.json"))
+            assert again.count("updated") == 4 and "(unchanged)" in again and "kept from the file" in again
+            _simulate_and_see_it_handled(gridbus, inbox, tmp_path / "creds.json", cmd, expected=2)
+
+            elsewhere = tmp_path / "elsewhere.json"
+            unknown = gridbus("topology", "users", "--save", str(elsewhere), exit_code=1)
+            assert f"not saved: cmd ({names['cmd']})" in unknown and "--reset-passwords" in unknown
+            assert json.loads(elsewhere.read_text()) == {}
+            gridbus("simulate", "--credentials-file", str(elsewhere), exit_code=2)  # says which passwords are missing
+            reset = gridbus("topology", "users", "--save", str(elsewhere), "--reset-passwords")
+            assert sorted(json.loads(elsewhere.read_text())) == ["cmd", "mkt", "pms", "tc"], reset
+            _simulate_and_see_it_handled(gridbus, inbox, elsewhere, cmd, expected=3)
+            assert not users.password_is_valid(*json.loads((tmp_path / "creds.json").read_text())["pms"])
+            assert worker.alive()
+        finally:
+            worker.close()
+            users.delete_users(names.values())
+    assert len(README_ROUTES) == 5
+    refused = [
+        m for r in README_ROUTES for m in dead_letter_reader(fresh_broker_url, r).drain()
+        if m.headers.get(H.ERROR_TYPE) == "unauthorised"
+    ]
+    assert refused == []
+
+
+def _commands(env: dict):
+    runner = CliRunner()
+
+    def gridbus(*args: str, exit_code: int = 0) -> str:
+        routes = ["--routes-module", README_ROUTES_MODULE] if args[0] in ("topology", "simulate") else []
+        result = runner.invoke(cli, [*args, *routes], env=env)
+        assert result.exit_code == exit_code, (args, result.output, result.exception)
+        return result.output
+
+    return gridbus
+
+
+def _eventually(attempt, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return attempt()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _simulate_and_see_it_handled(gridbus, inbox, credentials: Path, cmd: SoapStub, expected: int) -> None:
+    """simulate publishes every example as the mapped users; the worker accepts them: the black
+    map reaches marketing and the supply plan the command center (``expected`` times by now)."""
+    out = gridbus("simulate", "--credentials-file", str(credentials))
+    assert "message(s) published and confirmed" in out
+    wait_for(lambda: len(inbox.where(lambda m: m.properties.get("type") == "BlackMapNotice")) == expected,
+             timeout=30, what=f"black-map notice {expected}")
+    wait_for(lambda: len(cmd.effects("ReceiveSupplyPlan")) >= expected, timeout=30, what="supply plan received")
+
+
+def test_the_broker_wide_users_keep_their_passwords(system_users, broker_wide_users):
+    """The users named by the system codes exist (the session made those that were missing) and
+    their password hashes are as the session found them, after the suite's own users were set up."""
+    assert set(broker_wide_users) == set(SYSTEMS)
+    now = password_hashes()
+    assert {user: now.get(user) for user in broker_wide_users} == broker_wide_users

@@ -126,6 +126,10 @@ def body_json(message) -> dict:
 
 @contextmanager
 def running_worker(routes, broker_url: str, store: Store, extra_adapters=None, **kwargs):
+    """A worker in a thread; its routes accept the suite's own system users (``TEST_SOURCE_USERS``)."""
+    from tests.conftest import TEST_SOURCE_USERS
+
+    kwargs.setdefault("source_users", TEST_SOURCE_USERS)
     worker = Worker(
         routes,
         broker_url=broker_url,

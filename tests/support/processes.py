@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import TEST_SOURCE_USERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +34,7 @@ class WorkerProcess:
             "GRIDBUS_BROKER_URL": broker_url,
             "GRIDBUS_STORE_URL": store_url,
             "GRIDBUS_LOG_LEVEL": "INFO",
+            "GRIDBUS_SOURCE_USERS": json.dumps(TEST_SOURCE_USERS),
             **{k.upper(): str(v) for k, v in env.items()},
         }
         self.tmp_path = tmp_path
