@@ -72,9 +72,10 @@ TARGET_RSS_MB = 200.0
 
 HOST = os.environ.get("GRIDBUS_BENCH_BROKER_HOST", "127.0.0.1")
 PORT = int(os.environ.get("GRIDBUS_BENCH_BROKER_PORT", "5672"))
-#: The pms user's password. The default is the one the test suite's ``system_users`` fixture
-#: sets, so a bench run never changes it under a test session running at the same time.
-PMS_PASSWORD = os.environ.get("GRIDBUS_BENCH_PMS_PASSWORD", "gridbus-test")
+#: The bench's own user for pms (GRIDBUS_SOURCE_USERS maps pms to it): a bench run never
+#: changes the password of a user it did not create, such as a deployment's ``pms``.
+PMS_USER = os.environ.get("GRIDBUS_BENCH_PMS_USER", "gridbus-bench-pms")
+PMS_PASSWORD = os.environ.get("GRIDBUS_BENCH_PMS_PASSWORD", "gridbus-bench")
 #: Node name for rabbitmqctl (``-n``) when the bench runs against a node other than the default one.
 NODE = os.environ.get("GRIDBUS_BENCH_RABBITMQ_NODE")
 
@@ -103,11 +104,11 @@ def rabbitmqctl(*args: str, timeout_s: int = 180) -> str:
 def prepare_vhost(vhost: str) -> None:
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     users = {line.split("\t", 1)[0] for line in rabbitmqctl("list_users", "--quiet").splitlines()}
-    if "pms" in users:
-        rabbitmqctl("change_password", "pms", PMS_PASSWORD)
+    if PMS_USER in users:
+        rabbitmqctl("change_password", PMS_USER, PMS_PASSWORD)
     else:
-        rabbitmqctl("add_user", "pms", PMS_PASSWORD)
-    rabbitmqctl("set_permissions", "-p", vhost, "pms", "^$", r"^pms\.out$", "^$")
+        rabbitmqctl("add_user", PMS_USER, PMS_PASSWORD)
+    rabbitmqctl("set_permissions", "-p", vhost, PMS_USER, "^$", r"^pms\.out$", "^$")
 
 
 def await_broker(timeout_s: int = 180) -> None:
@@ -462,6 +463,7 @@ def run_worker(
         "GRIDBUS_STORE_URL": f"sqlite:///{workdir / f'store-{log_level.lower()}{tag}.sqlite3'}",
         "GRIDBUS_LOG_LEVEL": log_level,
         "GRIDBUS_LOG_FORMAT": "json",
+        "GRIDBUS_SOURCE_USERS": json.dumps({"pms": PMS_USER}),
     }
     gridbus = gridbus_command()
     declared = subprocess.run([*gridbus, "topology", "declare"], env=env, capture_output=True, text=True, timeout=120)
@@ -484,12 +486,12 @@ def run_worker(
                 black_map_body(template, i),
                 message_id=str(uuid.uuid4()),
                 type=MESSAGE_TYPE,
-                user_id="pms",
+                user_id=PMS_USER,
                 delivery_mode=2,
                 content_type="application/xml",
             )
 
-        load_rate = load(url(vhost, "pms", PMS_PASSWORD), SOURCE_EXCHANGE, SOURCE_ROUTING_KEY, n, make)
+        load_rate = load(url(vhost, PMS_USER, PMS_PASSWORD), SOURCE_EXCHANGE, SOURCE_ROUTING_KEY, n, make)
         wait_for_depth(probe, WORK_QUEUE, n)
         settle_broker()
 
