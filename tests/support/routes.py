@@ -67,7 +67,7 @@ def note_revision(note: Note) -> int:
     return note.revision
 
 
-FAST_RETRY = RetryPolicy(attempts=4, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+FAST_RETRY = RetryPolicy(attempts=4, first_delay_s=0.3, max_delay_s=1.0)
 
 NOTES = Route(
     name="test.notes",
