@@ -7,6 +7,7 @@ from typing import Callable, Iterable
 
 from adapters.amqp import build_amqp_adapters
 from routes.model import Route
+from workers.breaker import CircuitBreaker, GuardedAdapter
 from workers.broker import Publisher
 from workers.runtime import Worker
 from workers.settings import Settings
@@ -27,24 +28,49 @@ def load_routes(spec: str | None = None, names: Iterable[str] = ()) -> tuple[Rou
     return tuple(known[n] for n in names)
 
 
-def adapter_factory(settings: Settings, extra: dict | None = None) -> Callable[[Callable[[], Publisher]], dict]:
-    """Adapters by name: AMQP targets on the worker's publisher, SOAP peers from settings."""
+def adapter_factory(
+    settings: Settings, extra: dict | None = None, breakers: dict[str, CircuitBreaker] | None = None
+) -> Callable[[Callable[[], Publisher]], dict]:
+    """Adapters by name: AMQP targets on the worker's publisher, SOAP peers from settings; each
+    synchronous adapter named in ``breakers`` behind its breaker. New adapters on every call: a
+    worker's adapters (HTTP sessions) are its own, its peers' breakers may be shared."""
     from adapters.soap import build_soap_adapters
 
     def build(publisher: Callable[[], Publisher]) -> dict:
         adapters = {**build_amqp_adapters(publisher), **build_soap_adapters(settings)}
         adapters.update(extra or {})
+        for name, breaker in (breakers or {}).items():
+            if name in adapters:
+                adapters[name] = GuardedAdapter(adapters[name], breaker)
         return adapters
 
     return build
 
 
+def synchronous_adapters(settings: Settings, extra: dict | None = None) -> tuple[str, ...]:
+    """Names of the adapters that deliver inside the worker's loop (no batched ``send``)."""
+    adapters = adapter_factory(settings, extra)(lambda: None)  # built, never used: nothing connects
+    return tuple(name for name, adapter in adapters.items() if not hasattr(adapter, "send"))
+
+
+def build_breakers(settings: Settings, peers: Iterable[str]) -> dict[str, CircuitBreaker]:
+    return {
+        peer: CircuitBreaker(peer, failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s)
+        for peer in peers
+    }
+
+
 def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Worker:
+    """One Worker for all the given routes (one loop), its synchronous peers behind breakers."""
+    extra = kwargs.pop("extra_adapters", None)
+    breakers = kwargs.pop("breakers", None)
+    if breakers is None:
+        breakers = build_breakers(settings, synchronous_adapters(settings, extra))
     return Worker(
         routes,
         broker_url=settings.broker_url,
         store=store or Store(settings.store_url),
-        adapters=adapter_factory(settings, kwargs.pop("extra_adapters", None)),
+        adapters=adapter_factory(settings, extra, breakers),
         prefetch=settings.prefetch,
         batch_size=settings.batch_size,
         confirm_timeout_s=settings.confirm_timeout_s,

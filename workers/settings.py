@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     message_deadline_s: float = Field(
         300.0, description="A batch still unfinished after this many seconds is taken as a hang: the worker exits."
     )
+    breaker_failures: int = Field(
+        5, ge=1, description="Transient failures in a row that open a synchronous peer's circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="How long an open breaker sends its peer's messages to their broker-held retry "
+        "without a call, in seconds, before one probe call is let through.",
+    )
     log_format: str = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name.")
 
