@@ -9,6 +9,7 @@ from adapters.amqp import build_amqp_adapters
 from routes.model import Route
 from workers.breaker import CircuitBreaker, GuardedAdapter
 from workers.broker import Publisher
+from workers.lanes import Lanes, plan_lanes
 from workers.runtime import Worker
 from workers.settings import Settings
 from workers.store import Store
@@ -33,7 +34,7 @@ def adapter_factory(
 ) -> Callable[[Callable[[], Publisher]], dict]:
     """Adapters by name: AMQP targets on the worker's publisher, SOAP peers from settings; each
     synchronous adapter named in ``breakers`` behind its breaker. New adapters on every call: a
-    worker's adapters (HTTP sessions) are its own, its peers' breakers may be shared."""
+    lane's adapters (HTTP sessions) are its own, its peers' breakers shared."""
     from adapters.soap import build_soap_adapters
 
     def build(publisher: Callable[[], Publisher]) -> dict:
@@ -66,7 +67,7 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
     breakers = kwargs.pop("breakers", None)
     if breakers is None:
         breakers = build_breakers(settings, synchronous_adapters(settings, extra))
-    return Worker(
+    worker = Worker(
         routes,
         broker_url=settings.broker_url,
         store=store or Store(settings.store_url),
@@ -78,3 +79,33 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         retention_s=settings.store_retention_days * 86400,
         **kwargs,
     )
+    for adapter in worker.adapters.values():
+        if isinstance(adapter, GuardedAdapter):
+            adapter.on_return = worker.progressed  # a call that ended is progress for the watchdog
+    return worker
+
+
+def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Lanes:
+    """The worker process: one lane per set of synchronous peers the routes call (see
+    ``workers.lanes``), or a single lane with ``settings.lanes`` off. The lanes share one
+    breaker per peer; on SQLite they share one store connection (its lock serialises them, and
+    two writers on one file would refuse each other's transactions), on PostgreSQL each lane has
+    its own."""
+    routes = tuple(routes)
+    extra = kwargs.get("extra_adapters")
+    synchronous = synchronous_adapters(settings, extra)
+    breakers = build_breakers(settings, synchronous)
+    lanes = plan_lanes(routes, synchronous, split=settings.lanes)
+    shared = store
+    if shared is None and not settings.store_url.startswith(("postgresql://", "postgres://")):
+        shared = Store(settings.store_url)
+    workers = {}
+    for lane in lanes:
+        if lane.peers and settings.message_deadline_s <= settings.soap_timeout_s:
+            raise ValueError(
+                f"lane {lane.name} calls {', '.join(lane.peers)}, and one call may take GRIDBUS_SOAP_TIMEOUT_S "
+                f"({settings.soap_timeout_s:g} s): GRIDBUS_MESSAGE_DEADLINE_S ({settings.message_deadline_s:g} s) "
+                "must be longer, or the watchdog takes a slow call for a hang"
+            )
+        workers[lane.name] = build_worker(settings, lane.routes, store=shared, breakers=breakers, **kwargs)
+    return Lanes(workers)
