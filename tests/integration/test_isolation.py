@@ -27,7 +27,9 @@ from adapters.soap import contract_path
 from adapters.soap_stub import SoapStub
 from routes.hv_install import BLACK_MAP_PUBLISHED, SUPPLY_PLAN_PUSHED
 from routes.model import RetryPolicy
-from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, wait_for
+from tests.support.amqp import UpstreamSystem, dead_letter_reader, declare_routes, inbox_reader, wait_for
+from tests.support.processes import WorkerProcess
+from tests.support.routes import SOAP_ROUTES
 from workers import logging as gridbus_logging
 from workers.bootstrap import build_lanes
 from workers.settings import Settings
@@ -247,3 +249,30 @@ def test_in_one_loop_the_hanging_peer_would_hold_the_black_maps(broker_url, tmp_
 
     assert max(seen["latencies"]) > BLACK_MAP_BOUND_S, seen["latencies"]
     assert_each_plan_applied_once(stub, seen["applications"], broker_url)
+
+
+def test_slow_calls_that_each_end_in_time_are_not_taken_for_a_hang(broker_url, tmp_path, systems):
+    """``gridbus worker`` as a process: every call takes 1.2 s (the SOAP timeout is 1.5 s), the
+    watchdog's deadline is 2 s, and 4 plans in one batch take about 5 s. The deadline counts
+    from the latest call's end, so the worker delivers them all and is never ended as hung."""
+    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd", delay_s=1.2) as stub:
+        stub.fail_for(120, "delay")  # every call answers OK, 1.2 s late
+        declare_routes(broker_url, SOAP_ROUTES)
+        applications = publish_plans(systems, 4)  # before the worker starts: one batch
+        worker = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/store.sqlite3", "tests.support.routes:SOAP_ROUTES",
+                               tmp_path, gridbus_cmd_soap_url=stub.url, gridbus_soap_timeout_s=1.5,
+                               gridbus_message_deadline_s=2)
+        try:
+            worker.start()
+            wait_for(lambda: len(stub.effects()) == 4 and '"outcome": "delivered"' in worker.logs(),
+                     timeout=30, what="the 4 plans applied")
+            wait_for(lambda: worker.logs().count('"outcome": "delivered"') == 4, timeout=10, what="4 outcomes")
+            assert worker.alive(), worker.logs()[-3000:]
+            assert worker.terminate() == 0
+        finally:
+            worker.close()
+    assert sorted(c.payload["ApplicationNo"] for c in stub.effects()) == sorted(applications)
+    logs = worker.logs()
+    assert '"worker.hung"' not in logs and '"lane": "cmd"' in logs
+    assert max(json.loads(line)["duration_ms"] for line in logs.splitlines()
+               if '"outcome": "delivered"' in line) > 2000  # the batch did outlast the deadline

@@ -100,5 +100,17 @@ ROUTES = (NOTES, REVISED_NOTES)
 SUBPROCESS_ROUTES = (AMQP_ONLY_NOTES,)
 
 
+def _soap_routes():
+    from dataclasses import replace
+
+    from routes.hv_install import SUPPLY_PLAN_PUSHED
+
+    return (replace(SUPPLY_PLAN_PUSHED, retry=FAST_RETRY),)
+
+
+# A worker subprocess calling the command center's SOAP stub (the watchdog's tests).
+SOAP_ROUTES = _soap_routes()
+
+
 def note_body(key: str, text: str = "hello", revision: int = 1, version: str = "1") -> bytes:
     return json.dumps({"schema_version": version, "key": key, "revision": revision, "text": text}).encode()
