@@ -96,10 +96,6 @@ def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | N
     synchronous = synchronous_adapters(settings, extra)
     breakers = build_breakers(settings, synchronous)
     lanes = plan_lanes(routes, synchronous, split=settings.lanes)
-    shared = store
-    if shared is None and not settings.store_url.startswith(("postgresql://", "postgres://")):
-        shared = Store(settings.store_url)
-    workers = {}
     for lane in lanes:
         if lane.peers and settings.message_deadline_s <= settings.soap_timeout_s:
             raise ValueError(
@@ -107,5 +103,10 @@ def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | N
                 f"({settings.soap_timeout_s:g} s): GRIDBUS_MESSAGE_DEADLINE_S ({settings.message_deadline_s:g} s) "
                 "must be longer, or the watchdog takes a slow call for a hang"
             )
-        workers[lane.name] = build_worker(settings, lane.routes, store=shared, breakers=breakers, **kwargs)
+    shared = store
+    if shared is None and not settings.store_url.startswith(("postgresql://", "postgres://")):
+        shared = Store(settings.store_url)
+    workers = {
+        lane.name: build_worker(settings, lane.routes, store=shared, breakers=breakers, **kwargs) for lane in lanes
+    }
     return Lanes(workers)
