@@ -83,20 +83,19 @@ class Step:
 class RetryPolicy:
     """How transient delivery failures are retried.
 
-    attempts: delivery attempts in all before the message is dead-lettered (default 8).
-    quick_attempts: in-process tries per attempt, spaced by ``quick_delay_s`` (default 3, 0.2 s).
+    attempts: delivery attempts in all before the message is dead-lettered (default 8). Each
+        attempt is one try: a transient failure sends the message to its broker-held retry at
+        once, and nothing waits in the worker.
     first_delay_s / max_delay_s: broker-held back-off before attempt 2, doubling up to the cap.
     """
 
     attempts: int = 8
     first_delay_s: float = 5.0
     max_delay_s: float = 600.0
-    quick_attempts: int = 3
-    quick_delay_s: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or self.quick_attempts < 1:
-            raise ValueError("attempts and quick_attempts must be at least 1")
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
         if not 0 < self.first_delay_s <= self.max_delay_s:
             raise ValueError("need 0 < first_delay_s <= max_delay_s")
 

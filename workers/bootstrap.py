@@ -7,7 +7,9 @@ from typing import Callable, Iterable
 
 from adapters.amqp import build_amqp_adapters
 from routes.model import Route
+from workers.breaker import CircuitBreaker, GuardedAdapter
 from workers.broker import Publisher
+from workers.lanes import Lanes, plan_lanes
 from workers.runtime import Worker
 from workers.settings import Settings
 from workers.store import Store
@@ -27,31 +29,91 @@ def load_routes(spec: str | None = None, names: Iterable[str] = ()) -> tuple[Rou
     return tuple(known[n] for n in names)
 
 
-def adapter_factory(settings: Settings, extra: dict | None = None) -> Callable[[Callable[[], Publisher]], dict]:
-    """Adapters by name: AMQP targets on the worker's publisher, SOAP peers from settings."""
+def adapter_factory(
+    settings: Settings, extra: dict | None = None, breakers: dict[str, CircuitBreaker] | None = None
+) -> Callable[[Callable[[], Publisher]], dict]:
+    """Adapters by name: AMQP targets on the worker's publisher, SOAP peers from settings; each
+    synchronous adapter named in ``breakers`` behind its breaker. New adapters on every call: a
+    lane's adapters (HTTP sessions) are its own, its peers' breakers shared."""
     from adapters.soap import build_soap_adapters
 
     def build(publisher: Callable[[], Publisher]) -> dict:
         adapters = {**build_amqp_adapters(publisher), **build_soap_adapters(settings)}
         adapters.update(extra or {})
+        for name, breaker in (breakers or {}).items():
+            if name in adapters:
+                adapters[name] = GuardedAdapter(adapters[name], breaker)
         return adapters
 
     return build
 
 
+def synchronous_adapters(settings: Settings, extra: dict | None = None) -> tuple[str, ...]:
+    """Names of the adapters that deliver inside the worker's loop (no batched ``send``)."""
+    adapters = adapter_factory(settings, extra)(lambda: None)  # built, never used: nothing connects
+    return tuple(name for name, adapter in adapters.items() if not hasattr(adapter, "send"))
+
+
+def build_breakers(settings: Settings, peers: Iterable[str]) -> dict[str, CircuitBreaker]:
+    return {
+        peer: CircuitBreaker(peer, failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s)
+        for peer in peers
+    }
+
+
 def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Worker:
-    return Worker(
+    """One Worker for all the given routes (one loop), its synchronous peers behind breakers."""
+    extra = kwargs.pop("extra_adapters", None)
+    breakers = kwargs.pop("breakers", None)
+    if breakers is None:
+        breakers = build_breakers(settings, synchronous_adapters(settings, extra))
+    worker = Worker(
         routes,
         broker_url=settings.broker_url,
         store=store or Store(settings.store_url),
-        adapters=adapter_factory(settings, kwargs.pop("extra_adapters", None)),
+        adapters=adapter_factory(settings, extra, breakers),
         prefetch=settings.prefetch,
         batch_size=settings.batch_size,
         confirm_timeout_s=settings.confirm_timeout_s,
         message_deadline_s=settings.message_deadline_s,
         retention_s=settings.store_retention_days * 86400,
         heartbeat_s=settings.heartbeat_s,
-        name=settings.worker_name,
+        name=kwargs.pop("name", settings.worker_name),
         source_users=settings.source_user_names(),
         **kwargs,
     )
+    for adapter in worker.adapters.values():
+        if isinstance(adapter, GuardedAdapter):
+            adapter.on_return = worker.progressed  # a call that ended is progress for the watchdog
+    return worker
+
+
+def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Lanes:
+    """The worker process: one lane per set of synchronous peers the routes call (see
+    ``workers.lanes``), or a single lane with ``settings.lanes`` off. The lanes share one
+    breaker per peer; on SQLite they share one store connection (its lock serialises them, and
+    two writers on one file would refuse each other's transactions), on PostgreSQL each lane has
+    its own."""
+    routes = tuple(routes)
+    extra = kwargs.get("extra_adapters")
+    synchronous = synchronous_adapters(settings, extra)
+    breakers = build_breakers(settings, synchronous)
+    lanes = plan_lanes(routes, synchronous, split=settings.lanes)
+    for lane in lanes:
+        if lane.peers and settings.message_deadline_s <= settings.soap_timeout_s:
+            raise ValueError(
+                f"lane {lane.name} calls {', '.join(lane.peers)}, and one call may take GRIDBUS_SOAP_TIMEOUT_S "
+                f"({settings.soap_timeout_s:g} s): GRIDBUS_MESSAGE_DEADLINE_S ({settings.message_deadline_s:g} s) "
+                "must be longer, or the watchdog takes a slow call for a hang"
+            )
+    shared = store
+    if shared is None and not settings.store_url.startswith(("postgresql://", "postgres://")):
+        shared = Store(settings.store_url)
+    def name(lane) -> str:  # in each connection's name: operators tell the lanes apart in list_connections
+        return settings.worker_name if len(lanes) == 1 else f"{settings.worker_name}/{lane.name}"
+
+    workers = {
+        lane.name: build_worker(settings, lane.routes, store=shared, breakers=breakers, name=name(lane), **kwargs)
+        for lane in lanes
+    }
+    return Lanes(workers)

@@ -24,7 +24,7 @@ def main() -> None:
 def worker(route_names, routes_module, broker, store) -> None:
     """Consume the routes' work queues until SIGTERM (finishes the batch in hand, loses nothing)."""
     from workers import logging as gridbus_logging
-    from workers.bootstrap import build_worker, load_routes
+    from workers.bootstrap import build_lanes, load_routes
 
     settings = _settings(broker=broker, store=store)
     gridbus_logging.configure(settings.log_format, settings.log_level)
@@ -32,7 +32,10 @@ def worker(route_names, routes_module, broker, store) -> None:
         routes = load_routes(routes_module, route_names)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from exc
-    runtime = build_worker(settings, routes)
+    try:
+        runtime = build_lanes(settings, routes)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     runtime.install_signal_handlers()
     runtime.start_watchdog()
     # What start-up made (modules, contract models, routes) lives as long as the process: kept

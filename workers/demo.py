@@ -37,7 +37,7 @@ from workers.store import Store
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "contracts" / "examples"
 #: The demo shortens the command center's back-off so a broker-held retry is seen in seconds.
-DEMO_RETRY = RetryPolicy(attempts=5, first_delay_s=1.0, max_delay_s=4.0, quick_attempts=2, quick_delay_s=0.1)
+DEMO_RETRY = RetryPolicy(attempts=5, first_delay_s=1.0, max_delay_s=4.0)
 
 
 @dataclass
@@ -177,9 +177,9 @@ def _run_high_voltage(broker_url: str, passwords: dict[str, str] | None, echo) -
         store = Store(settings.store_url)
         events_tap = declare_with_events_tap(broker_url, routes)
         worker = build_worker(settings, routes, store=store, declare=False)
-        # The command center is down for its first 3 calls: one quick-retried attempt fails,
+        # The command center is down for its first call (the supply plan's): that attempt fails,
         # the broker holds the message for the back-off, and the next attempt succeeds.
-        stub.fail_next(3, "http503")
+        stub.fail_next(1, "http503")
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         echo(f"gridbus demo on {broker_url.split('@')[-1]}; command center SOAP stub at {stub.url}")

@@ -2,8 +2,8 @@
 
 - ``PermanentError`` and its subclasses: retrying cannot help; the message goes straight to
   its route's dead-letter queue.
-- ``TransientDeliveryError``: the target may recover; quick retries, then broker-held delayed
-  retries, then the dead-letter queue once the route's attempts are spent.
+- ``TransientDeliveryError``: the target may recover; broker-held delayed retries, then the
+  dead-letter queue once the route's attempts are spent.
 
 ``reason`` is the operator-facing sentence that ends up in the ``x-gridbus-error`` header. It is
 always one bounded line (see ``one_line``): whatever a reason quotes of the input, it travels in

@@ -16,8 +16,6 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-import tenacity
-
 from contracts.base import MappingContext
 from routes import naming
 from routes.model import Route, Step
@@ -125,7 +123,6 @@ class Pipeline:
         self.adapters = adapters
         self.clock = clock
         self.source_users = source_users or {}  # system -> its RabbitMQ user; absent: the system code
-        self._retrying: dict[str, tenacity.Retrying] = {}
 
     def check(self, d: Delivery) -> None:
         route = d.route
@@ -351,27 +348,18 @@ class Pipeline:
         if hasattr(adapter, "send"):
             d.tickets[adapter.send(step.target.operation, output, context)] = name
             return
-        self._deliver_now(adapter, step, output, context, route)
+        self._deliver_now(adapter, step, output, context)
         self.store.record(effects=[(route.name, d.message_id, name)])
         d.delivered.append(name)
 
-    def _deliver_now(self, adapter, step: Step, output, context: MappingContext, route: Route) -> None:
-        """Synchronous delivery with a few quick in-process tries on transient errors."""
+    def _deliver_now(self, adapter, step: Step, output, context: MappingContext) -> None:
+        """Synchronous delivery, tried once. A transient failure goes to the message's broker-held
+        retry at once (a delay queue), never to a wait in this loop, which serves every route of its
+        lane; a peer that keeps failing is not even called while its circuit breaker is open
+        (``workers.breaker``, put in front of each synchronous adapter by ``workers.bootstrap``)."""
         try:
-            self._quick_retry(route)(adapter.deliver, step.target.operation, output, context)
+            adapter.deliver(step.target.operation, output, context)
         except GridbusError:
             raise
         except Exception as exc:  # noqa: BLE001 - an unclassified adapter failure may pass: retry it
             raise TransientDeliveryError(f"step {step.name}: {type(exc).__name__}: {exc}") from exc
-
-    def _quick_retry(self, route: Route) -> tenacity.Retrying:
-        """The route's quick-retry policy, built once per route."""
-        retrying = self._retrying.get(route.name)
-        if retrying is None:
-            retrying = self._retrying[route.name] = tenacity.Retrying(
-                retry=tenacity.retry_if_exception_type(TransientDeliveryError),
-                stop=tenacity.stop_after_attempt(route.retry.quick_attempts),
-                wait=tenacity.wait_fixed(route.retry.quick_delay_s),
-                reraise=True,
-            )
-        return retrying

@@ -154,17 +154,27 @@ class Worker:
         signal.signal(signal.SIGINT, self.stop)
 
     def start_watchdog(self) -> None:
-        """A batch that runs past the deadline is a hang: exit, so the messages come back
-        redelivered and the poison guard can find the one that hangs."""
+        """A batch that makes no progress (see ``progressed``) for longer than the deadline is a
+        hang: exit, so the messages come back redelivered and the poison guard can find the one that hangs."""
 
         def watch():
             while not self._stop.wait(1.0):
                 since = self._busy_since
                 if since is not None and time.monotonic() - since > self.message_deadline_s:
-                    log.critical("worker.hung", deadline_s=self.message_deadline_s, action="exiting for a restart")
+                    log.critical(
+                        "worker.hung", routes=[r.name for r in self.routes], deadline_s=self.message_deadline_s,
+                        action="exiting for a restart",
+                    )
                     os._exit(75)
 
         threading.Thread(target=watch, name="gridbus-watchdog", daemon=True).start()
+
+    def progressed(self) -> None:
+        """A bounded part of the batch in hand ended (a synchronous peer answered, failed or timed
+        out): the watchdog counts its deadline from now, so a batch of calls that each end within
+        their timeout is never taken for a hang."""
+        if self._busy_since is not None:
+            self._busy_since = time.monotonic()
 
     def run(self, *, until: Callable[[], bool] | None = None, idle_timeout_s: float = 0.2) -> None:
         """Consume until stopped (or ``until()`` is true); reconnects after broker failures.

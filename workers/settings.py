@@ -30,7 +30,21 @@ class Settings(BaseSettings):
     batch_size: int = Field(100, description="Messages processed between two confirm waits / store commits.")
     confirm_timeout_s: float = Field(30.0, description="Longest wait for the broker's publisher confirms, in seconds.")
     message_deadline_s: float = Field(
-        300.0, description="A batch still unfinished after this many seconds is taken as a hang: the worker exits."
+        300.0,
+        description="A batch that makes no progress for this many seconds (no synchronous call ends) is taken as a "
+        "hang: the worker exits. Per lane; must be longer than soap_timeout_s for a lane that calls a SOAP peer.",
+    )
+    lanes: bool = Field(
+        True,
+        description="Consume in lanes: one per set of synchronous peers the routes' steps call, each its own "
+        "consumer in a thread of its own, so a slow or failing peer holds only its own routes' messages.",
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Transient failures in a row that open a synchronous peer's circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="How long an open breaker sends its peer's messages to their broker-held retry "
+        "without a call, in seconds, before one probe call is let through.",
     )
     source_users: dict[str, str] = Field(
         default_factory=dict,

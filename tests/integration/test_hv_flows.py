@@ -23,7 +23,7 @@ from workers import headers as H
 pytestmark = pytest.mark.broker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
-FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0)
 ROUTES = tuple(replace(r, retry=FAST) for r in (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED))
 SUPPLY, ENERGIZATION, BLACK_MAP, PLAN = ROUTES
 

@@ -31,7 +31,7 @@ from workers.cli import main as cli
 
 pytestmark = pytest.mark.broker
 
-FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0)
 ROUTES = tuple(
     replace(r, retry=FAST)
     for r in (SALES_COMPANY_ARCHIVE_PUSHED, USER_UNIT_REVIEW_PASSED, TRIPARTITE_AGREEMENT_SIGNED, OWNERSHIP_DUE)

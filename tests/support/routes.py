@@ -74,7 +74,7 @@ def note_revision(note: Note) -> int:
     return note.revision
 
 
-FAST_RETRY = RetryPolicy(attempts=4, first_delay_s=0.3, max_delay_s=1.0, quick_attempts=2, quick_delay_s=0.05)
+FAST_RETRY = RetryPolicy(attempts=4, first_delay_s=0.3, max_delay_s=1.0)
 
 NOTES = Route(
     name="test.notes",
@@ -105,6 +105,18 @@ AMQP_ONLY_NOTES = Route(
 
 ROUTES = (NOTES, REVISED_NOTES)
 SUBPROCESS_ROUTES = (AMQP_ONLY_NOTES,)
+
+
+def _soap_routes():
+    from dataclasses import replace
+
+    from routes.hv_install import SUPPLY_PLAN_PUSHED
+
+    return (replace(SUPPLY_PLAN_PUSHED, retry=FAST_RETRY),)
+
+
+# A worker subprocess calling the command center's SOAP stub (the watchdog's tests).
+SOAP_ROUTES = _soap_routes()
 
 
 def note_body(key: str, text: str = "hello", revision: int = 1, version: str = "1") -> bytes:
