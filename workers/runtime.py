@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -67,10 +68,14 @@ class Worker:
     adapters can reach the publisher of the current connection (it changes on reconnect).
     batch_size: the most messages in one batch. batch_linger_s: a batch is closed at the latest
     this long after its first message was taken, full or not (see ``_fill``).
+    retention_s: processed ids older than this are forgotten, by a purge started every
+    purge_interval_s that removes at most purge_chunk_rows rows per loop turn (``_purge_expired``).
     """
 
     #: A batch is also closed when no delivery came for this long (seconds).
     QUIET_S = 0.005
+    #: Least time between two chunks of the retention purge, so a busy loop gives it a few percent.
+    PURGE_PAUSE_S = 0.05
 
     def __init__(
         self,
@@ -85,6 +90,8 @@ class Worker:
         confirm_timeout_s: float = 30.0,
         message_deadline_s: float = 300.0,
         retention_s: float = 7 * 86400,
+        purge_interval_s: float = 3600.0,
+        purge_chunk_rows: int = 500,
         clock: Callable[[], datetime] = china_now,
         declare: bool = True,
         schedule_poll_s: float = 1.0,
@@ -98,6 +105,8 @@ class Worker:
         self.confirm_timeout_s = confirm_timeout_s
         self.message_deadline_s = message_deadline_s
         self.retention_s = retention_s
+        self.purge_interval_s = purge_interval_s
+        self.purge_chunk_rows = purge_chunk_rows
         self.clock = clock
         self.declare = declare
         self.schedule_poll_s = schedule_poll_s
@@ -114,7 +123,8 @@ class Worker:
         self._busy_since: float | None = None
         self._delayed: list[tuple[float, int, object]] = []  # in-memory broker only
         self._delayed_seq = 0
-        self._last_purge = 0.0
+        self._last_purge = -math.inf  # the first turn starts a purge
+        self._purged: int | None = None  # rows removed so far by the purge under way (None: no purge)
         self.counts: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -563,11 +573,26 @@ class Worker:
             self.publisher().wait()
 
     def _purge_expired(self) -> None:
-        if time.monotonic() - self._last_purge > 3600:
-            self._last_purge = time.monotonic()
-            removed = self.store.purge_older_than(self.retention_s)
-            if removed:
-                log.info("store.purged", rows=removed, retention_s=self.retention_s)
+        """The retention purge, one chunk of at most ``purge_chunk_rows`` rows per loop turn
+        (and at most one every ``PURGE_PAUSE_S``): started every ``purge_interval_s``, it goes on
+        turn after turn until nothing older than the retention is left. A turn spends a few
+        milliseconds on it, never the seconds that hundreds of thousands of rows in one
+        transaction take. It runs on busy turns too: a worker under a steady load may never see
+        an idle one."""
+        now = time.monotonic()
+        if self._purged is None:
+            if now - self._last_purge < self.purge_interval_s:
+                return
+            self._purged = 0
+        elif now - self._last_purge < self.PURGE_PAUSE_S:
+            return
+        self._last_purge = now
+        removed = self.store.purge_older_than(self.retention_s, limit=self.purge_chunk_rows)
+        self._purged += removed
+        if removed < self.purge_chunk_rows:  # nothing older left
+            if self._purged:
+                log.info("store.purged", rows=self._purged, retention_s=self.retention_s)
+            self._purged = None
 
 
 def _recoverable(*connections) -> tuple[type[BaseException], ...]:
