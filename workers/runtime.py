@@ -89,7 +89,7 @@ class Worker:
         batch_linger_s: float = 0.005,
         confirm_timeout_s: float = 30.0,
         message_deadline_s: float = 300.0,
-        retention_s: float = 7 * 86400,
+        retention_s: float = 3 * 86400,
         purge_interval_s: float = 3600.0,
         purge_chunk_rows: int = 500,
         clock: Callable[[], datetime] = china_now,
