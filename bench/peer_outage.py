@@ -15,8 +15,8 @@ plan had been applied (and whether each exactly once), and the breaker's changes
     .venv/bin/python bench/peer_outage.py --kind delay --outage 75     # long enough for the breaker to
                                                                        # open (5 calls x 10 s)
 
-Needs ``rabbitmqctl`` (for the vhost and the ``mkt``/``pms`` users' permissions in it); the users
-get the password the test suite's ``system_users`` fixture sets (``gridbus-test``) if they lack one.
+Needs ``rabbitmqctl`` (for the vhost and the bench's own users ``gridbus-bench-mkt`` and
+``gridbus-bench-pms``, which GRIDBUS_SOURCE_USERS maps to the two systems; no other user is touched).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ from workers.bootstrap import build_lanes  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 EXAMPLES = REPO / "contracts" / "examples"
-PASSWORD = "gridbus-test"
+PASSWORD = "gridbus-bench"
+#: The bench's own user for each system it publishes as.
+USERS = {"mkt": "gridbus-bench-mkt", "pms": "gridbus-bench-pms"}
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -62,10 +64,12 @@ def prepare(vhost: str) -> None:
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     users = {line.split("\t", 1)[0] for line in rabbitmqctl("list_users", "--quiet").splitlines()}
-    for system in ("mkt", "pms"):
-        if system not in users:
-            rabbitmqctl("add_user", system, PASSWORD)
-        rabbitmqctl("set_permissions", "-p", vhost, system, "^$", rf"^{system}\.out$", "^$")
+    for system, user in USERS.items():
+        if user in users:
+            rabbitmqctl("change_password", user, PASSWORD)
+        else:
+            rabbitmqctl("add_user", user, PASSWORD)
+        rabbitmqctl("set_permissions", "-p", vhost, user, "^$", rf"^{system}\.out$", "^$")
 
 
 def publisher(vhost: str, user: str):
@@ -87,13 +91,13 @@ def measure(vhost: str, kind: str, outage_s: float, plans: int, lanes: bool, sto
     gridbus_logging.configure("json", "INFO", stream=logs)
     with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd", delay_s=outage_s + 5) as stub:
         settings = Settings(broker_url=url, store_url=f"sqlite:///{store_dir}/store.sqlite3", cmd_soap_url=stub.url,
-                            lanes=lanes)
+                            lanes=lanes, source_users=USERS)
         worker = build_lanes(settings, (SUPPLY, BLACK_MAP))
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         while not all(w._publisher is not None for w in worker.workers.values()):
             time.sleep(0.05)
-        mkt, pms = publisher(vhost, "mkt"), publisher(vhost, "pms")
+        mkt, pms = publisher(vhost, USERS["mkt"]), publisher(vhost, USERS["pms"])
         inbox = Connection(url)
         inbox_channel = inbox.channel()
         peak, done = [0], threading.Event()
@@ -112,12 +116,12 @@ def measure(vhost: str, kind: str, outage_s: float, plans: int, lanes: bool, sto
         started = time.monotonic()
         applications = [f"HV{uuid.uuid4().int % 10**13:013d}" for _ in range(plans)]
         for application in applications:
-            publish(mkt, SUPPLY, plan_body.replace(b"HV2026110300017", application.encode()), "mkt",
+            publish(mkt, SUPPLY, plan_body.replace(b"HV2026110300017", application.encode()), USERS["mkt"],
                     content_type="application/json")
         latencies = []
         while time.monotonic() - started < outage_s:
             correlation, sent = str(uuid.uuid4()), time.monotonic()
-            publish(pms, BLACK_MAP, black_map, "pms", content_type="application/xml", correlation_id=correlation)
+            publish(pms, BLACK_MAP, black_map, USERS["pms"], content_type="application/xml", correlation_id=correlation)
             while True:
                 message = inbox_channel.basic_get(system_inbox_queue("mkt"), no_ack=True)
                 if message is not None and message.properties.get("correlation_id") == correlation:

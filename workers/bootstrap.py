@@ -74,6 +74,7 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         adapters=adapter_factory(settings, extra, breakers),
         prefetch=settings.prefetch,
         batch_size=settings.batch_size,
+        batch_linger_s=settings.batch_linger_ms / 1000,
         confirm_timeout_s=settings.confirm_timeout_s,
         message_deadline_s=settings.message_deadline_s,
         retention_s=settings.store_retention_days * 86400,

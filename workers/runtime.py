@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -80,7 +81,16 @@ class Worker:
     adapters: a callable ``(publisher_getter) -> {name: adapter}`` called once at start, so AMQP
     adapters can reach the publisher of the current connection (it changes on reconnect).
     source_users: system code -> the RabbitMQ user whose ``user_id`` its routes accept (default: the code).
+    batch_size: the most messages in one batch. batch_linger_s: a batch is closed at the latest
+    this long after its first message was taken, full or not (see ``_fill``).
+    retention_s: processed ids older than this are forgotten, by a purge started every
+    purge_interval_s that removes at most purge_chunk_rows rows per loop turn (``_purge_expired``).
     """
+
+    #: A batch is also closed when no delivery came for this long (seconds).
+    QUIET_S = 0.005
+    #: Least time between two chunks of the retention purge, so a busy loop gives it a few percent.
+    PURGE_PAUSE_S = 0.05
 
     def __init__(
         self,
@@ -91,9 +101,12 @@ class Worker:
         adapters: Callable[[Callable[[], Publisher]], dict],
         prefetch: int = 200,
         batch_size: int = 100,
+        batch_linger_s: float = 0.005,
         confirm_timeout_s: float = 30.0,
         message_deadline_s: float = 300.0,
-        retention_s: float = 7 * 86400,
+        retention_s: float = 3 * 86400,
+        purge_interval_s: float = 3600.0,
+        purge_chunk_rows: int = 500,
         clock: Callable[[], datetime] = china_now,
         declare: bool = True,
         schedule_poll_s: float = 1.0,
@@ -116,9 +129,12 @@ class Worker:
         self.store = store
         self.prefetch = prefetch
         self.batch_size = batch_size
+        self.batch_linger_s = batch_linger_s
         self.confirm_timeout_s = confirm_timeout_s
         self.message_deadline_s = message_deadline_s
         self.retention_s = retention_s
+        self.purge_interval_s = purge_interval_s
+        self.purge_chunk_rows = purge_chunk_rows
         self.clock = clock
         self.declare = declare
         self.schedule_poll_s = schedule_poll_s
@@ -132,10 +148,12 @@ class Worker:
         self.pipeline = Pipeline(store, self.adapters, clock, source_users)
         self._stop = threading.Event()
         self._buffer: list[Delivery] = []
+        self._batch_opened: float | None = None  # when the batch being filled took its first message
         self._busy_since: float | None = None
         self._delayed: list[tuple[float, int, object]] = []  # in-memory broker only
         self._delayed_seq = 0
-        self._last_purge = 0.0
+        self._last_purge = -math.inf  # the first turn starts a purge
+        self._purged: int | None = None  # rows removed so far by the purge under way (None: no purge)
         self.counts: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -313,23 +331,37 @@ class Worker:
         return collect
 
     def _fill(self, conn, idle_timeout_s: float) -> None:
-        """Read deliveries until a batch is full or the broker is quiet for a moment."""
+        """Read deliveries until the batch is full, the broker is quiet for ``QUIET_S``, or the
+        batch's linger is over: ``batch_linger_s`` from its first message (as Kafka's
+        ``linger.ms``), so under a steady trickle no message waits for a whole batch to fill.
+        With nothing to take, return after ``idle_timeout_s`` (the loop's other work)."""
         if self._ahead_error is not None:
             error, self._ahead_error = self._ahead_error, None
             raise error
-        deadline = time.monotonic() + idle_timeout_s
-        while len(self._buffer) < self.batch_size and not self._stop.is_set():
+        buffer = self._buffer
+        if not buffer:
+            self._batch_opened = None
+        idle_deadline = time.monotonic() + idle_timeout_s
+        while len(buffer) < self.batch_size and not self._stop.is_set():
             if self._amqp:
-                self._read_buffered(conn)
-                if len(self._buffer) >= self.batch_size:
+                self._read_buffered(conn)  # frames already read are taken at once, linger or not
+                if len(buffer) >= self.batch_size:
                     return
-            timeout = deadline - time.monotonic() if not self._buffer else 0.005
+            now = time.monotonic()
+            if buffer:
+                if self._batch_opened is None:
+                    self._batch_opened = now
+                timeout = min(self._batch_opened + self.batch_linger_s - now, self.QUIET_S)
+            else:
+                timeout = idle_deadline - now
             if timeout <= 0:
+                if buffer:
+                    self._read_arrived(conn)  # the linger is over, but what has come is taken
                 return
             try:
                 conn.drain_events(timeout=timeout)
             except socket.timeout:
-                if self._buffer or time.monotonic() >= deadline:
+                if buffer or time.monotonic() >= idle_deadline:
                     return
 
     def _read_buffered(self, conn) -> None:
@@ -344,6 +376,17 @@ class Worker:
         while len(buffer) < batch_size and buffered():
             on_frame(read_frame())
 
+    def _read_arrived(self, conn) -> None:
+        """Take, up to a batch, what the socket holds now, without waiting for more."""
+        receive = getattr(conn.connection.transport, "receive_ready", None) if self._amqp else None
+        if receive is None:
+            return
+        buffer = self._buffer
+        while True:
+            self._read_buffered(conn)
+            if len(buffer) >= self.batch_size or not receive():
+                return
+
     def _work_ahead(self) -> None:
         """While a batch's confirms are on their way (the broker's round trip, idle time
         otherwise): take the deliveries that have arrived meanwhile, up to a batch, and decode
@@ -354,7 +397,7 @@ class Worker:
         receive = getattr(conn.connection.transport, "receive_ready", None) if conn is not None else None
         if receive is None or self._ahead_error is not None:
             return
-        buffer, taken = self._buffer, len(self._buffer)
+        buffer, taken, started = self._buffer, len(self._buffer), time.monotonic()
         try:
             while True:
                 self._read_buffered(conn)
@@ -362,13 +405,21 @@ class Worker:
                     break
         except Exception as exc:  # noqa: BLE001 - see the docstring
             self._ahead_error = exc
+        if buffer and self._batch_opened is None:
+            self._batch_opened = started  # the next batch's linger runs from here
         # a redelivered message is decoded only after its start was counted (see _is_poison)
         self.pipeline.decode_ahead([d for d in buffer[taken:] if not d.redelivered], {})
 
     # -- processing ---------------------------------------------------------------------------
 
     def _process_buffer(self) -> None:
-        batch, self._buffer = self._buffer, []
+        """Process the first ``batch_size`` deliveries taken. More can be waiting: before the loop
+        starts, subscribing to one route's queue after another reads the deliveries of those
+        subscribed first (up to the prefetch of each); they stay for the next batches, so no
+        batch, the first after a start included, is larger than ``batch_size``."""
+        batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
+        if not self._buffer:
+            self._batch_opened = None
         plain: list[Delivery] = []
         for d in batch:
             if d.redelivered:
@@ -635,11 +686,26 @@ class Worker:
             self.publisher().wait()
 
     def _purge_expired(self) -> None:
-        if time.monotonic() - self._last_purge > 3600:
-            self._last_purge = time.monotonic()
-            removed = self.store.purge_older_than(self.retention_s)
-            if removed:
-                log.info("store.purged", rows=removed, retention_s=self.retention_s)
+        """The retention purge, one chunk of at most ``purge_chunk_rows`` rows per loop turn
+        (and at most one every ``PURGE_PAUSE_S``): started every ``purge_interval_s``, it goes on
+        turn after turn until nothing older than the retention is left. A turn spends a few
+        milliseconds on it, never the seconds that hundreds of thousands of rows in one
+        transaction take. It runs on busy turns too: a worker under a steady load may never see
+        an idle one."""
+        now = time.monotonic()
+        if self._purged is None:
+            if now - self._last_purge < self.purge_interval_s:
+                return
+            self._purged = 0
+        elif now - self._last_purge < self.PURGE_PAUSE_S:
+            return
+        self._last_purge = now
+        removed = self.store.purge_older_than(self.retention_s, limit=self.purge_chunk_rows)
+        self._purged += removed
+        if removed < self.purge_chunk_rows:  # nothing older left
+            if self._purged:
+                log.info("store.purged", rows=self._purged, retention_s=self.retention_s)
+            self._purged = None
 
 
 def _recoverable(*connections) -> tuple[type[BaseException], ...]:

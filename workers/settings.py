@@ -25,9 +25,14 @@ class Settings(BaseSettings):
         description="Idempotency and state store: sqlite:///PATH for one process, "
         "postgresql://... when several workers share the work.",
     )
-    store_retention_days: float = Field(7.0, description="How long processed message ids are kept, in days.")
+    store_retention_days: float = Field(
+        3.0, description="How long processed message ids are kept, in days (see the README's Sizing the store)."
+    )
     prefetch: int = Field(200, description="Messages a worker takes from a queue before acking (per consumer).")
     batch_size: int = Field(100, description="Messages processed between two confirm waits / store commits.")
+    batch_linger_ms: float = Field(
+        5.0, ge=0, description="A batch is closed at the latest this many milliseconds after its first message, full or not."
+    )
     confirm_timeout_s: float = Field(30.0, description="Longest wait for the broker's publisher confirms, in seconds.")
     message_deadline_s: float = Field(
         300.0,

@@ -95,12 +95,19 @@ class Store:
                 self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
             self._p = "?"
             self._serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+            self._purge_chunk = "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < {{p}} LIMIT {n})"
         elif url.startswith(("postgresql://", "postgres://")):
             import psycopg
 
             self._conn = psycopg.connect(url, autocommit=True)
             self._p = "%s"
             self._serial = "BIGSERIAL PRIMARY KEY"
+            # A TID scan of the rows picked (``ctid IN (...)`` would scan the table), skipping
+            # rows another worker's purge holds, so two workers' purges never wait for each other.
+            self._purge_chunk = (
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+                "SELECT ctid FROM {table} WHERE at < {{p}} LIMIT {n} FOR UPDATE SKIP LOCKED))"
+            )
         else:
             raise ValueError(f"GRIDBUS_STORE_URL must start with sqlite:/// or postgresql://, got {url!r}")
         with self.transaction() as cur:
@@ -229,13 +236,23 @@ class Store:
         with self.transaction() as cur:
             cur.execute(self._sql("DELETE FROM attempts WHERE route = {p} AND message_id = {p}"), (route, message_id))
 
-    def purge_older_than(self, seconds: float) -> int:
-        """Forget processed ids older than the retention; returns rows removed."""
+    #: The idempotency tables the retention purge forgets, in the order it empties them.
+    PURGED_TABLES = ("effects", "outcomes", "attempts")
+
+    def purge_older_than(self, seconds: float, limit: int | None = None) -> int:
+        """Forget processed ids older than the retention, at most ``limit`` rows in one short
+        transaction (all of them when None); returns rows removed. Fewer than ``limit`` removed
+        means nothing older is left."""
         cutoff = time.time() - seconds
         removed = 0
         with self.transaction() as cur:
-            for table in ("effects", "outcomes", "attempts"):
-                cur.execute(self._sql(f"DELETE FROM {table} WHERE at < {{p}}"), (cutoff,))
+            for table in self.PURGED_TABLES:
+                if limit is None:
+                    cur.execute(self._sql(f"DELETE FROM {table} WHERE at < {{p}}"), (cutoff,))
+                else:
+                    if removed >= limit:
+                        break
+                    cur.execute(self._sql(self._purge_chunk.format(table=table, n=int(limit - removed))), (cutoff,))
                 removed += max(cur.rowcount, 0)
         return removed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -246,3 +247,16 @@ def test_schedules_fall_due_by_the_clock_fire_once_and_can_be_cancelled(store):
     again.schedules.append(Schedule("gridbus.other", "C", NOW, {"n": 4}))
     assert store.commit_decision("r", "m3", again, {}, NOW)
     assert store.pending_schedules()[0].message_id != first_id
+
+
+def test_a_purge_with_a_limit_removes_at_most_that_many_rows_and_keeps_fresh_ones(store):
+    old = time.time() - 2 * 86400
+    expired = [("r", f"old{i}", "delivered", old) for i in range(250)]
+    with store.transaction() as cur:
+        cur.executemany(store._sql("INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p})"), expired)
+        cur.executemany(store._sql("INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p})"),
+                        [("r", f"old{i}", "mkt", old) for i in range(30)])
+    store.record(effects=[("r", "fresh", "mkt")], outcomes=[("r", "fresh", "delivered")])
+    assert [store.purge_older_than(86400, limit=100) for _ in range(4)] == [100, 100, 80, 0]
+    assert store.outcome("r", "fresh") == "delivered" and store.steps_done("r", "fresh") == {"mkt"}
+    assert store.outcome("r", "old0") is None and store.steps_done("r", "old0") == set()
