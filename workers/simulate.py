@@ -29,6 +29,7 @@ from lxml import etree
 
 from contracts.identifiers import complete_credit_code, is_valid_credit_code
 from routes.model import Route
+from workers.broker import broker_nodes
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "contracts" / "examples"
 
@@ -98,7 +99,7 @@ def simulate(
     """
     if count is not None and count < 1:
         raise SimulationError(f"count must be at least 1, got {count}")
-    base = pika.URLParameters(broker_url)
+    nodes = [pika.URLParameters(url) for url in broker_nodes(broker_url)]  # "a;b;c": pika tries each in turn
     report = SimulationReport()
     start = random.randrange(1, 10**6)  # one offset for every route: variant i names the same objects
     by_system: dict[str, list[tuple[Route, Path | None]]] = {}
@@ -107,8 +108,8 @@ def simulate(
             continue
         by_system.setdefault(route.source.system, []).append((route, example_path(route, Path(examples_dir))))
     for system, planned in by_system.items():
-        params = _parameters_for(base, (user_credentials or {}).get(system))
-        user = params.credentials.username
+        params = [_parameters_for(node, (user_credentials or {}).get(system)) for node in nodes]
+        user = params[0].credentials.username
         entries = [
             RoutePublished(r.name, system, user, r.source.exchange, publish_routing_key(r.source.routing_key))
             for r, _ in planned
@@ -153,7 +154,9 @@ def variants(body: bytes, kind: str, count: int | None, *, start: int | None = N
         yield _json_variant(body, offset + i) if kind == "json" else _xml_variant(body, offset + i)
 
 
-def _publish_system(params: pika.ConnectionParameters, todo: list, count: int | None, start: int | None = None) -> None:
+def _publish_system(
+    params: list[pika.ConnectionParameters], todo: list, count: int | None, start: int | None = None
+) -> None:
     try:
         connection = pika.BlockingConnection(params)
     except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError):

@@ -4,6 +4,7 @@ confirmed, with the properties the routes check."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -188,3 +189,15 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
     )
     assert other_user.exit_code == 2 and "GRIDBUS_SOURCE_USERS" in other_user.output
     assert f"cmd as 'cmd', not {TEST_SOURCE_USERS['cmd']!r}" in other_user.output
+
+
+def test_a_list_of_nodes_is_tried_in_turn(sim_url, credentials):
+    """GRIDBUS_BROKER_URL may name several nodes (``a;b``): a node that is down is passed over."""
+    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    with socket.socket() as closed:  # a port nothing listens on once the socket is closed
+        closed.bind(("127.0.0.1", 0))
+        down = f"amqp://guest:guest@127.0.0.1:{closed.getsockname()[1]}/{SIM_VHOST}"
+    report = simulate(f"{down};{sim_url}", [route], user_credentials=credentials)
+    assert report.ok and report.published == 1
+    [message] = take_all(sim_url, route.work_queue, 1)
+    assert message.properties["message_id"] == report.routes[0].message_ids[0]
