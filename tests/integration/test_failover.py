@@ -107,7 +107,8 @@ def test_the_worker_moves_to_a_live_node_on_the_fast_path_and_loses_nothing(clus
     inbox = inbox_reader(n3.url(VHOST))
     stream = Stream(n3, key, "m")  # n3 stays up while the others go down
     try:
-        with running_worker([AMQP_ONLY_NOTES], urls, store) as worker:
+        # the cluster is the test's own: its pms user is named pms
+        with running_worker([AMQP_ONLY_NOTES], urls, store, source_users={"pms": "pms"}) as worker:
             wait_for(lambda: worker.fast_path, what="consuming")
             assert worker.node == n1.url(VHOST)
             assert isinstance(worker._consumer_conn.connection.transport, _BufferedTCPTransport)
