@@ -68,6 +68,7 @@ from black_map import (  # noqa: E402
     delete_vhost,
     gridbus_command,
     log_problems,
+    prepare_vhost,
     rabbitmqctl,
     settle_broker,
     url,
