@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -34,6 +33,7 @@ import amqp
 
 from routes import naming
 from workers import headers as H
+from workers.errors import NAMED_ESCAPES, escape_char, inert
 
 #: Route name shown for messages no route is bound to (``gridbus.unrouted.dlq``).
 UNROUTED = "(unrouted)"
@@ -54,8 +54,6 @@ _XML_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]{0,200}?encoding
 
 #: Unicode categories never written raw: controls, format (bidi, zero-width), surrogates,
 #: unassigned, line and paragraph separators.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"})
-_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 # --- printing untrusted text -----------------------------------------------------------------------
@@ -71,28 +69,17 @@ def visible(value: str | bytes, *, layout: bool = False) -> str:
     """
     if isinstance(value, (bytes, bytearray)):
         return "".join(_byte(b, layout) for b in value)
-    if value.isascii() and value.isprintable() and "\\" not in value:
-        return value  # the common case, checked in C
-    return "".join(_char(c, layout) for c in value)
-
-
-def _char(c: str, layout: bool) -> str:
-    if layout and c in "\n\t":
-        return c
-    if c in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[c]
-    if unicodedata.category(c) not in _HIDDEN_CATEGORIES:
-        return c
-    code = ord(c)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    if not layout:
+        return inert(value)
+    return "".join(c if c in "\n\t" else escape_char(c) for c in value)
 
 
 def _byte(b: int, layout: bool) -> str:
     c = chr(b)
     if layout and c in "\n\t":
         return c
-    if c in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[c]
+    if c in NAMED_ESCAPES:
+        return NAMED_ESCAPES[c]
     return c if 0x20 <= b < 0x7F else f"\\x{b:02x}"
 
 

@@ -14,6 +14,7 @@ Input is quoted into a reason only through ``quote``.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: Longest reason, in UTF-8 bytes, before it is cut (with a marker saying how much was cut).
 MAX_REASON_BYTES = 2048
@@ -29,22 +30,31 @@ _LIBRARY_ADVICE = re.compile(
 )
 
 
-def _escape_char(char: str) -> str:
+#: Characters a terminal may act on or that hide text: controls (ESC of every escape sequence,
+#: C1), format characters (bidi overrides and isolates, zero-width marks), surrogates, unassigned
+#: code points, line and paragraph separators.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"})
+#: Escapes written by name; the backslash is doubled, so every escape shown is unambiguous.
+NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape_char(char: str) -> str:
+    """One character as it may be shown: itself, or a visible escape (``\\x1b``, ``\\u202e``)."""
+    if char in NAMED_ESCAPES:
+        return NAMED_ESCAPES[char]
+    if unicodedata.category(char) not in HIDDEN_CATEGORIES:
+        return char
     code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def inert(text: str) -> str:
-    """``text`` with every character that is not printable (control characters, escape
-    sequences' ESC, line and paragraph separators, bidi and other format characters) written
-    as a visible escape (``\\x1b``, ``\\u202e``); printable text, Chinese included, is kept."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else _escape_char(char) for char in text)
+    """``text`` with nothing a terminal would act on, on one line: every hidden character (see
+    ``HIDDEN_CATEGORIES``), line break and tab as a visible escape; other text, Chinese included,
+    is kept. The one rule for reasons, logs and what ``gridbus dlq`` prints."""
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text  # the common case, checked in C
+    return "".join(escape_char(char) for char in text)
 
 
 def cut(text: str, max_bytes: int) -> str:
