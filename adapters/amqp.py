@@ -6,12 +6,35 @@ the runtime waits for the broker's answers once per batch, so a batch costs one 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from contracts.base import MappingContext
-from routes import naming
-from workers.broker import Publisher, PublishTemplate
-from workers.errors import TransientDeliveryError
+from gridbus.contracts import naming
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.errors import TransientDeliveryError
+
+
+class Publisher(Protocol):
+    """What the adapter needs of the worker's confirming publisher (``gridbus.workers.broker``).
+
+    ``template`` prepares what many publishes share; ``publish_as`` starts one publish and returns
+    its ticket; ``wait`` blocks until the outstanding tickets are settled and maps each failed
+    ticket to its error."""
+
+    def template(
+        self,
+        exchange: str,
+        routing_key: str,
+        *,
+        properties: dict,
+        headers: dict,
+        variable: tuple[str, ...] = (),
+        variable_headers: tuple[str, ...] = (),
+        mandatory: bool = True,
+    ) -> Any: ...
+
+    def publish_as(self, template: Any, body: bytes, values: tuple, header_values: tuple = ()) -> int: ...
+
+    def wait(self) -> dict[int, Exception | None]: ...
 
 
 #: Systems that receive from gridbus over AMQP, each through ``<system>.in`` into
@@ -42,7 +65,7 @@ class AmqpAdapter:
         self.mandatory = mandatory
         self.routing_key_from_output = routing_key_from_output
         #: (routing key, type, content type, route) -> what those outputs' publishes share
-        self._templates: dict[tuple, PublishTemplate] = {}
+        self._templates: dict[tuple, Any] = {}
 
     def send(self, operation: str, output: Any, context: MappingContext) -> int:
         routing_key = output.routing_key if self.routing_key_from_output else operation
@@ -51,7 +74,7 @@ class AmqpAdapter:
         if template is None:
             if len(self._templates) >= 1024:
                 self._templates.clear()
-            template = self._templates[key] = PublishTemplate(
+            template = self._templates[key] = self._publisher().template(
                 self.exchange,
                 routing_key,
                 properties={

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from contracts.base import MappingContext
+from gridbus.contracts.base import MappingContext
 
 
 class Adapter(Protocol):

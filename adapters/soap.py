@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import zeep.exceptions
@@ -26,10 +26,9 @@ from zeep.proxy import ServiceProxy
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-import contracts
-from contracts.base import MappingContext
-from workers.errors import GridbusError, PermanentDeliveryError, TransientDeliveryError
-from workers.settings import Settings as GridbusSettings
+from gridbus import contracts
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.errors import GridbusError, PermanentDeliveryError, TransientDeliveryError
 
 #: SOAP 1.1 ``Server`` / SOAP 1.2 ``Receiver``: the peer failed on its side.
 SERVER_FAULT_CODES = frozenset({"Server", "Receiver"})
@@ -244,7 +243,16 @@ def contract_path(relative: str) -> Path:
     return Path(contracts.__file__).resolve().parent / relative
 
 
-def build_soap_adapters(settings: GridbusSettings) -> dict[str, SoapAdapter]:
+class PeerSettings(Protocol):
+    """The settings the SOAP adapters are built from, handed in at bootstrap: the timeout and
+    WS-Security user shared by the peers, and each peer's endpoint as ``<peer>_soap_url``."""
+
+    soap_timeout_s: float
+    soap_username: str | None
+    soap_password: str | None
+
+
+def build_soap_adapters(settings: PeerSettings) -> dict[str, SoapAdapter]:
     """One adapter per SOAP peer in ``SOAP_PEERS``; nothing is loaded or connected yet."""
     return {
         name: SoapAdapter(

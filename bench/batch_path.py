@@ -23,13 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.amqp import build_amqp_adapters  # noqa: E402
-from routes import ROUTES  # noqa: E402
-from workers.broker import PublishFrames, Publisher  # noqa: E402
-from workers.logging import configure  # noqa: E402
-from workers.pipeline import Delivery  # noqa: E402
-from workers.runtime import Worker  # noqa: E402
-from workers.store import Store  # noqa: E402
+from gridbus.adapters.amqp import build_amqp_adapters  # noqa: E402
+from gridbus.routes import ROUTES  # noqa: E402
+from gridbus.workers.broker import PublishFrames, Publisher  # noqa: E402
+from gridbus.workers.logging import configure  # noqa: E402
+from gridbus.workers.pipeline import Delivery  # noqa: E402
+from gridbus.workers.runtime import Worker  # noqa: E402
+from gridbus.workers.store import Store  # noqa: E402
 
 ROUTE = "pms.black-map-published"
 EXAMPLE = ROOT / "contracts" / "examples" / "pms.BlackMapPublished.xml"

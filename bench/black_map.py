@@ -580,7 +580,7 @@ def run_worker(
 
 
 def _route_delay_queues() -> list[str]:
-    from routes import ROUTES
+    from gridbus.routes import ROUTES
 
     route = next(r for r in ROUTES if r.name == ROUTE)
     return [route.delay_queue(d) for d in route.retry.delay_tiers]

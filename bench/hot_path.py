@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contracts.base import MappingContext  # noqa: E402
-from contracts.cmd.models import PlanChanged  # noqa: E402
-from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed  # noqa: E402
-from contracts.pms import BlackMapPublished  # noqa: E402
-from mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt  # noqa: E402
+from gridbus.contracts.base import MappingContext  # noqa: E402
+from gridbus.contracts.cmd.models import PlanChanged  # noqa: E402
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed  # noqa: E402
+from gridbus.contracts.pms import BlackMapPublished  # noqa: E402
+from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt  # noqa: E402
 
 EXAMPLES = ROOT / "contracts" / "examples"
 NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))

@@ -40,14 +40,14 @@ from kombu import Connection
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from adapters.soap import contract_path  # noqa: E402
-from adapters.soap_stub import SoapStub  # noqa: E402
-from routes.hv_install import BLACK_MAP_PUBLISHED as BLACK_MAP  # noqa: E402
-from routes.hv_install import SUPPLY_PLAN_PUSHED as SUPPLY  # noqa: E402
-from routes.naming import system_inbox_queue  # noqa: E402
-from workers import logging as gridbus_logging  # noqa: E402
-from workers.bootstrap import build_lanes  # noqa: E402
-from workers.settings import Settings  # noqa: E402
+from gridbus.adapters.soap import contract_path  # noqa: E402
+from gridbus.adapters.soap_stub import SoapStub  # noqa: E402
+from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED as BLACK_MAP  # noqa: E402
+from gridbus.routes.hv_install import SUPPLY_PLAN_PUSHED as SUPPLY  # noqa: E402
+from gridbus.contracts.naming import system_inbox_queue  # noqa: E402
+from gridbus.workers import logging as gridbus_logging  # noqa: E402
+from gridbus.workers.bootstrap import build_lanes  # noqa: E402
+from gridbus.workers.settings import Settings  # noqa: E402
 
 EXAMPLES = REPO / "contracts" / "examples"
 PASSWORD = "gridbus-bench"

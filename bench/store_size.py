@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.store import Store  # noqa: E402
+from gridbus.workers.store import Store  # noqa: E402
 
 PG_URL = os.environ.get("GRIDBUS_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CASES = {

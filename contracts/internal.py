@@ -1,4 +1,4 @@
-"""Messages gridbus sends itself when a durable schedule falls due (``routes.state.Schedule``).
+"""Messages gridbus sends itself when a durable schedule falls due (``contracts.state.Schedule``).
 
 They travel like any other message (JSON, ``schema_version`` "1", strict decoding), from the
 internal source ``gridbus`` through the retry exchange into the route's work queue, so a due
@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import AwareDatetime
 
-from contracts.mkt.base import JsonInbound
+from gridbus.contracts.mkt.base import JsonInbound
 
 
 class OwnershipDue(JsonInbound):

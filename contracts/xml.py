@@ -20,7 +20,7 @@ from typing import TypeVar
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from workers.errors import ContractViolation, one_line, quote
+from gridbus.contracts.errors import ContractViolation, one_line, quote
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from contracts.base import MappingContext
-from contracts.cmd.models import PlanChanged
-from contracts.mkt import PlanChange, PlanChangeNotice
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import PlanChange, PlanChangeNotice
 
 
 def plan_change_notice(message: PlanChanged, ctx: MappingContext) -> PlanChangeNotice:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from contracts.base import MappingContext
-from contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
-from contracts.canonical.payload import PayloadNode, PayloadTemplate, UnfitText
-from contracts.cmd.models import PlanChanged
-from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from contracts.pms import BlackMapPublished
-from workers.errors import MappingError
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
+from gridbus.contracts.canonical.payload import PayloadNode, PayloadTemplate, UnfitText
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.contracts.errors import MappingError
 
 #: Marketing's metering-point categories -> (canonical customer kind, becomes a market retail
 #: metering point when the customer joins the retail market). Large-industrial (大工业) and

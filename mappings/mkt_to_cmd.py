@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from contracts.base import MappingContext
-from contracts.cmd.soap import (
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.cmd.soap import (
     EnergizationTimeDelivery,
     MeteringPoint,
     SupplyPlanDelivery,
     SupplyPoint,
     Transformer,
 )
-from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 
 
 def supply_plan(message: SupplyPlanPushed, ctx: MappingContext) -> SupplyPlanDelivery:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from contracts.base import MappingContext
-from contracts.mkt import BlackMapNotice
-from contracts.pms import BlackMapPublished
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.mkt import BlackMapNotice
+from gridbus.contracts.pms import BlackMapPublished
 
 
 def black_map_notice(message: BlackMapPublished, ctx: MappingContext) -> BlackMapNotice:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from contracts.cmd.models import PlanChanged
-from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from contracts.pms import BlackMapPublished
-from mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
-from routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from gridbus.routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
 
 #: The command center's SOAP service may be down for maintenance windows: 8 attempts, 5 s doubling to 10 min.
 RETRY = RetryPolicy(attempts=8, first_delay_s=5, max_delay_s=600)

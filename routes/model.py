@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from routes import naming
+from gridbus.contracts import naming
 
 #: The upstream systems gridbus knows, by routing-key prefix.
 SYSTEMS = ("tc", "mkt", "pms", "mdc", "cmd")
@@ -126,7 +126,7 @@ class Route:
     """One flow: source binding, contract, steps, retry policy.
 
     decide: the route's business decision on durable state, ``decide(message, state, now) ->
-        routes.state.Decision`` (see ``routes.state``). It runs once per message: its writes,
+        routes.state.Decision`` (see ``contracts.state``). It runs once per message: its writes,
         schedules and result are committed together with the fact that it ran, and a
         redelivered message gets the recorded result, so the steps (which read it as
         ``context.decision``) do the same thing again, and the state changes only once.

@@ -8,10 +8,10 @@ user unit, agreement) for ``gridbus trace``.
 
 from __future__ import annotations
 
-from contracts.internal import OwnershipDue
-from contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
-from mappings.retail import archive_review, bindings, events, outputs
-from routes.model import INTERNAL, RetryPolicy, Route, Source, Step, Supersession, Target
+from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
+from gridbus.mappings.retail import archive_review, bindings, events, outputs
+from gridbus.routes.model import INTERNAL, RetryPolicy, Route, Source, Step, Supersession, Target
 
 #: The trading center's SOAP service has maintenance windows too: 8 attempts, 5 s doubling to 10 min.
 RETRY = RetryPolicy(attempts=8, first_delay_s=5, max_delay_s=600)

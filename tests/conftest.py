@@ -187,7 +187,7 @@ def broker_wide_users():
 def system_users(vhost) -> dict[str, tuple[str, str]]:
     """system -> (user, password): the suite's own user of each upstream system, created (or given
     the session's password) and allowed to publish only to its system's exchange in ``vhost``."""
-    from workers import users
+    from gridbus.tools import users
 
     password = secrets.token_urlsafe(18)
     created = users.ensure_system_users(vhost, SYSTEMS, dict.fromkeys(SYSTEMS, password), usernames=TEST_SOURCE_USERS)

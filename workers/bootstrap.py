@@ -5,19 +5,19 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Iterable
 
-from adapters.amqp import build_amqp_adapters
-from routes.model import Route
-from workers.breaker import CircuitBreaker, GuardedAdapter
-from workers.broker import Publisher
-from workers.lanes import Lanes, plan_lanes
-from workers.runtime import Worker
-from workers.settings import Settings
-from workers.store import Store
+from gridbus.adapters.amqp import build_amqp_adapters
+from gridbus.routes.model import Route
+from gridbus.workers.breaker import CircuitBreaker, GuardedAdapter
+from gridbus.workers.broker import Publisher
+from gridbus.workers.lanes import Lanes, plan_lanes
+from gridbus.workers.runtime import Worker
+from gridbus.workers.settings import Settings
+from gridbus.workers.store import Store
 
 
 def load_routes(spec: str | None = None, names: Iterable[str] = ()) -> tuple[Route, ...]:
-    """Routes from ``module:ATTRIBUTE`` (default ``routes:ROUTES``), optionally only those named."""
-    module_name, _, attribute = (spec or "routes:ROUTES").partition(":")
+    """Routes from ``module:ATTRIBUTE`` (default ``gridbus.routes:ROUTES``), optionally only those named."""
+    module_name, _, attribute = (spec or "gridbus.routes:ROUTES").partition(":")
     routes = tuple(getattr(importlib.import_module(module_name), attribute or "ROUTES"))
     names = list(names)
     if not names:
@@ -35,7 +35,7 @@ def adapter_factory(
     """Adapters by name: AMQP targets on the worker's publisher, SOAP peers from settings; each
     synchronous adapter named in ``breakers`` behind its breaker. New adapters on every call: a
     lane's adapters (HTTP sessions) are its own, its peers' breakers shared."""
-    from adapters.soap import build_soap_adapters
+    from gridbus.adapters.soap import build_soap_adapters
 
     def build(publisher: Callable[[], Publisher]) -> dict:
         adapters = {**build_amqp_adapters(publisher), **build_soap_adapters(settings)}

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Callable
 
-from contracts.base import MappingContext
-from workers.errors import PermanentError, TransientDeliveryError
-from workers.logging import get_logger
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.errors import PermanentError, TransientDeliveryError
+from gridbus.workers.logging import get_logger
 
 log = get_logger("gridbus.breaker")
 

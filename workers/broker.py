@@ -30,8 +30,8 @@ from amqp.transport import TCPTransport
 from kombu import Connection
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from workers.envelope import table_size
-from workers.errors import PermanentError, TransientDeliveryError
+from gridbus.workers.envelope import table_size
+from gridbus.contracts.errors import PermanentError, TransientDeliveryError
 
 
 def is_amqp(connection: Connection) -> bool:
@@ -564,6 +564,11 @@ class Publisher:
             )
             pending.settled = True
         return self._seq
+
+    @staticmethod
+    def template(exchange: str, routing_key: str, **parts) -> "PublishTemplate":
+        """What many publishes to ``exchange`` with ``routing_key`` share (see ``PublishTemplate``)."""
+        return PublishTemplate(exchange, routing_key, **parts)
 
     def publish_as(self, template: PublishTemplate, body: bytes, values: tuple, header_values: tuple = ()) -> int:
         """``publish`` of what ``template`` shares with ``values`` (its variable properties, in

@@ -25,10 +25,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from routes.naming import RETRY_EXCHANGE
+from gridbus.contracts.naming import RETRY_EXCHANGE
 
-from workers import headers as H
-from workers.errors import ContractViolation, cut, inert, quote
+from gridbus.workers import headers as H
+from gridbus.contracts.errors import ContractViolation, cut, inert, quote
 
 OWN_PREFIX = "x-gridbus-"
 

@@ -25,9 +25,9 @@ from typing import Iterable
 
 import structlog
 
-from routes.model import Route
-from workers.logging import get_logger
-from workers.runtime import Worker
+from gridbus.routes.model import Route
+from gridbus.workers.logging import get_logger
+from gridbus.workers.runtime import Worker
 
 log = get_logger("gridbus.lanes")
 

@@ -16,12 +16,12 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from contracts.base import MappingContext
-from routes import naming
-from routes.model import Route, Step
-from workers import envelope
-from workers import headers as H
-from workers.errors import (
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts import naming
+from gridbus.routes.model import Route, Step
+from gridbus.workers import envelope
+from gridbus.workers import headers as H
+from gridbus.contracts.errors import (
     ContractViolation,
     GridbusError,
     MappingError,
@@ -31,7 +31,7 @@ from workers.errors import (
     UnknownMessageType,
     quote,
 )
-from workers.store import Store
+from gridbus.workers.store import Store
 
 #: Namespace of outbound message ids: uuid5(route/step/inbound id), stable across retries, so
 #: every receiver can recognise a repeat of the same output.

@@ -18,7 +18,7 @@ Redelivered messages are processed alone, each processing start counted in the s
 message that crashes or hangs the worker is dead-lettered as poison after ``Route.max_crashes``
 starts without touching its neighbours.
 
-Schedules that routes' decisions set (``routes.state.Schedule``) are kept in the store; the
+Schedules that routes' decisions set (``contracts.state.Schedule``) are kept in the store; the
 worker sends each one that fell due by its clock to its internal route through the retry
 exchange, marks it fired once the broker confirmed it, and so a schedule survives worker and
 broker restarts. Messages of routes with trace keys are journalled for ``gridbus trace``.
@@ -42,16 +42,16 @@ from typing import Callable, Iterable
 
 from kombu import Consumer, Queue
 
-from routes import naming
-from routes.model import Route
-from workers import envelope
-from workers import headers as H
-from workers import topology
-from workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, is_amqp, mask_url
-from workers.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
-from workers.logging import get_logger
-from workers.pipeline import Delivery, Pipeline
-from workers.store import DueSchedule, Store
+from gridbus.contracts import naming
+from gridbus.routes.model import Route
+from gridbus.workers import envelope
+from gridbus.workers import headers as H
+from gridbus.workers import topology
+from gridbus.workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, is_amqp, mask_url
+from gridbus.contracts.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
+from gridbus.workers.logging import get_logger
+from gridbus.workers.pipeline import Delivery, Pipeline
+from gridbus.workers.store import DueSchedule, Store
 
 CHINA_TZ = timezone(timedelta(hours=8))
 log = get_logger("gridbus.worker")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from routes.model import SYSTEMS
+from gridbus.routes.model import SYSTEMS
 
 
 class Settings(BaseSettings):

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from routes.state import Decision, Record
+from gridbus.contracts.state import Decision, Record
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS effects (
@@ -502,7 +502,7 @@ class DueSchedule:
 
 
 class StateView:
-    """``routes.state.State`` over the store, remembering each record's version as read."""
+    """``contracts.state.State`` over the store, remembering each record's version as read."""
 
     def __init__(self, store: Store):
         self._store = store

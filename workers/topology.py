@@ -14,9 +14,9 @@ from typing import Iterable
 
 from kombu import Exchange, Queue
 
-from adapters.amqp import AMQP_TARGET_SYSTEMS
-from routes import naming
-from routes.model import Route
+from gridbus.adapters.amqp import AMQP_TARGET_SYSTEMS
+from gridbus.contracts import naming
+from gridbus.routes.model import Route
 
 #: Broker-side backstop: deliveries before RabbitMQ itself dead-letters a message. gridbus's own
 #: poison guard (``Route.max_crashes``, counted in the store) acts first; this catches the rest.

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from lxml import etree
 
-from contracts.canonical.payload import NOT_XML_CHARACTERS, TEXT_UNUSUAL, BuiltPayload, escape_text
-from contracts.xml import DEFAULT_MAX_BYTES, parse_xml
+from gridbus.contracts.canonical.payload import NOT_XML_CHARACTERS, TEXT_UNUSUAL, BuiltPayload, escape_text
+from gridbus.contracts.xml import DEFAULT_MAX_BYTES, parse_xml
 
 NAMESPACE = "http://iec.ch/TC57/2011/schema/message"
 SCHEMA = Path(__file__).with_name("message.xsd")

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts import xml
+from gridbus.contracts import xml
 
 NAMESPACE = "urn:gridbus:cmd:plan-change:1"
 SCHEMA = Path(__file__).with_name("plan_changed.v1.xsd")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.soap import SoapRequest as _Request
+from gridbus.contracts.soap import SoapRequest as _Request
 
 
 class SupplyPoint(BaseModel):

@@ -1,8 +1,8 @@
 """Marketing system (营销2.0) contracts: JSON on AMQP both ways."""
 
-from contracts.mkt.energization_time import EnergizationTimeSet
-from contracts.mkt.notices import BlackMapNotice, PlanChange, PlanChangeNotice
-from contracts.mkt.retail import (
+from gridbus.contracts.mkt.energization_time import EnergizationTimeSet
+from gridbus.contracts.mkt.notices import BlackMapNotice, PlanChange, PlanChangeNotice
+from gridbus.contracts.mkt.retail import (
     AgreementDraftRequested,
     BillingSchemeAdjustment,
     ContractChangeRequired,
@@ -12,7 +12,7 @@ from contracts.mkt.retail import (
     RelationshipDissolutionRequired,
     RetailMeteringPoint,
 )
-from contracts.mkt.supply_plan import SupplyPlanPushed
+from gridbus.contracts.mkt.supply_plan import SupplyPlanPushed
 
 __all__ = [
     "AgreementDraftRequested",

@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from contracts.xml import describe_validation_error
-from workers.errors import ContractViolation, quote
+from gridbus.contracts.xml import describe_validation_error
+from gridbus.contracts.errors import ContractViolation, quote
 
 SCHEMA_VERSION = "1"
 

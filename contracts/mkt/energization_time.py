@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AwareDatetime, Field
 
-from contracts.mkt.base import APPLICATION_NO, JsonInbound
+from gridbus.contracts.mkt.base import APPLICATION_NO, JsonInbound
 
 
 class EnergizationTimeSet(JsonInbound):

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from contracts.mkt.base import JsonOutbound, StrictModel
+from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
 
 
 class BlackMapNotice(JsonOutbound):

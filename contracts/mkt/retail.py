@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from contracts.mkt.base import JsonOutbound, StrictModel
+from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
 
 #: Marketing's metering-point categories (大工业, 一般工商业, 居民, 农业).
 MeteringCategory = Literal["large_industrial", "general_commercial_industrial", "residential", "agricultural"]

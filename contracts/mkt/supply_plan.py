@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field
 
-from contracts.mkt.base import APPLICATION_NO, JsonInbound, StrictModel, Text, xml_safe
+from gridbus.contracts.mkt.base import APPLICATION_NO, JsonInbound, StrictModel, Text, xml_safe
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Kilovolts = Annotated[Decimal, Field(gt=0, le=1000, max_digits=8, decimal_places=3)]

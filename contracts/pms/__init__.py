@@ -1,5 +1,5 @@
 """PMS (设备运维精益管理系统, grid-resource middle platform) contracts: XML on AMQP."""
 
-from contracts.pms.black_map import BlackMapPublished, EquipmentItem
+from gridbus.contracts.pms.black_map import BlackMapPublished, EquipmentItem
 
 __all__ = ["BlackMapPublished", "EquipmentItem"]

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts import xml
+from gridbus.contracts import xml
 
 NAMESPACE = "urn:gridbus:pms:black-map:1"
 SCHEMA = Path(__file__).with_name("black_map_published.v1.xsd")

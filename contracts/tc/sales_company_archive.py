@@ -20,8 +20,8 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts import xml
-from contracts.tc.blank import blank_to_none
+from gridbus.contracts import xml
+from gridbus.contracts.tc.blank import blank_to_none
 
 NAMESPACE = "urn:gridbus:tc:sales-company-archive:1"
 SCHEMA = Path(__file__).with_name("sales_company_archive_pushed.v1.xsd")

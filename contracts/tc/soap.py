@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from contracts.soap import SoapRequest as _Request
-from contracts.tc.user_unit_review import RetailMeteringPoint
+from gridbus.contracts.soap import SoapRequest as _Request
+from gridbus.contracts.tc.user_unit_review import RetailMeteringPoint
 
 
 class ReviewReason(BaseModel):

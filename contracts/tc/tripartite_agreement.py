@@ -14,8 +14,8 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
-from contracts import xml
-from contracts.tc.blank import blank_to_none
+from gridbus.contracts import xml
+from gridbus.contracts.tc.blank import blank_to_none
 
 NAMESPACE = "urn:gridbus:tc:tripartite-agreement:1"
 SCHEMA = Path(__file__).with_name("tripartite_agreement_signed.v1.xsd")

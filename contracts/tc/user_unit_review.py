@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from contracts import xml
+from gridbus.contracts import xml
 
 NAMESPACE = "urn:gridbus:tc:user-unit-review:1"
 SCHEMA = Path(__file__).with_name("user_unit_review_passed.v1.xsd")

@@ -1,5 +1,5 @@
 """Retail electricity market (flows 5-8): the review rules and the durable binding process,
-decided on the store's state (``routes.state``), and the outputs the routes' steps send."""
+decided on the store's state (``contracts.state``), and the outputs the routes' steps send."""
 
 from __future__ import annotations
 

@@ -17,10 +17,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from contracts.identifiers import credit_code_problems
-from contracts.tc import SalesCompanyArchivePushed
-from mappings.retail import COMPANY, bindings, reason
-from routes.state import Cancel, Decision, State
+from gridbus.contracts.identifiers import credit_code_problems
+from gridbus.contracts.tc import SalesCompanyArchivePushed
+from gridbus.mappings.retail import COMPANY, bindings, reason
+from gridbus.contracts.state import Cancel, Decision, State
 
 #: Registered capital above this (in 10,000 yuan, i.e. 100 billion yuan) is a typing error.
 MAX_CAPITAL_10K_YUAN = Decimal(10_000_000)

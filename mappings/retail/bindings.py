@@ -18,7 +18,7 @@ code) and moves through these states, one message at a time:
 - **Agreement signed** on the trading center's external system: gridbus archives it, syncs the
   archival result back, and starts ownership establishment at once when the agreement takes
   effect in less than 15 days, else schedules it for effective time minus 15 days (a durable
-  schedule in the store, see ``routes.state``). Refused: the binding ends, the period is free.
+  schedule in the store, see ``contracts.state``). Refused: the binding ends, the period is free.
 - **Ownership establishment**: marketing converts the user's large-industrial and general
   commercial/industrial metering points to market retail billing (the others are untouched),
   is told the ownership is established, and the ownership relation goes to the trading center.
@@ -32,11 +32,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
-from contracts.internal import OwnershipDue
-from contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
-from mappings.retail import COMPANY, reason
-from routes.state import Decision, Record, Schedule, State
-from workers.errors import UnknownReference
+from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
+from gridbus.mappings.retail import COMPANY, reason
+from gridbus.contracts.state import Decision, Record, Schedule, State
+from gridbus.contracts.errors import UnknownReference
 
 KIND = "binding"
 USER_UNIT = "user-unit"

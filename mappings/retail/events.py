@@ -8,11 +8,11 @@ no user name, no legal representative.
 
 from __future__ import annotations
 
-from contracts.base import MappingContext
-from contracts.canonical import CanonicalEvent
-from contracts.tc import SalesCompanyArchivePushed
-from mappings.events import METERING_CATEGORIES, _event, _Payload
-from mappings.retail.bindings import AGREEMENT_REFUSED, AGREEMENT_REQUESTED, DISSOLUTION_REQUIRED
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.canonical import CanonicalEvent
+from gridbus.contracts.tc import SalesCompanyArchivePushed
+from gridbus.mappings.events import METERING_CATEGORIES, _event, _Payload
+from gridbus.mappings.retail.bindings import AGREEMENT_REFUSED, AGREEMENT_REQUESTED, DISSOLUTION_REQUIRED
 
 _COMPANY_VERBS = {"created": "created", "changed": "changed"}
 _CLOSED = frozenset({AGREEMENT_REFUSED, DISSOLUTION_REQUIRED})

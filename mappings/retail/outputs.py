@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Iterator
 
-from contracts.base import MappingContext
-from contracts.mkt.retail import (
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.mkt.retail import (
     AgreementDraftRequested,
     BillingSchemeAdjustment,
     ContractChangeRequired,
@@ -23,8 +23,8 @@ from contracts.mkt.retail import (
     RelationshipDissolutionRequired,
     RetailMeteringPoint as MarketingMeteringPoint,
 )
-from contracts.tc import RetailMeteringPoint, SalesCompanyArchivePushed, UserUnitReviewPassed
-from contracts.tc.soap import (
+from gridbus.contracts.tc import RetailMeteringPoint, SalesCompanyArchivePushed, UserUnitReviewPassed
+from gridbus.contracts.tc.soap import (
     AgreementInfo,
     ArchivalResult,
     ArchiveFeedback,
@@ -32,7 +32,7 @@ from contracts.tc.soap import (
     ReviewReason,
     UserReviewResult,
 )
-from mappings.retail.bindings import market_points
+from gridbus.mappings.retail.bindings import market_points
 
 
 def _header(ctx: MappingContext) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.store import Store
+from gridbus.workers.store import Store
 
 
 @pytest.fixture

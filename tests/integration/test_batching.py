@@ -16,7 +16,7 @@ import pytest
 from tests.support.amqp import UpstreamSystem, declare_routes, running_worker, wait_for
 from tests.support.fakes import RecordingAdapter
 from tests.support.routes import AMQP_ONLY_NOTES, NOTES, REVISED_NOTES, note_body
-from workers.runtime import Worker
+from gridbus.workers.runtime import Worker
 
 pytestmark = pytest.mark.broker
 

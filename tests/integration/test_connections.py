@@ -27,8 +27,8 @@ from tests.support.amqp import (
 from tests.support.connections import FreezableProxy, gridbus_connections
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from workers.broker import _BufferedTCPTransport
-from workers.runtime import RECONNECT_FIRST_S
+from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.runtime import RECONNECT_FIRST_S
 
 pytestmark = [pytest.mark.broker]
 

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 from kombu import Connection
 
-from routes import naming
-from routes.model import Route, Source, Step, Target
-from workers import dlq, topology
-from workers import headers as H
+from gridbus.contracts import naming
+from gridbus.routes.model import Route, Source, Step, Target
+from gridbus.workers import topology
+from gridbus.tools import dlq
+from gridbus.workers import headers as H
 
 pytestmark = pytest.mark.broker
 
@@ -351,7 +352,7 @@ def test_replay_without_a_retry_binding_leaves_the_message_in_the_dlq(broker_url
 _CRASHING_REPLAY = """
 import os, signal, sys
 from tests.integration.test_dlq import make_routes
-from workers import dlq
+from gridbus.tools import dlq
 
 published = []
 def crash_after_three(letter):
@@ -427,31 +428,31 @@ def test_unrouted_messages_are_listed_as_unroutable(fresh_broker_url):
 
 
 def test_cli_list_replay_and_purge(broker_url, routes, channel):
-    from workers import cli_ops
+    from gridbus.tools import commands
 
     pms, _ = routes
     message_id = dead_letter(channel, pms, error_type="delivery-failed")
     runner = CliRunner()
     obj = {"routes": routes}
 
-    listed = runner.invoke(cli_ops.dlq, ["list", "--broker", broker_url], obj=obj)
+    listed = runner.invoke(commands.dlq, ["list", "--broker", broker_url], obj=obj)
     assert listed.exit_code == 0, listed.output
     assert pms.name in listed.output and "delivery-failed" in listed.output
 
-    shown = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj)
+    shown = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj)
     assert shown.exit_code == 0, shown.output
     assert message_id in shown.output and H.ERROR_TYPE in shown.output
 
-    refused = runner.invoke(cli_ops.dlq, ["purge", "--broker", broker_url, "--route", pms.name], obj=obj)
+    refused = runner.invoke(commands.dlq, ["purge", "--broker", broker_url, "--route", pms.name], obj=obj)
     assert refused.exit_code == 2
     assert "--yes-i-am-sure" in refused.output
     assert queue_count(channel, pms.dead_letter_queue) == 1
 
-    replayed = runner.invoke(cli_ops.dlq, ["replay", "--broker", broker_url, "--id", message_id], obj=obj)
+    replayed = runner.invoke(commands.dlq, ["replay", "--broker", broker_url, "--id", message_id], obj=obj)
     assert replayed.exit_code == 0, replayed.output
     assert queue_count(channel, pms.work_queue) == 1
 
-    unrouted = runner.invoke(cli_ops.dlq, ["replay", "--broker", broker_url, "--route", dlq.UNROUTED], obj=obj)
+    unrouted = runner.invoke(commands.dlq, ["replay", "--broker", broker_url, "--route", dlq.UNROUTED], obj=obj)
     assert unrouted.exit_code != 0 and "cannot be replayed" in unrouted.output
 
 
@@ -469,7 +470,7 @@ def _inert(output: bytes) -> None:
 
 
 def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel):
-    from workers import cli_ops
+    from gridbus.tools import commands
 
     pms, _ = routes
     message_id = dead_letter(
@@ -485,7 +486,7 @@ def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel)
     runner, obj = CliRunner(), {"routes": routes}
 
     # color=True: click would strip ANSI sequences itself when not writing to a terminal.
-    shown = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
+    shown = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
     assert shown.exit_code == 0, shown.output
     _inert(shown.stdout_bytes)
     out = shown.stdout_bytes.decode()
@@ -497,14 +498,14 @@ def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel)
     assert "  x-custom\\x1b[8m: value\\x1b]0;pwned\\x07\n" in out
     assert '  {"note": "\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m \\u202e evil"}\n' in out
 
-    listed = runner.invoke(cli_ops.dlq, ["list", "--broker", broker_url], obj=obj, color=True)
+    listed = runner.invoke(commands.dlq, ["list", "--broker", broker_url], obj=obj, color=True)
     assert listed.exit_code == 0, listed.output
     _inert(listed.stdout_bytes)
     assert "contract-violation\\x1b[31m  1" in listed.stdout_bytes.decode()
 
 
 def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_url, routes, channel):
-    from workers import cli_ops
+    from gridbus.tools import commands
 
     pms, _ = routes
     utf7 = dead_letter(channel, pms, body=b"+ABs-[2J+ABs-]0;pwned+AAc-", content_type="text/plain; charset=utf-7")
@@ -514,7 +515,7 @@ def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_ur
     [letter] = dlq.show(broker_url, routes, message_id=utf7)
     assert letter.body_text().shown_as == "bytes"
     for message_id, expected in ((utf7, "  +ABs-[2J+ABs-]0;pwned+AAc-\n"), (escaped, "  \\\\x1b[2J\n")):
-        shown = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
+        shown = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
         assert shown.exit_code == 0, shown.output
         _inert(shown.stdout_bytes)
         out = shown.stdout_bytes.decode()
@@ -523,7 +524,7 @@ def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_ur
 
 
 def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path):
-    from workers import cli_ops
+    from gridbus.tools import commands
 
     pms, _ = routes
     body = HOSTILE_BODY + bytes(range(256)) + b"x" * 10_000
@@ -532,7 +533,7 @@ def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path)
     target = tmp_path / "body.bin"
 
     to_file = runner.invoke(
-        cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", str(target)], obj=obj, color=True
+        commands.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", str(target)], obj=obj, color=True
     )
     assert to_file.exit_code == 0, to_file.output
     assert target.read_bytes() == body
@@ -541,12 +542,12 @@ def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path)
     assert f"body written to {target} ({len(body)} bytes)" in to_file.output
     assert "...[" in to_file.output  # the printed body is cut, the file is whole
 
-    to_pipe = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", "-"], obj=obj)
+    to_pipe = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", "-"], obj=obj)
     assert to_pipe.exit_code == 0, to_pipe.output
     assert to_pipe.stdout_bytes == body
 
     dead_letter(channel, pms)
-    several = runner.invoke(cli_ops.dlq, ["show", "--broker", broker_url, "--route", pms.name, "--full", "-"], obj=obj)
+    several = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--route", pms.name, "--full", "-"], obj=obj)
     assert several.exit_code == 2 and "choose one with --id" in several.output
 
 
@@ -554,7 +555,7 @@ def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path)
 
 
 def test_an_unrouted_letter_is_unroutable_and_its_gridbus_headers_untrusted(fresh_broker_url):
-    from workers import cli_ops
+    from gridbus.tools import commands
 
     routes = make_routes("u")
     forged = {H.ERROR_TYPE: "delivery-refused", H.ERROR_MESSAGE: "forged: replay me", H.SOURCE_USER: "pms"}
@@ -577,7 +578,7 @@ def test_an_unrouted_letter_is_unroutable_and_its_gridbus_headers_untrusted(fres
     summaries = {s.route: s for s in dlq.list_dead_letters(fresh_broker_url, routes)}
     assert summaries[dlq.UNROUTED].by_error_type == {"unroutable": 1}
 
-    shown = CliRunner().invoke(cli_ops.dlq, ["show", "--broker", fresh_broker_url, "--route", dlq.UNROUTED],
+    shown = CliRunner().invoke(commands.dlq, ["show", "--broker", fresh_broker_url, "--route", dlq.UNROUTED],
                                obj={"routes": routes})
     assert shown.exit_code == 0, shown.output
     out = shown.output

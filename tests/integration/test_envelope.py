@@ -16,14 +16,14 @@ from pathlib import Path
 import amqp
 import pytest
 
-import contracts
-from routes.model import Route, Source, Step, Target
+from gridbus import contracts
+from gridbus.routes.model import Route, Source, Step, Target
 from tests.support.amqp import UpstreamSystem, running_worker, shared_channel, body_json, dead_letter_reader, declare_routes, inbox_reader, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, Note, note_out, ENVELOPE_ROUTES, FAST_RETRY, JSON_REFUSALS, XML_REFUSALS, note_body
-from workers import dlq as dlq_tools
-from workers import headers as H
-from workers.errors import HIDDEN_CATEGORIES, MAX_REASON_BYTES
+from gridbus.tools import dlq as dlq_tools
+from gridbus.workers import headers as H
+from gridbus.contracts.errors import HIDDEN_CATEGORIES, MAX_REASON_BYTES
 
 pytestmark = pytest.mark.broker
 

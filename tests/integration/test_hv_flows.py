@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Queue
 
-from adapters.soap import SoapAdapter, contract_path
-from adapters.soap_stub import SoapStub
-from routes import naming
-from routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
-from routes.model import RetryPolicy
+from gridbus.adapters.soap import SoapAdapter, contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts import naming
+from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from gridbus.routes.model import RetryPolicy
 from tests.support.amqp import QueueReader, UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
-from workers import headers as H
+from gridbus.workers import headers as H
 
 pytestmark = pytest.mark.broker
 
@@ -212,7 +212,7 @@ def test_plan_change_reaches_marketing_and_the_events_exchange(broker_url, store
 
 
 def test_replay_after_the_cause_is_fixed_delivers_once(broker_url, store, stub, systems):
-    from workers import dlq
+    from gridbus.tools import dlq
 
     stub.fail_when(lambda payload: True, "soap_client_fault")  # the command center refuses everything
     application = f"HV{uuid.uuid4().int % 10**13:013d}"

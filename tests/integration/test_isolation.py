@@ -23,17 +23,17 @@ import pytest
 import structlog
 from kombu import Connection
 
-from adapters.soap import contract_path
-from adapters.soap_stub import SoapStub
-from routes.hv_install import BLACK_MAP_PUBLISHED, SUPPLY_PLAN_PUSHED
-from routes.model import RetryPolicy
+from gridbus.adapters.soap import contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, SUPPLY_PLAN_PUSHED
+from gridbus.routes.model import RetryPolicy
 from tests.support.amqp import UpstreamSystem, dead_letter_reader, declare_routes, inbox_reader, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.routes import SOAP_ROUTES
-from workers import logging as gridbus_logging
+from gridbus.workers import logging as gridbus_logging
 from tests.conftest import TEST_SOURCE_USERS
-from workers.bootstrap import build_lanes
-from workers.settings import Settings
+from gridbus.workers.bootstrap import build_lanes
+from gridbus.workers.settings import Settings
 
 pytestmark = pytest.mark.broker
 

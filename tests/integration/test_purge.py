@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.amqp import declare_routes, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES
-from workers.store import Store
+from gridbus.workers.store import Store
 
 pytestmark = pytest.mark.broker
 

@@ -18,7 +18,7 @@ from tests.conftest import rabbitmqctl
 from tests.support.amqp import UpstreamSystem, body_json, dead_letter_reader, declare_routes, inbox_reader, queue_depth, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from workers import headers as H
+from gridbus.workers import headers as H
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -13,10 +13,10 @@ from datetime import date, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from adapters.soap import SoapAdapter, contract_path
-from adapters.soap_stub import SoapStub
-from routes.model import RetryPolicy
-from routes.retail_market import (
+from gridbus.adapters.soap import SoapAdapter, contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.routes.model import RetryPolicy
+from gridbus.routes.retail_market import (
     OWNERSHIP_DUE,
     SALES_COMPANY_ARCHIVE_PUSHED,
     TRIPARTITE_AGREEMENT_SIGNED,
@@ -27,7 +27,7 @@ from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader,
 from tests.support.fig9 import FIG9_ROWS
 from tests.support.fig9 import archive_xml as fig9_archive_xml
 from tests.support.retail import CHINA, Clock, archive_xml, review_xml, signing_xml, unique, valid_credit_code
-from workers.cli import main as cli
+from gridbus.tools.cli import main as cli
 
 pytestmark = pytest.mark.broker
 

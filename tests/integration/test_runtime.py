@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from routes import naming
+from gridbus.contracts import naming
 from tests.conftest import TEST_SOURCE_USERS
 from tests.support.amqp import (
     QueueReader,
@@ -20,7 +20,7 @@ from tests.support.amqp import (
 )
 from tests.support.fakes import RecordingAdapter
 from tests.support.routes import NOTES, REVISED_NOTES, ROUTES, note_body
-from workers import headers as H
+from gridbus.workers import headers as H
 
 pytestmark = pytest.mark.broker
 

@@ -13,11 +13,13 @@ import pytest
 from click.testing import CliRunner
 from kombu import Connection
 
-from contracts.identifiers import is_valid_credit_code
-from routes import ROUTES
+from gridbus.contracts.identifiers import is_valid_credit_code
+from gridbus.routes import ROUTES
 from tests.conftest import BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost
-from workers import cli_ops, topology, users
-from workers.simulate import EXAMPLES_DIR, example_path, simulate
+from gridbus.workers import topology
+from gridbus.tools import commands
+from gridbus.tools import users
+from gridbus.tools.simulate import EXAMPLES_DIR, example_path, simulate
 
 pytestmark = pytest.mark.broker
 
@@ -148,10 +150,10 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
     runner = CliRunner()
     obj = {"routes": ROUTES}
 
-    refused = runner.invoke(cli_ops.simulate, ["--broker", sim_url, "--route", route.name], obj=obj)
+    refused = runner.invoke(commands.simulate, ["--broker", sim_url, "--route", route.name], obj=obj)
     assert refused.exit_code == 2 and "--system-password" in refused.output
 
-    as_guest = runner.invoke(cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--as-guest"], obj=obj)
+    as_guest = runner.invoke(commands.simulate, ["--broker", sim_url, "--route", route.name, "--as-guest"], obj=obj)
     assert as_guest.exit_code == 0, as_guest.output
     assert "unauthorised" in as_guest.output and "1 message(s) published" in as_guest.output
 
@@ -160,7 +162,7 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
     credentials_file = tmp_path / "users.json"
     credentials_file.write_text(json.dumps({"cmd": list(credentials["cmd"])}))
     as_system = runner.invoke(
-        cli_ops.simulate,
+        commands.simulate,
         ["--broker", sim_url, "--route", route.name, "--credentials-file", str(credentials_file), "--count", "2"],
         obj=obj,
     )
@@ -169,12 +171,12 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
     assert [m.properties["user_id"] for m in messages] == [credentials["cmd"][0]] * 2
 
     wrong = runner.invoke(
-        cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--system-password", "cmd=wrong"], obj=obj
+        commands.simulate, ["--broker", sim_url, "--route", route.name, "--system-password", "cmd=wrong"], obj=obj
     )
     assert wrong.exit_code == 1 and "refused the login" in wrong.output
 
     given = runner.invoke(
-        cli_ops.simulate,
+        commands.simulate,
         ["--broker", sim_url, "--route", route.name, "--system-password", f"cmd={credentials['cmd'][1]}"],
         obj=obj,
     )
@@ -184,7 +186,7 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
 
     credentials_file.write_text(json.dumps({"cmd": ["cmd", "not-this-one"]}))
     other_user = runner.invoke(
-        cli_ops.simulate, ["--broker", sim_url, "--route", route.name, "--credentials-file", str(credentials_file)],
+        commands.simulate, ["--broker", sim_url, "--route", route.name, "--credentials-file", str(credentials_file)],
         obj=obj,
     )
     assert other_user.exit_code == 2 and "GRIDBUS_SOURCE_USERS" in other_user.output

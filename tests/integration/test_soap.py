@@ -11,12 +11,12 @@ import pytest
 import requests
 import zeep
 
-import adapters.soap as soap
-from adapters.soap import SoapAdapter, build_soap_adapters, contract_path
-from adapters.soap_stub import SoapStub
-from contracts.base import MappingContext
-from workers.errors import PermanentDeliveryError, TransientDeliveryError
-from workers.settings import Settings
+from gridbus.adapters import soap
+from gridbus.adapters.soap import SoapAdapter, build_soap_adapters, contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.errors import PermanentDeliveryError, TransientDeliveryError
+from gridbus.workers.settings import Settings
 
 WSDL = contract_path("cmd/CommandCenterService.wsdl")
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone(timedelta(hours=8)))

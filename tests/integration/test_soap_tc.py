@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.soap import SOAP_PEERS, SoapAdapter, build_soap_adapters, contract_path
-from adapters.soap_stub import SoapStub
-from contracts.base import MappingContext
-from contracts.tc.soap import (
+from gridbus.adapters.soap import SOAP_PEERS, SoapAdapter, build_soap_adapters, contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.tc.soap import (
     AgreementInfo,
     ArchivalResult,
     ArchiveFeedback,
@@ -26,8 +26,8 @@ from contracts.tc.soap import (
     UserReviewResult,
 )
 from tests.support.retail import tc_requests
-from workers.errors import PermanentDeliveryError
-from workers.settings import Settings
+from gridbus.contracts.errors import PermanentDeliveryError
+from gridbus.workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 WSDL = contract_path("tc/TradingCenterService.wsdl")
@@ -239,7 +239,7 @@ def test_gridbus_stub_tc_serves_the_trading_center_wsdl(tmp_path):
     log = tmp_path / "stub.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from workers.cli import main; main()", "stub", "tc", "--port", "0"],
+            [sys.executable, "-c", "from gridbus.tools.cli import main; main()", "stub", "tc", "--port", "0"],
             cwd=ROOT,
             env={**os.environ, "GRIDBUS_TC_SOAP_URL": "http://127.0.0.1:8082/tc"},
             stdout=out,

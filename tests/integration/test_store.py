@@ -13,8 +13,8 @@ import pytest
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from routes.state import Cancel, Decision, Schedule
-from workers.store import Store
+from gridbus.contracts.state import Cancel, Decision, Schedule
+from gridbus.workers.store import Store
 
 
 @pytest.fixture

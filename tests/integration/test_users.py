@@ -15,20 +15,21 @@ import pytest
 from click.testing import CliRunner
 from kombu import Connection
 
-from adapters.soap import contract_path
-from adapters.soap_stub import SoapStub
+from gridbus.adapters.soap import contract_path
+from gridbus.adapters.soap_stub import SoapStub
 
-from routes import naming
-from routes.model import RetryPolicy, Route, Source, Step, Target
-from routes import ROUTES
+from gridbus.contracts import naming
+from gridbus.routes.model import RetryPolicy, Route, Source, Step, Target
+from gridbus.routes import ROUTES
 from tests.conftest import SYSTEMS, VHOST_PREFIX, password_hashes
 from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from tests.support.fakes import RecordingAdapter
 from tests.support.processes import WorkerProcess
 from tests.support.routes import NOTES, note_body
-from workers import headers as H
-from workers import topology, users
-from workers.cli import main as cli
+from gridbus.workers import headers as H
+from gridbus.workers import topology
+from gridbus.tools import users
+from gridbus.tools.cli import main as cli
 
 pytestmark = pytest.mark.broker
 

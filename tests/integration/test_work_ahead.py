@@ -14,8 +14,8 @@ import pytest
 
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, Note, note_body
-from workers.broker import _BufferedTCPTransport
-from workers.runtime import Worker
+from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.runtime import Worker
 
 pytestmark = pytest.mark.broker
 

@@ -11,10 +11,10 @@ from contextlib import contextmanager
 import pika
 from kombu import Connection, Queue
 
-from adapters.amqp import build_amqp_adapters
-from routes import naming
-from workers.runtime import Worker
-from workers.store import Store
+from gridbus.adapters.amqp import build_amqp_adapters
+from gridbus.contracts import naming
+from gridbus.workers.runtime import Worker
+from gridbus.workers.store import Store
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
@@ -158,7 +158,7 @@ def inbox_reader(broker_url: str, system: str = "mkt") -> QueueReader:
 
 def declare_routes(broker_url: str, routes) -> None:
     """Create the routes' topology, as ``gridbus topology declare`` does."""
-    from workers import topology
+    from gridbus.workers import topology
 
     with Connection(broker_url) as conn:
         topology.declare(conn.channel(), topology.derive(routes))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from workers.errors import PermanentDeliveryError, TransientDeliveryError
+from gridbus.contracts.errors import PermanentDeliveryError, TransientDeliveryError
 
 
 class RecordingAdapter:

@@ -28,7 +28,7 @@ def kill_leftovers() -> int:
 
 class WorkerProcess:
     def __init__(self, broker_url: str, store_url: str, routes_module: str, tmp_path: Path, **env):
-        self.args = [sys.executable, "-c", "from workers.cli import main; main()", "worker", "--routes-module", routes_module]
+        self.args = [sys.executable, "-c", "from gridbus.tools.cli import main; main()", "worker", "--routes-module", routes_module]
         self.env = {
             **os.environ,
             "GRIDBUS_BROKER_URL": broker_url,

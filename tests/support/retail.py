@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from contracts.identifiers import complete_credit_code
+from gridbus.contracts.identifiers import complete_credit_code
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
 CHINA = timezone(timedelta(hours=8))
@@ -126,8 +126,8 @@ def _maker(namespace: str):
 def tc_requests(message_id: str = "gb-tc-0001") -> dict:
     """One of each SOAP request gridbus sends the trading center, by class name, with the values of
     the retail examples (user unit RU2026110001, agreement TPA-2026-110001, sent 2026-11-26 09:30)."""
-    from contracts.tc import RetailMeteringPoint
-    from contracts.tc.soap import (
+    from gridbus.contracts.tc import RetailMeteringPoint
+    from gridbus.contracts.tc.soap import (
         AgreementInfo, ArchivalResult, ArchiveFeedback, OwnershipRelation, ReviewReason, UserReviewResult,
     )
 

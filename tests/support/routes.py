@@ -15,10 +15,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from contracts.mkt.supply_plan import SupplyPlanPushed
-from contracts.pms.black_map import BlackMapPublished
-from routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
-from workers.errors import ContractViolation, TransientDeliveryError
+from gridbus.contracts.mkt.supply_plan import SupplyPlanPushed
+from gridbus.contracts.pms.black_map import BlackMapPublished
+from gridbus.routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
+from gridbus.contracts.errors import ContractViolation, TransientDeliveryError
 
 
 class Note(BaseModel):
@@ -110,7 +110,7 @@ SUBPROCESS_ROUTES = (AMQP_ONLY_NOTES,)
 def _soap_routes():
     from dataclasses import replace
 
-    from routes.hv_install import SUPPLY_PLAN_PUSHED
+    from gridbus.routes.hv_install import SUPPLY_PLAN_PUSHED
 
     return (replace(SUPPLY_PLAN_PUSHED, retry=FAST_RETRY),)
 

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import structlog
 
-from workers import logging as gridbus_logging
-from workers.breaker import BreakerOpen, CircuitBreaker, GuardedAdapter, State
-from workers.errors import PermanentDeliveryError, TransientDeliveryError
+from gridbus.workers import logging as gridbus_logging
+from gridbus.workers.breaker import BreakerOpen, CircuitBreaker, GuardedAdapter, State
+from gridbus.contracts.errors import PermanentDeliveryError, TransientDeliveryError
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 

@@ -12,8 +12,8 @@ import time
 import pytest
 import structlog
 
-from workers import logging as gridbus_logging
-from workers.broker import BrokerNodes, KeepAlive, NoNodeAnswered, _BufferedTCPTransport, broker_nodes, mask_url
+from gridbus.workers import logging as gridbus_logging
+from gridbus.workers.broker import BrokerNodes, KeepAlive, NoNodeAnswered, _BufferedTCPTransport, broker_nodes, mask_url
 
 
 def free_port() -> int:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.cmd.models import PlanChanged
-from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from contracts.pms import BlackMapPublished
-from workers.errors import ContractViolation
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.contracts.errors import ContractViolation
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 
@@ -289,7 +289,7 @@ def test_plan_changed_fields():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode)))
 def test_random_bytes_never_raise_anything_but_contract_violation(body):
-    from routes import ROUTES
+    from gridbus.routes import ROUTES
 
     for contract in dict.fromkeys(route.contract for route in ROUTES):  # every route's, the retail market's too
         try:
@@ -319,7 +319,7 @@ def test_truncated_xml_is_refused(cut):
 
 
 def _xml_contracts():
-    from contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
+    from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
 
     return [
         (BlackMapPublished, "pms.BlackMapPublished.xml"),
@@ -336,7 +336,7 @@ def _split_by(document: bytes, make_node) -> list[bytes]:
     """The document once per leaf element, that leaf's text split in two around a new node."""
     from lxml import etree
 
-    from contracts import xml
+    from gridbus.contracts import xml
 
     encoding = "GBK" if b'encoding="GBK"' in document[:60] else "UTF-8"
     root = etree.fromstring(xml._decode(document)[0], xml._UTF8_PARSER)

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from lxml import etree
 
-from contracts import xml
-from contracts.canonical import VERBS, CanonicalEvent, payload_namespace
-from contracts.canonical.envelope import NAMESPACE, SCHEMA
-from contracts.mkt import BlackMapNotice, PlanChange, PlanChangeNotice
-from workers.errors import ContractViolation
+from gridbus.contracts import xml
+from gridbus.contracts.canonical import VERBS, CanonicalEvent, payload_namespace
+from gridbus.contracts.canonical.envelope import NAMESPACE, SCHEMA
+from gridbus.contracts.mkt import BlackMapNotice, PlanChange, PlanChangeNotice
+from gridbus.contracts.errors import ContractViolation
 
 NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))
 M = f"{{{NAMESPACE}}}"

@@ -14,17 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from contracts import mkt
-from contracts.tc import (
+from gridbus.contracts import mkt
+from gridbus.contracts.tc import (
     RetailMeteringPoint,
     SalesCompanyArchivePushed,
     Shareholder,
     TripartiteAgreementSigned,
     UserUnitReviewPassed,
 )
-from contracts.tc.soap import ArchivalResult, ArchiveFeedback, UserReviewResult
+from gridbus.contracts.tc.soap import ArchivalResult, ArchiveFeedback, UserReviewResult
 from tests.support.retail import tc_requests
-from workers.errors import ContractViolation
+from gridbus.contracts.errors import ContractViolation
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "contracts" / "examples"

@@ -1,5 +1,5 @@
 """Dead letters read for operators: printed inert, decoded only in the allowed charsets, and
-replayed with only the headers gridbus wrote (``workers.dead_letter``, ``workers.dlq.replay_copy``)."""
+replayed with only the headers gridbus wrote (``tools.letters``, ``tools.dlq.replay_copy``)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routes import naming
-from workers import headers as H
-from workers.cli_ops import _render_letter
-from workers.dead_letter import UNROUTED, DeadLetter, shown, visible
-from workers.dlq import operator_name, replay_copy
+from gridbus.contracts import naming
+from gridbus.workers import headers as H
+from gridbus.tools.commands import _render_letter
+from gridbus.tools.letters import UNROUTED, DeadLetter, shown, visible
+from gridbus.tools.dlq import operator_name, replay_copy
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTE = "pms.black-map-published"
@@ -229,7 +229,7 @@ def test_full_to_a_terminal_is_refused():
     controller, terminal = pty.openpty()
     try:
         done = subprocess.run(
-            [sys.executable, "-c", "from workers.cli import main; main()", "dlq", "show", "--full", "-",
+            [sys.executable, "-c", "from gridbus.tools.cli import main; main()", "dlq", "show", "--full", "-",
              "--broker", "amqp://guest:guest@127.0.0.1:1/none"],
             cwd=REPO, stdout=terminal, stderr=subprocess.PIPE, timeout=60,
             env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -8,9 +8,9 @@ import amqp.serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers import envelope
-from workers import headers as H
-from workers.errors import HIDDEN_CATEGORIES, MAX_REASON_BYTES, ContractViolation, GridbusError, inert, one_line, quote
+from gridbus.workers import envelope
+from gridbus.workers import headers as H
+from gridbus.contracts.errors import HIDDEN_CATEGORIES, MAX_REASON_BYTES, ContractViolation, GridbusError, inert, one_line, quote
 
 _text = st.text(max_size=300)
 _scalars = st.one_of(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import xml
-from contracts.pms import BlackMapPublished
-from contracts.pms import black_map
+from gridbus.contracts import xml
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.contracts.pms import black_map
 
 EXAMPLE = (Path(__file__).parents[2] / "contracts" / "examples" / "pms.BlackMapPublished.xml").read_text("utf-8")
 

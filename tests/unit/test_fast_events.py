@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.base import MappingContext
-from contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
-from contracts.canonical.payload import PayloadTemplate
-from contracts.pms import BlackMapPublished
-from mappings import events
-from workers.errors import MappingError
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
+from gridbus.contracts.canonical.payload import PayloadTemplate
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.mappings import events
+from gridbus.contracts.errors import MappingError
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -124,7 +124,7 @@ def test_plain_envelope_head_is_what_the_general_head_writes(message_id, correla
 
 def _general_head(event: CanonicalEvent) -> bytes | None:
     """The head as the general (value by value) path writes it."""
-    from contracts.canonical import envelope
+    from gridbus.contracts.canonical import envelope
 
     parts = [envelope._HEAD_START]
     for tag, value in (("Verb", event.verb), ("Noun", event.noun), ("Revision", event.revision),

@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from contracts import xml
-from contracts.base import MappingContext
-from contracts.canonical import BuiltPayload, CanonicalEvent, PayloadBuilder, payload_namespace
-from contracts.canonical.payload import NOT_XML_CHARACTERS
-from contracts.cmd.models import PlanChanged
-from contracts.mkt import BlackMapNotice
-from contracts.pms import BlackMapPublished
-from mappings import cmd_to_mkt, events, pms_to_mkt
-from workers.errors import ContractViolation, MappingError
+from gridbus.contracts import xml
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.canonical import BuiltPayload, CanonicalEvent, PayloadBuilder, payload_namespace
+from gridbus.contracts.canonical.payload import NOT_XML_CHARACTERS
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import BlackMapNotice
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.mappings import cmd_to_mkt, events, pms_to_mkt
+from gridbus.contracts.errors import ContractViolation, MappingError
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -198,6 +198,6 @@ _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 def test_output_message_ids_are_the_rfc_4122_uuid5_of_route_step_and_source(route, step, source):
     import uuid
 
-    from workers.pipeline import OUTPUT_ID_NAMESPACE, output_message_id
+    from gridbus.workers.pipeline import OUTPUT_ID_NAMESPACE, output_message_id
 
     assert output_message_id(route, step, source) == str(uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{route}/{step}/{source}"))

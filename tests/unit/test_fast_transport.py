@@ -10,7 +10,7 @@ from amqp.transport import TCPTransport
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.broker import _BufferedTCPTransport, connect
+from gridbus.workers.broker import _BufferedTCPTransport, connect
 
 
 def frame(kind: int, channel: int, payload: bytes) -> bytes:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from contracts.identifiers import (
+from gridbus.contracts.identifiers import (
     CREDIT_CODE_CHARSET,
     CodeProblem,
     complete_credit_code,

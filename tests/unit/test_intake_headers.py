@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from routes import naming
+from gridbus.contracts import naming
 from tests.support.routes import NOTES
-from workers import headers as H
-from workers.pipeline import Delivery
+from gridbus.workers import headers as H
+from gridbus.workers.pipeline import Delivery
 
 
 class _Message:

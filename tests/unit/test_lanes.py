@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
-from routes import ROUTES
-from routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
-from workers.bootstrap import build_lanes
-from workers.breaker import GuardedAdapter
-from workers.lanes import Lanes, plan_lanes
-from workers.settings import Settings
+from gridbus.routes import ROUTES
+from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from gridbus.workers.bootstrap import build_lanes
+from gridbus.workers.breaker import GuardedAdapter
+from gridbus.workers.lanes import Lanes, plan_lanes
+from gridbus.workers.settings import Settings
 
 
 def test_routes_are_split_by_the_synchronous_peers_they_call():

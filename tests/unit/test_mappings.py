@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from contracts import xml
-from contracts.base import MappingContext
-from contracts.canonical import CanonicalEvent
-from contracts.canonical.envelope import SCHEMA as ENVELOPE_SCHEMA
-from contracts.cmd.models import PlanChanged
-from contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from contracts.pms import BlackMapPublished
-from mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
-from workers.errors import MappingError
+from gridbus.contracts import xml
+from gridbus.contracts.base import MappingContext
+from gridbus.contracts.canonical import CanonicalEvent
+from gridbus.contracts.canonical.envelope import SCHEMA as ENVELOPE_SCHEMA
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished
+from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from gridbus.contracts.errors import MappingError
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "contracts" / "examples"

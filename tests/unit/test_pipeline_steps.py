@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.support.routes import NOTES, note_body
-from workers.errors import MappingError
-from workers.pipeline import Delivery, Pipeline
-from workers.store import Store
+from gridbus.contracts.errors import MappingError
+from gridbus.workers.pipeline import Delivery, Pipeline
+from gridbus.workers.store import Store
 
 NOW = datetime(2026, 12, 8, 17, 0, tzinfo=timezone(timedelta(hours=8)))
 

@@ -7,12 +7,12 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from contracts.internal import OwnershipDue
-from contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
-from mappings.retail import archive_review, bindings
+from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
+from gridbus.mappings.retail import archive_review, bindings
 from tests.support.retail import CHINA, archive_xml, review_xml, signing_xml, valid_credit_code
-from workers.errors import UnknownReference
-from workers.store import Store
+from gridbus.contracts.errors import UnknownReference
+from gridbus.workers.store import Store
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts.base import MappingContext
-from routes import ROUTES, route_by_name
-from routes.model import Route
-from workers.store import Store
+from gridbus.contracts.base import MappingContext
+from gridbus.routes import ROUTES, route_by_name
+from gridbus.routes.model import Route
+from gridbus.workers.store import Store
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 

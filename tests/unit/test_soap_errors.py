@@ -6,8 +6,8 @@ import pytest
 import requests
 from zeep.exceptions import Fault, TransportError, ValidationError, XMLParseError, XMLSyntaxError
 
-from adapters.soap import SoapCallSite, classify_soap_error, fault_code_name, receipt_from_response
-from workers.errors import PermanentDeliveryError, TransientDeliveryError
+from gridbus.adapters.soap import SoapCallSite, classify_soap_error, fault_code_name, receipt_from_response
+from gridbus.contracts.errors import PermanentDeliveryError, TransientDeliveryError
 
 SITE = SoapCallSite("ReceiveSupplyPlan", "http://cmd.example/cmd", "msg-42")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from routes.model import SYSTEMS
-from workers.settings import Settings
+from gridbus.routes.model import SYSTEMS
+from gridbus.workers.settings import Settings
 
 
 def test_by_default_each_system_publishes_as_its_code(monkeypatch):

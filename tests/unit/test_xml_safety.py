@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from contracts import xml
-from workers.errors import ContractViolation
+from gridbus.contracts import xml
+from gridbus.contracts.errors import ContractViolation
 
 NS = "urn:gridbus:pms:black-map:1"
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"

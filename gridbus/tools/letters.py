@@ -1,11 +1,11 @@
 """What a dead letter says: its body, headers and RabbitMQ's ``x-death`` history, read for operators.
 
-Reading only: nothing here talks to the broker. ``workers.dlq`` browses, replays and purges.
+Reading only: nothing here talks to the broker. ``tools.dlq`` browses, replays and purges.
 
 Where a letter's ``x-gridbus-*`` headers come from decides whether they are gridbus's history:
 
 - a route's dead-letter queue is bound to ``gridbus.dlx`` only, and no system user may write
-  there (``workers.users`` gives each system write access to ``^<system>\\.out$`` alone). A
+  there (``tools.users`` gives each system write access to ``^<system>\\.out$`` alone). A
   letter gridbus published there carries the headers gridbus wrote: gridbus drops every
   publisher-set ``x-gridbus-*`` header at intake (``workers.pipeline.Delivery``);
 - a letter RabbitMQ dead-lettered itself from the route's work queue (``x-death``) is the message
@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 
 import amqp
 
-from routes import naming
-from workers import headers as H
-from workers.errors import NAMED_ESCAPES, escape_char, inert
+from gridbus.contracts import naming
+from gridbus.workers import headers as H
+from gridbus.contracts.errors import NAMED_ESCAPES, escape_char, inert
 
 #: Route name shown for messages no route is bound to (``gridbus.unrouted.dlq``).
 UNROUTED = "(unrouted)"

@@ -16,16 +16,16 @@ from pathlib import Path
 import click
 from kombu import Connection
 
-from workers import dlq as dead_letters
-from workers import headers as H
-from workers.dead_letter import shown, visible
-from workers import simulate as simulation
-from workers import users as system_users
-from workers.settings import Settings
+from gridbus.tools import dlq as dead_letters
+from gridbus.workers import headers as H
+from gridbus.tools.letters import shown, visible
+from gridbus.tools import simulate as simulation
+from gridbus.tools import users as system_users
+from gridbus.workers.settings import Settings
 
 _broker_option = click.option("--broker", default=None, help="AMQP URL; overrides GRIDBUS_BROKER_URL.")
 _routes_option = click.option(
-    "--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES)."
+    "--routes-module", default=None, help="module:ATTRIBUTE of the routes (default gridbus.routes:ROUTES)."
 )
 
 BODY_PREVIEW_CHARS = 4000
@@ -49,7 +49,7 @@ def _routes(routes_module: str | None, names=()) -> tuple:
                 f"no route named {', '.join(missing)}; known: {', '.join(known)}", param_hint="--route"
             )
         return tuple(r for r in routes if not names or r.name in names)
-    from workers.bootstrap import load_routes
+    from gridbus.workers.bootstrap import load_routes
 
     try:
         return load_routes(routes_module, names)
@@ -491,8 +491,8 @@ def trace(key, store_url) -> None:
     output sent to a system, every state change and schedule, across all routes. Repeats of a
     message id and messages that do not meet their contract are not here (their keys are unknown):
     see the worker's log and `gridbus dlq`."""
-    from workers.runtime import CHINA_TZ
-    from workers.store import Store
+    from gridbus.workers.runtime import CHINA_TZ
+    from gridbus.workers.store import Store
 
     store = Store(store_url or Settings().store_url)
     try:

@@ -7,10 +7,12 @@ import sys
 
 import click
 
-from workers.settings import Settings
+from gridbus import __version__
+from gridbus.workers.settings import Settings
 
 
 @click.group()
+@click.version_option(__version__, prog_name="gridbus", message="%(prog)s %(version)s")
 def main() -> None:
     """gridbus: message-driven integration between the trading center, marketing, PMS,
     meter data collection and the command center, on RabbitMQ."""
@@ -18,13 +20,13 @@ def main() -> None:
 
 @main.command()
 @click.option("--route", "route_names", multiple=True, help="Run only these routes (default: all).")
-@click.option("--routes-module", default=None, help="Where the routes are, as module:ATTRIBUTE (default routes:ROUTES).")
+@click.option("--routes-module", default=None, help="Where the routes are, as module:ATTRIBUTE (default gridbus.routes:ROUTES).")
 @click.option("--broker", default=None, help="Override GRIDBUS_BROKER_URL.")
 @click.option("--store", default=None, help="Override GRIDBUS_STORE_URL.")
 def worker(route_names, routes_module, broker, store) -> None:
     """Consume the routes' work queues until SIGTERM (finishes the batch in hand, loses nothing)."""
-    from workers import logging as gridbus_logging
-    from workers.bootstrap import build_lanes, load_routes
+    from gridbus.workers import logging as gridbus_logging
+    from gridbus.workers.bootstrap import build_lanes, load_routes
 
     settings = _settings(broker=broker, store=store)
     gridbus_logging.configure(settings.log_format, settings.log_level)
@@ -51,26 +53,26 @@ def topology_group() -> None:
 
 
 @topology_group.command("show")
-@click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES).")
+@click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default gridbus.routes:ROUTES).")
 def topology_show(routes_module) -> None:
     """Print every exchange, queue (with its arguments) and binding."""
-    from workers import topology
-    from workers.bootstrap import load_routes
+    from gridbus.workers import topology
+    from gridbus.workers.bootstrap import load_routes
 
     click.echo(topology.render(topology.derive(load_routes(routes_module))))
 
 
 @topology_group.command("declare")
-@click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default routes:ROUTES).")
+@click.option("--routes-module", default=None, help="module:ATTRIBUTE of the routes (default gridbus.routes:ROUTES).")
 @click.option("--broker", default=None, help="Override GRIDBUS_BROKER_URL.")
 def topology_declare(routes_module, broker) -> None:
     """Create the topology on the broker (idempotent; on the first node that answers)."""
     import os
     import socket
 
-    from workers import topology
-    from workers.bootstrap import load_routes
-    from workers.broker import BrokerNodes
+    from gridbus.workers import topology
+    from gridbus.workers.bootstrap import load_routes
+    from gridbus.workers.broker import BrokerNodes
 
     settings = _settings(broker=broker)
     topo = topology.derive(load_routes(routes_module))
@@ -92,8 +94,8 @@ def topology_declare(routes_module, broker) -> None:
 )
 def demo(broker, system_passwords) -> None:
     """Run the high-voltage new-installation flows, then the retail-market flows, end to end and check the result."""
-    from workers import logging as gridbus_logging
-    from workers.demo import run_demo
+    from gridbus.workers import logging as gridbus_logging
+    from gridbus.tools.demo.hv_install import run_demo
 
     gridbus_logging.configure("console", "WARNING")
     passwords = dict(p.split("=", 1) for p in system_passwords)
@@ -112,8 +114,8 @@ def stub(peer, port) -> None:
     their own), at the path of the peer's configured endpoint (GRIDBUS_<PEER>_SOAP_URL)."""
     from urllib.parse import urlsplit
 
-    from adapters.soap import SOAP_PEERS, contract_path
-    from adapters.soap_stub import run_stub
+    from gridbus.adapters.soap import SOAP_PEERS, contract_path
+    from gridbus.adapters.soap_stub import run_stub
 
     if peer not in SOAP_PEERS:
         known = ", ".join(sorted(SOAP_PEERS))
@@ -131,11 +133,11 @@ def _settings(**overrides) -> Settings:
 
 
 def _register_ops() -> None:
-    from workers import cli_ops
+    from gridbus.tools import commands
 
-    for command in (cli_ops.dlq, cli_ops.simulate, cli_ops.trace):
+    for command in (commands.dlq, commands.simulate, commands.trace):
         main.add_command(command)
-    topology_group.add_command(cli_ops.users)
+    topology_group.add_command(commands.users)
 
 
 _register_ops()

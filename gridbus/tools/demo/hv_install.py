@@ -1,5 +1,5 @@
 """``gridbus demo``: the four high-voltage new-installation flows end to end, in one process,
-then the retail-market flows (``workers.demo_retail``).
+then the retail-market flows (``tools.demo.retail``).
 
 By default on kombu's in-memory broker with SQLite and the loopback command-center SOAP stub,
 so it needs nothing but Python. With ``--broker amqp://...`` the same runs against RabbitMQ
@@ -25,17 +25,19 @@ from pathlib import Path
 import click
 from kombu import Connection, Producer, Queue
 
-from adapters.soap import contract_path
-from adapters.soap_stub import SoapStub
-from routes import hv_install, naming
-from routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
-from routes.model import RetryPolicy
-from workers import topology
-from workers.bootstrap import build_worker
-from workers.settings import Settings
-from workers.store import Store
+from gridbus import contracts
+from gridbus.adapters.soap import contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.routes import hv_install
+from gridbus.contracts import naming
+from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from gridbus.routes.model import RetryPolicy
+from gridbus.workers import topology
+from gridbus.workers.bootstrap import build_worker
+from gridbus.workers.settings import Settings
+from gridbus.workers.store import Store
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "contracts" / "examples"
+EXAMPLES = contracts.EXAMPLES_DIR
 #: The demo shortens the command center's back-off so a broker-held retry is seen in seconds.
 DEMO_RETRY = RetryPolicy(attempts=5, first_delay_s=1.0, max_delay_s=4.0)
 
@@ -161,7 +163,7 @@ def take_all(conn: Connection, queue: str) -> list:
 
 
 def run_demo(broker_url: str = "memory://", passwords: dict[str, str] | None = None, echo=click.echo) -> bool:
-    from workers.demo_retail import run_retail_demo
+    from gridbus.tools.demo.retail import run_retail_demo
 
     high_voltage = _run_high_voltage(broker_url, passwords, echo)
     retail = run_retail_demo(broker_url, passwords or {}, echo)

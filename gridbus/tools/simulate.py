@@ -27,11 +27,12 @@ import pika
 import pika.exceptions
 from lxml import etree
 
-from contracts.identifiers import complete_credit_code, is_valid_credit_code
-from routes.model import Route
-from workers.broker import broker_nodes
+from gridbus import contracts
+from gridbus.contracts.identifiers import complete_credit_code, is_valid_credit_code
+from gridbus.routes.model import Route
+from gridbus.workers.broker import broker_nodes
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "contracts" / "examples"
+EXAMPLES_DIR = contracts.EXAMPLES_DIR
 
 #: Examples are small; anything bigger is not an example and is not parsed.
 MAX_EXAMPLE_BYTES = 1024 * 1024

@@ -18,15 +18,15 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from adapters.soap import contract_path
-from adapters.soap_stub import SoapStub
-from routes import retail_market
-from routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
-from workers.bootstrap import build_worker
-from workers.demo import DEMO_RETRY, collect, declare_with_events_tap, example_body, publish_as_source, wait_settled
-from workers.runtime import CHINA_TZ
-from workers.settings import Settings
-from workers.store import Store
+from gridbus.adapters.soap import contract_path
+from gridbus.adapters.soap_stub import SoapStub
+from gridbus.routes import retail_market
+from gridbus.routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
+from gridbus.workers.bootstrap import build_worker
+from gridbus.tools.demo.hv_install import DEMO_RETRY, collect, declare_with_events_tap, example_body, publish_as_source, wait_settled
+from gridbus.workers.runtime import CHINA_TZ
+from gridbus.workers.settings import Settings
+from gridbus.workers.store import Store
 
 #: When the demo's story starts: the example agreement was signed on this day.
 START = datetime(2026, 11, 25, 17, 0, tzinfo=CHINA_TZ)

@@ -11,7 +11,7 @@ or in both; the route's idempotency store recognises the repeat in the last case
 
 What arrives through ``gridbus.retry`` is read as gridbus's own (its ``x-gridbus-*`` headers,
 the source user among them), so a copy carries only headers gridbus wrote: see
-``workers.dead_letter`` for which letters those are, and ``replay_copy``.
+``tools.letters`` for which letters those are, and ``replay_copy``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Callable, Iterable, Iterator
 import amqp
 from kombu import Connection
 
-from routes import naming
-from routes.model import Route
-from workers import envelope
-from workers import headers as H
-from workers.dead_letter import UNROUTED, UNROUTED_ERROR_TYPE, DeadLetter, letter_from, visible
+from gridbus.contracts import naming
+from gridbus.routes.model import Route
+from gridbus.workers import envelope
+from gridbus.workers import headers as H
+from gridbus.tools.letters import UNROUTED, UNROUTED_ERROR_TYPE, DeadLetter, letter_from, visible
 
 #: Headers the broker sets; a replayed copy never carries them into the work queue.
 _BROKER_HEADERS = frozenset(

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from routes import naming
+from gridbus.contracts import naming
 
 #: Nothing to configure (declare/delete) and nothing to read: upstream systems only publish.
 CONFIGURE_PERMISSION = "^$"

@@ -1,0 +1,1 @@
+"""Contracts of the service command center (cmd): its SOAP operations and messages."""

@@ -1,0 +1,1 @@
+"""``gridbus demo``: the high-voltage new-installation flows, then the retail-market flows."""
