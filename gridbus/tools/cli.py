@@ -95,7 +95,7 @@ def topology_declare(routes_module, broker) -> None:
 def demo(broker, system_passwords) -> None:
     """Run the high-voltage new-installation flows, then the retail-market flows, end to end and check the result."""
     from gridbus.workers import logging as gridbus_logging
-    from gridbus.tools.demo.hv_install import run_demo
+    from gridbus.tools.demo import run_demo
 
     gridbus_logging.configure("console", "WARNING")
     passwords = dict(p.split("=", 1) for p in system_passwords)

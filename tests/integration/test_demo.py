@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import TEST_SOURCE_USERS
-from gridbus.tools.demo.hv_install import run_demo
+from gridbus.tools.demo import run_demo
 
 
 def test_demo_on_the_embedded_broker_passes_every_check():

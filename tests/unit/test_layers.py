@@ -115,3 +115,11 @@ def test_the_version_is_the_installed_distributions():
     from importlib.metadata import version
 
     assert gridbus.__version__ == version("gridbus")
+
+
+def test_the_demo_parts_share_a_helper_instead_of_importing_each_other():
+    parts = {name: (path, pkg) for name, path, pkg in _modules("tools") if name.startswith("gridbus.tools.demo.")}
+    hv, retail = parts["gridbus.tools.demo.hv_install"], parts["gridbus.tools.demo.retail"]
+    assert "gridbus.tools.demo.retail" not in {m for _, m in _imports("gridbus.tools.demo.hv_install", *hv)}
+    assert "gridbus.tools.demo.hv_install" not in {m for _, m in _imports("gridbus.tools.demo.retail", *retail)}
+    assert "gridbus.tools.demo.common" in {m for _, m in _imports("gridbus.tools.demo.retail", *retail)}

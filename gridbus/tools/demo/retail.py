@@ -23,7 +23,7 @@ from gridbus.adapters.soap_stub import SoapStub
 from gridbus.routes import retail_market
 from gridbus.routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
 from gridbus.workers.bootstrap import build_worker
-from gridbus.tools.demo.hv_install import DEMO_RETRY, collect, declare_with_events_tap, example_body, publish_as_source, wait_settled
+from gridbus.tools.demo.common import DEMO_RETRY, collect, declare_with_events_tap, example_body, publish_as_source, wait_settled
 from gridbus.workers.runtime import CHINA_TZ
 from gridbus.workers.settings import Settings
 from gridbus.workers.store import Store
