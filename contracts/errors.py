@@ -136,6 +136,14 @@ class PermanentDeliveryError(PermanentError):
     kind = "delivery-refused"
 
 
+class AdapterError(PermanentError):
+    """An adapter raised something that is not one of gridbus's delivery errors: a bug in the
+    adapter, not a judgement on the message or the peer. Retrying would repeat it; the message is
+    dead-lettered with the exception named, and replayed once the adapter is fixed."""
+
+    kind = "adapter-error"
+
+
 class PoisonMessage(PermanentError):
     """The message was taken up several times and never reached an outcome: it crashes or hangs the worker."""
 

@@ -22,6 +22,7 @@ from gridbus.routes.model import Route, Step
 from gridbus.workers import envelope
 from gridbus.workers import headers as H
 from gridbus.contracts.errors import (
+    AdapterError,
     ContractViolation,
     GridbusError,
     MappingError,
@@ -29,6 +30,7 @@ from gridbus.contracts.errors import (
     TransientDeliveryError,
     Unauthorised,
     UnknownMessageType,
+    one_line,
     quote,
 )
 from gridbus.workers.store import Store
@@ -346,7 +348,13 @@ class Pipeline:
             target = f"{step.target.adapter} {step.target.operation or getattr(output, 'routing_key', '')}".strip()
             d.outputs[name] = (target, context.message_id)
         if hasattr(adapter, "send"):
-            d.tickets[adapter.send(step.target.operation, output, context)] = name
+            try:
+                ticket = adapter.send(step.target.operation, output, context)
+            except GridbusError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the adapter's own bug ends this message, not the worker
+                raise _adapter_error(step, adapter, exc) from exc
+            d.tickets[ticket] = name
             return
         self._deliver_now(adapter, step, output, context)
         self.store.record(effects=[(route.name, d.message_id, name)])
@@ -361,5 +369,14 @@ class Pipeline:
             adapter.deliver(step.target.operation, output, context)
         except GridbusError:
             raise
-        except Exception as exc:  # noqa: BLE001 - an unclassified adapter failure may pass: retry it
-            raise TransientDeliveryError(f"step {step.name}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - the adapter's own bug ends this message, not the worker
+            raise _adapter_error(step, adapter, exc) from exc
+
+
+def _adapter_error(step: Step, adapter, exc: Exception) -> AdapterError:
+    """Not one of gridbus's delivery errors: the adapter's bug, named; retrying would repeat it."""
+    name = getattr(adapter, "name", step.target.adapter)
+    return AdapterError(
+        f"step {step.name}: adapter {name} raised {type(exc).__name__}: {one_line(str(exc), 500)}; "
+        "fix the adapter, then replay the message from the dead-letter queue"
+    )

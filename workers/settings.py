@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gridbus.routes.model import SYSTEMS
+
+
+#: The logging level names accepted by GRIDBUS_LOG_LEVEL (case does not matter).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, as one line naming each variable and what it accepts."""
 
 
 class Settings(BaseSettings):
@@ -28,12 +38,12 @@ class Settings(BaseSettings):
     store_retention_days: float = Field(
         3.0, description="How long processed message ids are kept, in days (see the README's Sizing the store)."
     )
-    prefetch: int = Field(200, description="Messages a worker takes from a queue before acking (per consumer).")
-    batch_size: int = Field(100, description="Messages processed between two confirm waits / store commits.")
+    prefetch: int = Field(200, ge=1, description="Messages a worker takes from a queue before acking (per consumer).")
+    batch_size: int = Field(100, ge=1, description="Messages processed between two confirm waits / store commits.")
     batch_linger_ms: float = Field(
         5.0, ge=0, description="A batch is closed at the latest this many milliseconds after its first message, full or not."
     )
-    confirm_timeout_s: float = Field(30.0, description="Longest wait for the broker's publisher confirms, in seconds.")
+    confirm_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the broker's publisher confirms, in seconds.")
     message_deadline_s: float = Field(
         300.0,
         description="A batch that makes no progress for this many seconds (no synchronous call ends) is taken as a "
@@ -56,16 +66,24 @@ class Settings(BaseSettings):
         description='RabbitMQ user that publishes for each source system, as JSON {"pms": "prod-pms"}; '
         "a system not named publishes as the user named by its code.",
     )
-    log_format: str = Field("json", description="json (production) or console (people).")
-    log_level: str = Field("INFO", description="Python logging level name.")
+    log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
+    log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
     cmd_soap_url: str = Field(
         "http://127.0.0.1:8081/cmd", description="Command center SOAP endpoint (the WSDL is served at ?wsdl)."
     )
     tc_soap_url: str = Field("http://127.0.0.1:8082/tc", description="Trading center SOAP endpoint.")
-    soap_timeout_s: float = Field(10.0, description="Timeout of one SOAP operation, in seconds (always set).")
+    soap_timeout_s: float = Field(10.0, gt=0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
     soap_password: str | None = Field(None, description="WS-Security UsernameToken password.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _a_logging_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"one of {', '.join(LOG_LEVELS)} is accepted")
+        return level
 
     @field_validator("source_users")
     @classmethod
@@ -85,3 +103,25 @@ class Settings(BaseSettings):
     def source_user_names(self) -> dict[str, str]:
         """system code -> the RabbitMQ user that publishes for it (``source_users``, else the code)."""
         return {system: self.source_users.get(system, system) for system in SYSTEMS}
+
+
+def load_settings(**overrides) -> Settings:
+    """The settings, from ``GRIDBUS_*`` and ``overrides``; ``SettingsError`` in one line otherwise."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """``GRIDBUS_BATCH_SIZE=-5: Input should be greater than or equal to 1; ...``: one line."""
+    problems = []
+    for error in exc.errors():
+        name = "GRIDBUS_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+        value = error.get("input")
+        shown = value if isinstance(value, str) else repr(value)
+        shown = "".join(c if c.isprintable() else "?" for c in shown)
+        shown = shown if len(shown) <= 80 else shown[:80] + "..."
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}={shown}: {message}")
+    return "invalid settings: " + "; ".join(problems)

@@ -8,14 +8,16 @@ import sys
 import click
 
 from gridbus import __version__
-from gridbus.workers.settings import Settings
+from gridbus.tools import context
 
 
 @click.group()
 @click.version_option(__version__, prog_name="gridbus", message="%(prog)s %(version)s")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """gridbus: message-driven integration between the trading center, marketing, PMS,
     meter data collection and the command center, on RabbitMQ."""
+    context.settings()  # read once, here: invalid settings end any command before it starts
 
 
 @main.command()
@@ -28,7 +30,7 @@ def worker(route_names, routes_module, broker, store) -> None:
     from gridbus.workers import logging as gridbus_logging
     from gridbus.workers.bootstrap import build_lanes, load_routes
 
-    settings = _settings(broker=broker, store=store)
+    settings = context.settings(broker=broker, store=store)
     gridbus_logging.configure(settings.log_format, settings.log_level)
     try:
         routes = load_routes(routes_module, route_names)
@@ -74,7 +76,7 @@ def topology_declare(routes_module, broker) -> None:
     from gridbus.workers.bootstrap import load_routes
     from gridbus.workers.broker import BrokerNodes
 
-    settings = _settings(broker=broker)
+    settings = context.settings(broker=broker)
     topo = topology.derive(load_routes(routes_module))
     name = f"gridbus topology@{socket.gethostname()} pid {os.getpid()} declare"
     with BrokerNodes(settings.broker_url).connect(name) as conn:
@@ -121,15 +123,10 @@ def stub(peer, port) -> None:
         known = ", ".join(sorted(SOAP_PEERS))
         raise click.BadParameter(f"{peer!r} is not a SOAP peer; choose from {known}", param_hint="PEER")
     wsdl_file, url_field = SOAP_PEERS[peer]
-    endpoint = urlsplit(getattr(_settings(), url_field))
+    endpoint = urlsplit(getattr(context.settings(), url_field))
     if port is None:
         port = endpoint.port if endpoint.port is not None else 80
     run_stub(contract_path(wsdl_file), port, endpoint.path or f"/{peer}")
-
-
-def _settings(**overrides) -> Settings:
-    values = {k + "_url": v for k, v in overrides.items() if v is not None}
-    return Settings(**values)
 
 
 def _register_ops() -> None:

@@ -21,7 +21,7 @@ from gridbus.workers import headers as H
 from gridbus.tools.letters import shown, visible
 from gridbus.tools import simulate as simulation
 from gridbus.tools import users as system_users
-from gridbus.workers.settings import Settings
+from gridbus.tools.context import settings
 
 _broker_option = click.option("--broker", default=None, help="AMQP URL; overrides GRIDBUS_BROKER_URL.")
 _routes_option = click.option(
@@ -34,7 +34,7 @@ VALUE_PREVIEW_CHARS = 500
 
 
 def _broker_url(broker: str | None) -> str:
-    return broker or Settings().broker_url
+    return broker or settings().broker_url
 
 
 def _routes(routes_module: str | None, names=()) -> tuple:
@@ -237,7 +237,7 @@ def dlq_replay(ids, route, error_type, limit, operator, broker, routes_module) -
     """Move matching dead letters back into their route's work queue (gridbus's history headers are kept)."""
     if not (ids or route or error_type or limit):
         click.echo("replaying every dead letter of every route (narrow it with --id, --route, --error-type, --limit)")
-    settings = Settings()
+    current = settings()
     try:
         result = dead_letters.replay(
             _broker_url(broker),
@@ -246,7 +246,7 @@ def dlq_replay(ids, route, error_type, limit, operator, broker, routes_module) -
             route=route,
             error_type=error_type,
             limit=limit,
-            confirm_timeout=settings.confirm_timeout_s,
+            confirm_timeout=current.confirm_timeout_s,
             operator=operator,
         )
     except dead_letters.DlqError as exc:
@@ -319,7 +319,7 @@ def simulate(route_names, count, system_passwords, credentials_file, as_guest, e
     """Publish the routes' example messages as the upstream systems would (pika, confirms, user_id)."""
     routes = _routes(routes_module, route_names)
     broker_url = _broker_url(broker)
-    usernames = Settings().source_user_names()
+    usernames = settings().source_user_names()
     credentials = {} if as_guest else _credentials(credentials_file, system_passwords, usernames)
     if as_guest:
         user = Connection(broker_url).userid or "guest"
@@ -415,7 +415,7 @@ def users(systems, system_passwords, vhost, save, reset_passwords, broker, route
     code), allowed to publish to its own exchange only."""
     if not systems:
         systems = sorted({r.source.system for r in _routes(routes_module) if not r.source.internal})
-    usernames = Settings().source_user_names()
+    usernames = settings().source_user_names()
     passwords = {system: password for system, (_, password) in _credentials(None, system_passwords, usernames).items()}
     vhost = vhost or Connection(_broker_url(broker)).virtual_host or "/"
     try:
@@ -494,7 +494,7 @@ def trace(key, store_url) -> None:
     from gridbus.workers.runtime import CHINA_TZ
     from gridbus.workers.store import Store
 
-    store = Store(store_url or Settings().store_url)
+    store = Store(store_url or settings().store_url)
     try:
         rows = store.trace(key)
     finally:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.support.routes import NOTES, note_body
-from gridbus.contracts.errors import MappingError
+from gridbus.contracts.errors import AdapterError, MappingError, PermanentError, TransientDeliveryError
 from gridbus.workers.pipeline import Delivery, Pipeline
 from gridbus.workers.store import Store
 
@@ -70,3 +70,35 @@ def test_finished_messages_and_recorded_steps_are_skipped_per_message(run):
     batch = start(["done", "half", "new"], known={0: ("delivered", {"rec", "mkt"}), 1: (None, {"rec"})})
     assert log == [("rec", "new"), ("mkt", "half"), ("mkt", "new")]
     assert [d.outcome for d in batch] == ["duplicate", "delivered", "delivered"]
+
+
+class _Buggy:
+    """A target whose own code is broken: neither a delivery error nor a verdict on the message."""
+
+    name = "rec"
+
+    def __init__(self, error: Exception, batched: bool = False):
+        self.error = error
+        if batched:
+            self.send = self._raise
+
+    def _raise(self, *args):
+        raise self.error
+
+    def deliver(self, operation, output, context) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["deliver", "send"])
+def test_an_adapters_own_bug_is_a_permanent_adapter_error_naming_the_exception(tmp_path, batched):
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    pipeline = Pipeline(store, {"rec": _Buggy(KeyError("wsdl_port"), batched), "mkt": _Ordered("mkt", [])},
+                        lambda: NOW)
+    (d,) = [Delivery(route=NOTES, message=_Message(note_body("k", "a")))]
+    pipeline.start_all([(d, (None, set()))])
+    store.close()
+    assert isinstance(d.error, AdapterError) and isinstance(d.error, PermanentError)
+    assert not isinstance(d.error, TransientDeliveryError)
+    assert d.error.kind == "adapter-error"
+    assert d.error.reason.startswith("step rec: adapter rec raised KeyError: 'wsdl_port'; fix the adapter")
+    assert d.delivered == []
