@@ -79,6 +79,7 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         message_deadline_s=settings.message_deadline_s,
         retention_s=settings.store_retention_days * 86400,
         heartbeat_s=settings.heartbeat_s,
+        amqp_fast_path=settings.amqp_fast_path,
         name=kwargs.pop("name", settings.worker_name),
         source_users=settings.source_user_names(),
         **kwargs,

@@ -34,6 +34,23 @@ from gridbus.workers.envelope import table_size
 from gridbus.contracts.errors import PermanentError, TransientDeliveryError
 
 
+#: The py-amqp minor version the fast path (``_BufferedAmqpTransport``, ``deliveries_frame_handler``,
+#: ``PublishFrames``) is tested against; pyproject pins ``amqp`` to it. On any other the worker
+#: runs on py-amqp's public API alone, as with ``GRIDBUS_AMQP_FAST_PATH=false``.
+TESTED_AMQP = (5, 4)
+
+
+def fast_path_refusal() -> str | None:
+    """Why the installed py-amqp may not take the fast path; None when it may."""
+    try:
+        installed = tuple(int(part) for part in amqp.__version__.split(".")[:2])
+    except (AttributeError, ValueError):
+        return f"py-amqp's version {getattr(amqp, '__version__', None)!r} is not understood"
+    if installed != TESTED_AMQP:
+        return f"py-amqp {amqp.__version__} is installed; the fast path is tested on {TESTED_AMQP[0]}.{TESTED_AMQP[1]}"
+    return None
+
+
 def is_amqp(connection: Connection) -> bool:
     return connection.transport.driver_type == "amqp"
 
@@ -58,7 +75,8 @@ def mask_url(text: str) -> str:
 
 
 def connect(
-    url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0, name: str | None = None
+    url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0, name: str | None = None,
+    fast_path: bool = True,
 ) -> Connection:
     """A kombu connection to one node; plain ``amqp://`` connections read the socket in large
     chunks (``_BufferedAmqpTransport``).
@@ -68,9 +86,11 @@ def connect(
     connection's ``connection_name`` (``rabbitmqctl list_connections client_properties``).
     ``heartbeat_s`` is proposed to the broker (the smaller of both wins); whoever reads the
     connection calls ``heartbeat_check`` (see ``Publisher.keep_alive``, ``KeepAlive``).
+    ``fast_path=False``: kombu's own py-amqp transport, as it ships.
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
-    transport = _BufferedAmqpTransport if scheme in ("amqp", "pyamqp") else None
+    buffered = fast_path and scheme in ("amqp", "pyamqp")
+    transport = _BufferedAmqpTransport if buffered else None
     options = {"client_properties": {"connection_name": name}} if name else {}
     conn = Connection(
         url, connect_timeout=connect_timeout, heartbeat=heartbeat_s, transport=transport, transport_options=options
@@ -92,8 +112,9 @@ class BrokerNodes:
     node that is down costs one refused connection per round, never a wait.
     """
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0):
+    def __init__(self, url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0, fast_path: bool = True):
         self.urls = broker_nodes(url)
+        self.fast_path = fast_path
         self.connect_timeout = connect_timeout
         self.heartbeat_s = heartbeat_s
         self.current = 0
@@ -110,7 +131,10 @@ class BrokerNodes:
         errors = []
         for _ in range(len(self.urls)):
             try:
-                return connect(self.url, connect_timeout=self.connect_timeout, heartbeat_s=self.heartbeat_s, name=name)
+                return connect(
+                    self.url, connect_timeout=self.connect_timeout, heartbeat_s=self.heartbeat_s, name=name,
+                    fast_path=self.fast_path,
+                )
             except _CONNECT_ERRORS as exc:
                 errors.append(f"{mask_url(self.url)}: {type(exc).__name__}: {mask_url(str(exc))}")
                 self.failed()
@@ -448,7 +472,10 @@ class Publisher:
     are the same bytes py-amqp writes (see ``PublishFrames``), only fewer system calls.
     """
 
-    def __init__(self, connection: Connection, *, confirm_timeout_s: float = 30.0, write_buffer_bytes: int = 16384):
+    def __init__(
+        self, connection: Connection, *, confirm_timeout_s: float = 30.0, write_buffer_bytes: int = 16384,
+        fast_path: bool = True,
+    ):
         self.connection = connection
         self.confirm_timeout_s = confirm_timeout_s
         self.write_buffer_bytes = write_buffer_bytes
@@ -463,17 +490,22 @@ class Publisher:
         heartbeat = getattr(connection.connection, "heartbeat", 0) if self.confirms else 0
         #: how long ``wait`` reads before it checks heartbeats (a quarter interval); None: no heartbeats
         self._beat_s = heartbeat / 4 if heartbeat else None
+        #: publishes encoded here and written in batches (None: py-amqp's ``basic_publish`` each)
+        self._frames: PublishFrames | None = None
+        #: publishes written from frames encoded here (the wiring tests read it)
+        self.encoded = 0
         if self.confirms:
-            # py-amqp drains the socket before every publish when the connection announced
-            # connection.blocked; the broker still sends its blocked/unblocked notices, which
-            # ``wait`` reads with the confirms, once per batch instead of once per message.
-            properties = connection.connection.client_properties
-            properties["capabilities"] = {**properties.get("capabilities", {}), "connection.blocked": False}
+            if fast_path:
+                # py-amqp drains the socket before every publish when the connection announced
+                # connection.blocked; the broker still sends its blocked/unblocked notices, which
+                # ``wait`` reads with the confirms, once per batch instead of once per message.
+                properties = connection.connection.client_properties
+                properties["capabilities"] = {**properties.get("capabilities", {}), "connection.blocked": False}
+                self._frames = PublishFrames(self._channel.channel_id)
             self._channel.confirm_select()
             self._channel.events["basic_ack"].add(self._on_ack)
             self._channel.events["basic_nack"].add(self._on_nack)
             self._channel.events["basic_return"].add(self._on_return)
-            self._frames = PublishFrames(self._channel.channel_id)
         else:
             from kombu import Producer
 
@@ -535,7 +567,7 @@ class Publisher:
             channel = self._channel
             if channel.connection is None:
                 raise amqp.exceptions.RecoverableConnectionError("basic_publish: connection closed")
-            frames = self._frames.encode(
+            frames = None if self._frames is None else self._frames.encode(
                 channel.connection.frame_max, exchange, routing_key, mandatory, body, props, headers
             )
             if frames is None:  # what py-amqp writes differently (large bodies) or refuses
@@ -575,7 +607,7 @@ class Publisher:
         order) and ``header_values`` (its variable headers) filled in: the same bytes, with only
         the variable parts encoded per message."""
         frames = None
-        connection = self._channel.connection if self.confirms else None
+        connection = self._channel.connection if self._frames is not None else None
         if connection is not None:
             properties = template.encode(values, header_values)
             if properties is not None:
@@ -598,6 +630,7 @@ class Publisher:
         """Keep a publish's frames for the next socket write (at ``write_buffer_bytes``)."""
         self._out.append(frames)
         self._out_bytes += len(frames)
+        self.encoded += 1
         if self._out_bytes >= self.write_buffer_bytes:
             self._flush()
 

@@ -47,7 +47,7 @@ from gridbus.routes.model import Route
 from gridbus.workers import envelope
 from gridbus.workers import headers as H
 from gridbus.workers import topology
-from gridbus.workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, is_amqp, mask_url
+from gridbus.workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, fast_path_refusal, is_amqp, mask_url
 from gridbus.contracts.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
 from gridbus.workers.logging import get_logger
 from gridbus.workers.pipeline import Delivery, Pipeline
@@ -111,12 +111,16 @@ class Worker:
         declare: bool = True,
         schedule_poll_s: float = 1.0,
         heartbeat_s: float = 30.0,
+        amqp_fast_path: bool = True,
         name: str = "worker",
         source_users: dict[str, str] | None = None,
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
-        self.nodes = BrokerNodes(broker_url, heartbeat_s=heartbeat_s)
+        #: why the fast path is off although asked for (another py-amqp than it is tested on), else None
+        self.fast_path_refused = fast_path_refusal() if amqp_fast_path else None
+        self.amqp_fast_path = amqp_fast_path and self.fast_path_refused is None
+        self.nodes = BrokerNodes(broker_url, heartbeat_s=heartbeat_s, fast_path=self.amqp_fast_path)
         self.name = name
         #: which node the worker is on, and whether it reads deliveries on the fast path (see _serve)
         self.node: str | None = None
@@ -265,7 +269,9 @@ class Worker:
         channel = consumer_conn.channel()
         if self.declare:
             topology.declare(channel, topology.derive(self.routes))
-        self._publisher = Publisher(publisher_conn, confirm_timeout_s=self.confirm_timeout_s)
+        self._publisher = Publisher(
+            publisher_conn, confirm_timeout_s=self.confirm_timeout_s, fast_path=self.amqp_fast_path
+        )
         self._amqp = is_amqp(consumer_conn)
         self._consumer_conn = consumer_conn if self._amqp else None
         self._consumer_raw = consumer_conn.connection
@@ -295,6 +301,7 @@ class Worker:
         log.info(
             "worker.started", routes=[r.name for r in self.routes], broker=_safe_url(self.broker_url),
             node=_safe_url(self.nodes.url), fast_path=self.fast_path, heartbeat_s=heartbeat,
+            **({"fast_path_refused": self.fast_path_refused} if self.fast_path_refused else {}),
         )
         while not self._stop.is_set():
             self._fill(consumer_conn, idle_timeout_s)

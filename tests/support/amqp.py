@@ -14,6 +14,7 @@ from kombu import Connection, Queue
 from gridbus.adapters.amqp import build_amqp_adapters
 from gridbus.contracts import naming
 from gridbus.workers.runtime import Worker
+from gridbus.workers.settings import Settings
 from gridbus.workers.store import Store
 
 
@@ -130,6 +131,8 @@ def running_worker(routes, broker_url: str, store: Store, extra_adapters=None, *
     from tests.conftest import TEST_SOURCE_USERS
 
     kwargs.setdefault("source_users", TEST_SOURCE_USERS)
+    # GRIDBUS_AMQP_FAST_PATH=false runs the suite on py-amqp's public API alone (see .ci/run)
+    kwargs.setdefault("amqp_fast_path", Settings().amqp_fast_path)
     worker = Worker(
         routes,
         broker_url=broker_url,
