@@ -100,7 +100,7 @@ def test_pyproject_installs_every_package_folder_under_gridbus():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared = set(config["packages"])
     found = {"gridbus"}
-    for layer, package in {**PACKAGES}.items():
+    for layer, package in PACKAGES.items():
         folder = Path(package.__file__).parent
         for init in folder.rglob("__init__.py"):
             found.add(".".join(("gridbus", layer, *init.parent.relative_to(folder).parts)))
