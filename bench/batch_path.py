@@ -1,6 +1,6 @@
 """Micro-benchmark of the worker's batch path for the black-map route, without a broker.
 
-What ``Worker._process`` does with a batch of deliveries, on the real pipeline, store (SQLite
+What ``Settlement.process`` does with a batch of deliveries, on the real pipeline, store (SQLite
 in a temporary directory), adapters and publish-frame encoding: the idempotency lookup, checks,
 decoding, mappings, output ids, both publishes (frames built, written to a null socket), the
 store commit and the acks. Only the socket reads and the broker's confirms are missing: every
@@ -110,7 +110,7 @@ def one_round(n: int, batch_size: int, template: str, profile: str | None = None
         store = Store(f"sqlite:///{tmp}/bench.db")
         publisher = InstantPublisher()
         worker = Worker([route], broker_url="amqp://unused", store=store, adapters=build_amqp_adapters)
-        worker._publisher, worker._amqp = publisher, True
+        worker._publisher, worker.settlement.multiple_ack = publisher, True
         all_bodies = bodies(n, template)
         profiler = None
         if profile:
@@ -125,7 +125,7 @@ def one_round(n: int, batch_size: int, template: str, profile: str | None = None
                 Delivery(route=route, message=_Message(body, first + i + 1))
                 for i, body in enumerate(all_bodies[first:first + batch_size])
             ]
-            worker._process(batch)
+            worker.settlement.process(batch)
             outcomes.update(d.outcome for d in batch)
         elapsed = time.perf_counter() - started
         if profiler is not None:

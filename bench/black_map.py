@@ -350,7 +350,7 @@ def run_baseline(vhost: str, n: int, template: str, *, outputs: int = 1, tag: st
 
 
 def _fill(conn, buffer: list, batch_size: int, idle_timeout_s: float) -> None:
-    """The worker's own fill loop (workers/runtime.py ``Worker._fill``)."""
+    """The worker's own fill loop (workers/intake.py ``Intake.fill``)."""
     deadline = time.monotonic() + idle_timeout_s
     while len(buffer) < batch_size:
         timeout = deadline - time.monotonic() if not buffer else 0.005

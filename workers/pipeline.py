@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gridbus.contracts.base import MappingContext
@@ -53,7 +53,17 @@ def output_message_id(route: str, step: str, source_message_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_NOT_DECODED = object()
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What decoding a delivery's body gave: the contract's message, or the error refusing it."""
+
+    message: Any = None
+    error: GridbusError | None = None
+
+    def value(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.message
 
 
 class Delivery:
@@ -78,7 +88,7 @@ class Delivery:
         self.trace_keys: tuple[str, ...] = ()  # business keys this message is journalled under
         self.outputs: dict[str, tuple[str, str]] = {}  # step -> (target, output message id)
         self.delivered: list[str] = []  # steps that took effect in this processing
-        self.decoded: Any = _NOT_DECODED  # the contract's message, or the error decoding it gave
+        self.decoded: Decoded | None = None  # set once, by ``Pipeline.decode``
         self.checked = False  # passed ``Pipeline.check`` (which depends on nothing but the message)
         properties = message.properties
         self.message_id: str | None = properties.get("message_id") or None
@@ -209,7 +219,7 @@ class Pipeline:
         if outcome is not None:
             d.outcome = "duplicate"
             return None
-        message = self._decode(d)
+        message = self.decode(d).value()
         if route.trace_keys is not None:
             d.trace_keys = self._trace_keys(route, message)
         if route.supersession is not None and not self._claim(route, message, d.message_id):
@@ -262,10 +272,10 @@ class Pipeline:
         """Decode the batch's messages that will need it (they pass the checks and are not yet
         finished), all in one go before ``start_all`` takes them: decoding is pure, and the
         parser, schemas and models stay warm in the processor's caches (about a third faster
-        than decoding between the other steps of each message). Errors are kept for ``start_all``
-        to raise at the point where it decodes."""
+        than decoding between the other steps of each message). ``start_all`` raises a refusal
+        kept here at the point where it decodes."""
         for d in batch:
-            if d.decoded is not _NOT_DECODED:
+            if d.decoded is not None:
                 continue
             try:
                 self.check(d)
@@ -275,26 +285,22 @@ class Pipeline:
             found = known.get((d.route.name, d.message_id))
             if found is not None and found[0] is not None:
                 continue  # a duplicate: never decoded
+            self.decode(d)
+
+    @staticmethod
+    def decode(d: Delivery) -> Decoded:
+        """The one decoder of a delivery's body, run once per delivery (work-ahead included);
+        a decoder's own bug is a contract violation, never a crash of the worker."""
+        if d.decoded is None:
             try:
-                d.decoded = self._decode_body(d)
+                d.decoded = Decoded(message=d.route.contract.decode(d.body))
             except GridbusError as exc:
-                d.decoded = exc
-
-    def _decode(self, d: Delivery):
-        decoded = d.decoded
-        if decoded is _NOT_DECODED:
-            return self._decode_body(d)
-        if isinstance(decoded, GridbusError):
-            raise decoded
-        return decoded
-
-    def _decode_body(self, d: Delivery):
-        try:
-            return d.route.contract.decode(d.body)
-        except GridbusError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash the worker
-            raise ContractViolation(f"could not decode as {d.route.contract.message_type}: {exc}") from exc
+                d.decoded = Decoded(error=exc)
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not crash the worker
+                error = ContractViolation(f"could not decode as {d.route.contract.message_type}: {exc}")
+                error.__cause__ = exc
+                d.decoded = Decoded(error=error)
+        return d.decoded
 
     def _claim(self, route: Route, message, message_id: str) -> bool:
         try:

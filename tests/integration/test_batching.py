@@ -1,8 +1,8 @@
 """How the worker forms batches: full under a backlog, closed after the linger under a trickle,
 never larger than ``batch_size`` (the first batch after a start included).
 
-The batches are observed where they are formed (``Worker._fill``) and processed
-(``Worker._process``); the bounds on time are generous, what is asserted is which batch each
+The batches are observed where they are formed (``Intake.fill``) and processed
+(``Settlement.process``); the bounds on time are generous, what is asserted is which batch each
 message was processed in.
 """
 
@@ -16,7 +16,8 @@ import pytest
 from tests.support.amqp import UpstreamSystem, declare_routes, running_worker, wait_for
 from tests.support.fakes import RecordingAdapter
 from tests.support.routes import AMQP_ONLY_NOTES, NOTES, REVISED_NOTES, note_body
-from gridbus.workers.runtime import Worker
+from gridbus.workers.intake import Intake
+from gridbus.workers.settlement import Settlement
 
 pytestmark = pytest.mark.broker
 
@@ -44,28 +45,28 @@ def batches(monkeypatch):
         fills: list[tuple[float, int]] = []
         processed: list[list[str]] = []
 
-    fill, process = Worker._fill, Worker._process
+    fill, process = Intake.fill, Settlement.process
 
-    def spy_fill(self, conn, idle_timeout_s):
-        fill(self, conn, idle_timeout_s)
-        if self._buffer:
+    def spy_fill(self, idle_timeout_s):
+        fill(self, idle_timeout_s)
+        if self.buffer:
             opened = self._batch_opened  # None: full at once, from frames already read
             waited = 0.0 if opened is None else time.monotonic() - opened
-            Seen.fills.append((waited, min(len(self._buffer), self.batch_size)))
+            Seen.fills.append((waited, min(len(self.buffer), self.batch_size)))
 
     def spy_process(self, batch, suspect=False):
         Seen.processed.append([d.message_id for d in batch])
         return process(self, batch, suspect)
 
-    monkeypatch.setattr(Worker, "_fill", spy_fill)
-    monkeypatch.setattr(Worker, "_process", spy_process)
+    monkeypatch.setattr(Intake, "fill", spy_fill)
+    monkeypatch.setattr(Settlement, "process", spy_process)
     return Seen
 
 
 def test_a_lone_message_is_processed_when_the_linger_is_over(broker_url, store, pms, batches, monkeypatch):
     """With the quiet gap out of the way, only the linger can close a batch of one: the message is
     processed alone, the linger after it was taken, not when a batch of 100 is full."""
-    monkeypatch.setattr(Worker, "QUIET_S", 30.0)
+    monkeypatch.setattr(Intake, "QUIET_S", 30.0)
     linger = 0.05
     with running_worker([AMQP_ONLY_NOTES], broker_url, store, batch_linger_s=linger) as worker:
         [message_id] = publish(pms)
@@ -79,7 +80,7 @@ def test_a_lone_message_is_processed_when_the_linger_is_over(broker_url, store, 
 def test_a_steady_trickle_is_cut_into_batches_by_the_linger(broker_url, store, pms, batches, monkeypatch):
     """Messages 10 ms apart never leave the socket quiet for QUIET_S (set to 30 s here): before
     the linger, they all waited in one batch until it was full."""
-    monkeypatch.setattr(Worker, "QUIET_S", 30.0)
+    monkeypatch.setattr(Intake, "QUIET_S", 30.0)
     linger = 0.05
     with running_worker([AMQP_ONLY_NOTES], broker_url, store, batch_linger_s=linger) as worker:
         ids = []

@@ -1,7 +1,7 @@
 """While a batch's confirms are on their way, the worker reads and decodes the next deliveries.
 
 The broker's round trip for a batch's confirms is time the worker would otherwise spend
-waiting; ``Worker._work_ahead`` fills it with the reading and decoding of what came since.
+waiting; ``Intake.work_ahead`` fills it with the reading and decoding of what came since.
 Nothing that touches the store or the targets runs ahead, so none of the guarantees move.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, Note, note_body
 from gridbus.workers.broker import _BufferedTCPTransport
-from gridbus.workers.runtime import Worker
+from gridbus.workers.intake import Intake
 
 pytestmark = pytest.mark.broker
 
@@ -40,23 +40,25 @@ def outbound_ids(inbox, key) -> Counter:
 
 def test_deliveries_arriving_during_the_confirm_wait_are_decoded_there(broker_url, store, backlog, monkeypatch):
     taken_ahead: list = []
-    original = Worker._work_ahead
+    original = Intake.work_ahead
+    workers: list = []
 
     def spy(self):
-        before = len(self._buffer)
-        outstanding = self.publisher()._unsettled > 0
+        before = len(self.buffer)
+        outstanding = workers[0].publisher()._unsettled > 0
         original(self)
-        taken_ahead.extend((d, outstanding) for d in self._buffer[before:])
+        taken_ahead.extend((d, outstanding) for d in self.buffer[before:])
 
-    monkeypatch.setattr(Worker, "_work_ahead", spy)
+    monkeypatch.setattr(Intake, "work_ahead", spy)
     key, ids = backlog(600)
     inbox = inbox_reader(broker_url)
     with running_worker([AMQP_ONLY_NOTES], broker_url, store) as worker:
+        workers.append(worker)
         wait_for(lambda: sum(outbound_ids(inbox, key).values()) == 600, what="600 notes in the inbox")
         wait_for(lambda: worker.counts.get("delivered") == 600, what="600 outcomes")
     assert len(taken_ahead) >= 100, "a 600-message backlog should give the confirm waits deliveries to take"
     assert all(outstanding for _, outstanding in taken_ahead), "taken only while confirms were outstanding"
-    assert all(isinstance(d.decoded, Note) for d, _ in taken_ahead)
+    assert all(isinstance(d.decoded.message, Note) for d, _ in taken_ahead)
     assert {d.message_id for d, _ in taken_ahead} <= set(ids)
     assert outbound_ids(inbox, key) == Counter({i: 1 for i in ids})
 

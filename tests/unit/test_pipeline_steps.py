@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.support.routes import NOTES, note_body
-from gridbus.contracts.errors import AdapterError, MappingError, PermanentError, TransientDeliveryError
+from gridbus.contracts.errors import AdapterError, ContractViolation, MappingError, PermanentError, TransientDeliveryError
 from gridbus.workers.pipeline import Delivery, Pipeline
 from gridbus.workers.store import Store
 
@@ -102,3 +102,40 @@ def test_an_adapters_own_bug_is_a_permanent_adapter_error_naming_the_exception(t
     assert d.error.kind == "adapter-error"
     assert d.error.reason.startswith("step rec: adapter rec raised KeyError: 'wsdl_port'; fix the adapter")
     assert d.delivered == []
+
+
+class _CountingNote:
+    """``Note``'s decoder, counting its calls; ``{"boom": ...}`` bodies make it raise (a decoder bug)."""
+
+    message_type = "Note"
+    calls = 0
+
+    @classmethod
+    def decode(cls, body: bytes):
+        cls.calls += 1
+        if b"boom" in body:
+            raise KeyError("boom")
+        return NOTES.contract.decode(body)
+
+
+def test_work_ahead_and_the_steps_share_one_decoding_per_delivery(tmp_path):
+    """``decode_ahead`` (as the intake's work-ahead calls it) then ``start_all``: one decode each,
+    and a decoder's bug is kept as the delivery's contract violation, raised where it decodes."""
+    from dataclasses import replace
+
+    route = replace(NOTES, contract=_CountingNote)
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    log: list = []
+    pipeline = Pipeline(store, {"rec": _Ordered("rec", log), "mkt": _Ordered("mkt", log)}, lambda: NOW)
+    good = Delivery(route=route, message=_Message(note_body("k", "a")))
+    bad = Delivery(route=route, message=_Message(b'{"boom": 1}'))
+    _CountingNote.calls = 0
+    pipeline.decode_ahead([good, bad], {})
+    pipeline.decode_ahead([good, bad], {})  # a second work-ahead over the same deliveries
+    pipeline.start_all([(good, (None, set())), (bad, (None, set()))])
+    store.close()
+    assert _CountingNote.calls == 2
+    assert good.outcome == "delivered" and good.decoded.message.text == "a"
+    assert isinstance(bad.error, ContractViolation)
+    assert bad.error.reason == "could not decode as Note: 'boom'"
+    assert bad.decoded.error is bad.error
