@@ -1,8 +1,9 @@
 """Delivery to SOAP peers (command center, trading center) through zeep.
 
-One ``SoapAdapter`` per peer. It builds its zeep ``Client`` once, on first use, from the WSDL
-shipped in ``contracts/`` (never fetched from the peer), with our own ``requests.Session`` for
-connection reuse and an operation timeout that is always set.
+One ``SoapAdapter`` per configured peer (``PeerSettings.soap_peers``). It builds its zeep
+``Client`` once, on first use, from the WSDL shipped in ``contracts/<peer>/`` (never fetched from
+the peer), with our own ``requests.Session`` for connection reuse and an operation timeout that
+is always set.
 
 A delivery succeeds when the peer answers ``Result`` = ``OK``. Every failure is turned into
 ``TransientDeliveryError`` (retrying can help: timeout, refused connection, HTTP 5xx, SOAP
@@ -26,9 +27,9 @@ from zeep.proxy import ServiceProxy
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
-from gridbus import contracts
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.errors import GridbusError, PermanentDeliveryError, TransientDeliveryError
+from gridbus.contracts.soap import peer_wsdl
 
 #: SOAP 1.1 ``Server`` / SOAP 1.2 ``Receiver``: the peer failed on its side.
 SERVER_FAULT_CODES = frozenset({"Server", "Receiver"})
@@ -232,36 +233,27 @@ class SoapAdapter:
             self._service = None
 
 
-#: name -> (WSDL file under contracts/, Settings field holding the endpoint URL).
-SOAP_PEERS: dict[str, tuple[str, str]] = {
-    "cmd": ("cmd/CommandCenterService.wsdl", "cmd_soap_url"),
-    "tc": ("tc/TradingCenterService.wsdl", "tc_soap_url"),
-}
-
-
-def contract_path(relative: str) -> Path:
-    return Path(contracts.__file__).resolve().parent / relative
-
-
 class PeerSettings(Protocol):
-    """The settings the SOAP adapters are built from, handed in at bootstrap: the timeout and
-    WS-Security user shared by the peers, and each peer's endpoint as ``<peer>_soap_url``."""
+    """The settings the SOAP adapters are built from, handed in at bootstrap: each peer's endpoint
+    URL by peer name, and the timeout and WS-Security user the peers share."""
 
+    soap_peers: dict[str, str]
     soap_timeout_s: float
     soap_username: str | None
     soap_password: str | None
 
 
 def build_soap_adapters(settings: PeerSettings) -> dict[str, SoapAdapter]:
-    """One adapter per SOAP peer in ``SOAP_PEERS``; nothing is loaded or connected yet."""
+    """One adapter per peer in ``settings.soap_peers``, on the WSDL in its ``contracts/<peer>/``
+    folder (a peer without one is a ValueError naming it); nothing is loaded or connected yet."""
     return {
         name: SoapAdapter(
             name,
-            contract_path(wsdl_file),
-            getattr(settings, url_field),
+            peer_wsdl(name),
+            url,
             timeout_s=settings.soap_timeout_s,
             username=settings.soap_username,
             password=settings.soap_password,
         )
-        for name, (wsdl_file, url_field) in SOAP_PEERS.items()
+        for name, url in settings.soap_peers.items()
     }

@@ -40,8 +40,8 @@ from kombu import Connection
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gridbus.adapters.soap import contract_path  # noqa: E402
 from gridbus.adapters.soap_stub import SoapStub  # noqa: E402
+from gridbus.contracts.soap import peer_wsdl  # noqa: E402
 from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED as BLACK_MAP  # noqa: E402
 from gridbus.routes.hv_install import SUPPLY_PLAN_PUSHED as SUPPLY  # noqa: E402
 from gridbus.contracts.naming import system_inbox_queue  # noqa: E402
@@ -89,9 +89,9 @@ def measure(vhost: str, kind: str, outage_s: float, plans: int, lanes: bool, sto
     url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     logs = io.StringIO()
     gridbus_logging.configure("json", "INFO", stream=logs)
-    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd", delay_s=outage_s + 5) as stub:
-        settings = Settings(broker_url=url, store_url=f"sqlite:///{store_dir}/store.sqlite3", cmd_soap_url=stub.url,
-                            lanes=lanes, source_users=USERS)
+    with SoapStub(peer_wsdl("cmd"), path="/cmd", delay_s=outage_s + 5) as stub:
+        settings = Settings(broker_url=url, store_url=f"sqlite:///{store_dir}/store.sqlite3",
+                            soap_peers={"cmd": stub.url}, lanes=lanes, source_users=USERS)
         worker = build_lanes(settings, (SUPPLY, BLACK_MAP))
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()

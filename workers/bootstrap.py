@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Collection, Iterable, Mapping
 
 from gridbus.adapters.amqp import build_amqp_adapters
+from gridbus.contracts.soap import soap_peer_wsdls
 from gridbus.routes.model import Route
 from gridbus.workers.breaker import CircuitBreaker, GuardedAdapter
 from gridbus.workers.broker import Publisher
@@ -54,6 +56,19 @@ def synchronous_adapters(settings: Settings, extra: dict | None = None) -> tuple
     return tuple(name for name, adapter in adapters.items() if not hasattr(adapter, "send"))
 
 
+def check_soap_targets(routes: Iterable[Route], adapters: Collection[str], wsdls: Mapping[str, Path]) -> None:
+    """A step whose target is a SOAP peer (it has a WSDL in ``wsdls``) that has no adapter, because
+    GRIDBUS_SOAP_PEERS gives it no URL, stops the start-up, rather than dead-lettering every message."""
+    for route in routes:
+        for step in route.steps:
+            peer = step.target.adapter
+            if peer in wsdls and peer not in adapters:
+                raise ValueError(
+                    f"route {route.name}, step {step.name}: SOAP peer {peer!r} (contracts/{peer}/{wsdls[peer].name}) "
+                    f"has no endpoint URL: add {peer}=http://... to GRIDBUS_SOAP_PEERS"
+                )
+
+
 def build_breakers(settings: Settings, peers: Iterable[str]) -> dict[str, CircuitBreaker]:
     return {
         peer: CircuitBreaker(peer, failures=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s)
@@ -63,7 +78,9 @@ def build_breakers(settings: Settings, peers: Iterable[str]) -> dict[str, Circui
 
 def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Worker:
     """One Worker for all the given routes (one loop), its synchronous peers behind breakers."""
+    routes = tuple(routes)
     extra = kwargs.pop("extra_adapters", None)
+    check_soap_targets(routes, adapter_factory(settings, extra)(lambda: None), soap_peer_wsdls())
     breakers = kwargs.pop("breakers", None)
     if breakers is None:
         breakers = build_breakers(settings, synchronous_adapters(settings, extra))

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gridbus.contracts.soap import peer_wsdl, soap_peer_wsdls
 from gridbus.routes.model import SYSTEMS
 
 
 #: The logging level names accepted by GRIDBUS_LOG_LEVEL (case does not matter).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: The SOAP peers' endpoints when GRIDBUS_SOAP_PEERS does not name them: the loopback stubs'.
+DEFAULT_SOAP_PEERS = {"cmd": "http://127.0.0.1:8081/cmd", "tc": "http://127.0.0.1:8082/tc"}
 
 
 class SettingsError(ValueError):
@@ -75,10 +81,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
-    cmd_soap_url: str = Field(
-        "http://127.0.0.1:8081/cmd", description="Command center SOAP endpoint (the WSDL is served at ?wsdl)."
+    soap_peers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_SOAP_PEERS),
+        description='SOAP endpoint URL of each peer, as cmd=URL,tc=URL or JSON {"cmd": "URL"}; merged over the '
+        "defaults (DEFAULT_SOAP_PEERS): a peer not named keeps its URL. Each peer's WSDL is in contracts/<peer>/.",
     )
-    tc_soap_url: str = Field("http://127.0.0.1:8082/tc", description="Trading center SOAP endpoint.")
     soap_timeout_s: float = Field(10.0, gt=0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
     soap_password: str | None = Field(None, description="WS-Security UsernameToken password.")
@@ -106,9 +113,54 @@ class Settings(BaseSettings):
             raise ValueError(f"user(s) {', '.join(shared)} would publish for more than one system: give each its own")
         return value
 
+    @field_validator("soap_peers", mode="before")
+    @classmethod
+    def _an_endpoint_per_peer(cls, value: Any) -> dict[str, str]:
+        peers = parse_peer_urls(value) if isinstance(value, str) else value
+        if not isinstance(peers, dict) or not all(isinstance(p, str) and isinstance(u, str) for p, u in peers.items()):
+            raise ValueError('peer=URL pairs separated by commas, or a JSON object {"cmd": "http://..."}, are accepted')
+        for peer, url in peers.items():
+            try:
+                peer_wsdl(peer)  # a lowercase name, and a WSDL to call the peer with
+            except ValueError as exc:
+                raise ValueError(f"{exc}; the peers with a WSDL are {', '.join(soap_peer_wsdls())}") from None
+            if not _an_http_url(url):
+                raise ValueError(f"the URL of peer {peer!r} must be http:// or https:// with a host, not {url!r}")
+        return {**DEFAULT_SOAP_PEERS, **peers}
+
     def source_user_names(self) -> dict[str, str]:
         """system code -> the RabbitMQ user that publishes for it (``source_users``, else the code)."""
         return {system: self.source_users.get(system, system) for system in SYSTEMS}
+
+
+def parse_peer_urls(text: str) -> Any:
+    """``cmd=http://a/cmd, tc=http://b/tc`` or JSON ``{"cmd": "http://a/cmd"}`` (for a URL that
+    holds a comma); blank names no peer. What JSON holds is checked by the caller."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON object: {exc.msg} at character {exc.pos}") from None
+    peers: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        peer, sep, url = (part.strip() for part in pair.partition("="))
+        if not sep:
+            raise ValueError(f"{pair!r} is not peer=URL")
+        if peer in peers:
+            raise ValueError(f"peer {peer!r} is named twice")
+        peers[peer] = url
+    return peers
+
+
+def _an_http_url(url: str) -> bool:
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        has_host = bool(parts.hostname) and parts.port != 0  # .port raises on a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and has_host
 
 
 def load_settings(**overrides) -> Settings:

@@ -113,20 +113,20 @@ def demo(broker, system_passwords) -> None:
 )
 def stub(peer, port) -> None:
     """Serve a loopback SOAP stub of PEER, a SOAP peer such as cmd or tc (for trials; tests start
-    their own), at the path of the peer's configured endpoint (GRIDBUS_<PEER>_SOAP_URL)."""
+    their own), at the path of the peer's endpoint URL in GRIDBUS_SOAP_PEERS."""
     from urllib.parse import urlsplit
 
-    from gridbus.adapters.soap import SOAP_PEERS, contract_path
     from gridbus.adapters.soap_stub import run_stub
+    from gridbus.contracts.soap import peer_wsdl
 
-    if peer not in SOAP_PEERS:
-        known = ", ".join(sorted(SOAP_PEERS))
+    peers = context.settings().soap_peers
+    if peer not in peers:
+        known = ", ".join(sorted(peers))
         raise click.BadParameter(f"{peer!r} is not a SOAP peer; choose from {known}", param_hint="PEER")
-    wsdl_file, url_field = SOAP_PEERS[peer]
-    endpoint = urlsplit(getattr(context.settings(), url_field))
+    endpoint = urlsplit(peers[peer])
     if port is None:
         port = endpoint.port if endpoint.port is not None else 80
-    run_stub(contract_path(wsdl_file), port, endpoint.path or f"/{peer}")
+    run_stub(peer_wsdl(peer), port, endpoint.path or f"/{peer}")
 
 
 def _register_ops() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Queue
 
-from gridbus.adapters.soap import SoapAdapter, contract_path
+from gridbus.adapters.soap import SoapAdapter
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.contracts import naming
 from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
 from gridbus.routes.model import RetryPolicy
@@ -30,7 +31,7 @@ SUPPLY, ENERGIZATION, BLACK_MAP, PLAN = ROUTES
 
 @pytest.fixture
 def stub():
-    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd") as s:
+    with SoapStub(peer_wsdl("cmd"), path="/cmd") as s:
         yield s
 
 
@@ -55,7 +56,7 @@ def systems(vhost, system_users):
 
 
 def worker_for(broker_url, store, stub):
-    cmd = SoapAdapter("cmd", contract_path("cmd/CommandCenterService.wsdl"), stub.url, timeout_s=5)
+    cmd = SoapAdapter("cmd", peer_wsdl("cmd"), stub.url, timeout_s=5)
     return running_worker(ROUTES, broker_url, store, {"cmd": cmd})
 
 

@@ -23,8 +23,8 @@ import pytest
 import structlog
 from kombu import Connection
 
-from gridbus.adapters.soap import contract_path
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, SUPPLY_PLAN_PUSHED
 from gridbus.routes.model import RetryPolicy
 from tests.support.amqp import UpstreamSystem, dead_letter_reader, declare_routes, inbox_reader, wait_for
@@ -55,7 +55,7 @@ BLACK_MAP_BOUND_S = 1.0
 
 @pytest.fixture
 def stub():
-    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd", delay_s=OUTAGE_S + 1) as s:
+    with SoapStub(peer_wsdl("cmd"), path="/cmd", delay_s=OUTAGE_S + 1) as s:
         yield s
 
 
@@ -96,7 +96,7 @@ def settings_for(broker_url, tmp_path, stub, lanes: bool = True) -> Settings:
     return Settings(
         broker_url=broker_url,
         store_url=f"sqlite:///{tmp_path}/store.sqlite3",
-        cmd_soap_url=stub.url,
+        soap_peers={"cmd": stub.url},
         soap_timeout_s=SOAP_TIMEOUT_S,
         message_deadline_s=SOAP_TIMEOUT_S + 4,
         breaker_failures=BREAKER_FAILURES,
@@ -257,12 +257,12 @@ def test_slow_calls_that_each_end_in_time_are_not_taken_for_a_hang(broker_url, t
     """``gridbus worker`` as a process: every call takes 1.2 s (the SOAP timeout is 1.5 s), the
     watchdog's deadline is 2 s, and 4 plans in one batch take about 5 s. The deadline counts
     from the latest call's end, so the worker delivers them all and is never ended as hung."""
-    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd", delay_s=1.2) as stub:
+    with SoapStub(peer_wsdl("cmd"), path="/cmd", delay_s=1.2) as stub:
         stub.fail_for(120, "delay")  # every call answers OK, 1.2 s late
         declare_routes(broker_url, SOAP_ROUTES)
         applications = publish_plans(systems, 4)  # before the worker starts: one batch
         worker = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/store.sqlite3", "tests.support.routes:SOAP_ROUTES",
-                               tmp_path, gridbus_cmd_soap_url=stub.url, gridbus_soap_timeout_s=1.5,
+                               tmp_path, gridbus_soap_peers=f"cmd={stub.url}", gridbus_soap_timeout_s=1.5,
                                gridbus_message_deadline_s=2)
         try:
             worker.start()

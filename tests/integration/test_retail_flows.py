@@ -13,8 +13,9 @@ from datetime import date, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from gridbus.adapters.soap import SoapAdapter, contract_path
+from gridbus.adapters.soap import SoapAdapter
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.routes.model import RetryPolicy
 from gridbus.routes.retail_market import (
     OWNERSHIP_DUE,
@@ -42,7 +43,7 @@ START = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA)
 
 @pytest.fixture
 def tc_stub():
-    with SoapStub(contract_path("tc/TradingCenterService.wsdl"), path="/tc") as stub:
+    with SoapStub(peer_wsdl("tc"), path="/tc") as stub:
         yield stub
 
 
@@ -59,7 +60,7 @@ def mkt_inbox(broker_url):
 
 
 def worker_for(broker_url, store, stub, clock):
-    adapter = SoapAdapter("tc", contract_path("tc/TradingCenterService.wsdl"), stub.url, timeout_s=5)
+    adapter = SoapAdapter("tc", peer_wsdl("tc"), stub.url, timeout_s=5)
     return running_worker(ROUTES, broker_url, store, {"tc": adapter}, clock=clock, schedule_poll_s=0.05)
 
 

@@ -12,13 +12,14 @@ import requests
 import zeep
 
 from gridbus.adapters import soap
-from gridbus.adapters.soap import SoapAdapter, build_soap_adapters, contract_path
+from gridbus.adapters.soap import SoapAdapter, build_soap_adapters
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.errors import PermanentDeliveryError, TransientDeliveryError
 from gridbus.workers.settings import Settings
 
-WSDL = contract_path("cmd/CommandCenterService.wsdl")
+WSDL = peer_wsdl("cmd")
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone(timedelta(hours=8)))
 TIMEOUT_S = 0.5
 
@@ -321,7 +322,7 @@ def test_stub_refuses_entities_and_garbage(stub):
 
 
 def test_factory_builds_the_command_center_adapter(stub):
-    settings = Settings(cmd_soap_url=stub.url, soap_timeout_s=1.5, soap_username=None)
+    settings = Settings(soap_peers={"cmd": stub.url}, soap_timeout_s=1.5, soap_username=None)
     adapters = build_soap_adapters(settings)
 
     cmd = adapters["cmd"]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gridbus.adapters.soap import SOAP_PEERS, SoapAdapter, build_soap_adapters, contract_path
+from gridbus.adapters.soap import SoapAdapter, build_soap_adapters
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.tc.soap import (
     AgreementInfo,
@@ -30,7 +31,7 @@ from gridbus.contracts.errors import PermanentDeliveryError
 from gridbus.workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-WSDL = contract_path("tc/TradingCenterService.wsdl")
+WSDL = peer_wsdl("tc")
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=CST)
 
@@ -93,13 +94,14 @@ def stub(module_stub: SoapStub) -> SoapStub:
 @pytest.fixture(scope="module")
 def tc(module_stub: SoapStub) -> SoapAdapter:
     """The trading center's adapter exactly as the worker builds it from settings."""
-    adapter = build_soap_adapters(Settings(tc_soap_url=module_stub.url, soap_timeout_s=2.0, soap_username=None))["tc"]
+    settings = Settings(soap_peers={"tc": module_stub.url}, soap_timeout_s=2.0, soap_username=None)
+    adapter = build_soap_adapters(settings)["tc"]
     yield adapter
     adapter.close()
 
 
 def test_the_factory_builds_a_trading_center_adapter(tc, module_stub):
-    assert SOAP_PEERS["tc"] == ("tc/TradingCenterService.wsdl", "tc_soap_url")
+    assert WSDL.name == "TradingCenterService.wsdl"
     assert (tc.name, tc.endpoint_url, tc.timeout_s) == ("tc", module_stub.url, 2.0)
     assert tc.wsdl_path == WSDL and WSDL.is_file()
     assert module_stub.operations == {
@@ -112,8 +114,10 @@ def test_the_factory_builds_a_trading_center_adapter(tc, module_stub):
 
 
 def test_default_endpoint_is_the_loopback_stub_port():
-    assert Settings.model_fields["tc_soap_url"].default == "http://127.0.0.1:8082/tc"
-    assert Settings.model_fields["cmd_soap_url"].default == "http://127.0.0.1:8081/cmd"
+    assert Settings.model_fields["soap_peers"].default_factory() == {
+        "cmd": "http://127.0.0.1:8081/cmd",
+        "tc": "http://127.0.0.1:8082/tc",
+    }
 
 
 def test_archive_feedback_arrives(stub, tc):
@@ -241,13 +245,13 @@ def test_gridbus_stub_tc_serves_the_trading_center_wsdl(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-c", "from gridbus.tools.cli import main; main()", "stub", "tc", "--port", "0"],
             cwd=ROOT,
-            env={**os.environ, "GRIDBUS_TC_SOAP_URL": "http://127.0.0.1:8082/tc"},
+            env={**os.environ, "GRIDBUS_SOAP_PEERS": "tc=http://127.0.0.1:8082/trading"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         url = _wait_for_url(proc, log)
-        assert url.endswith("/tc")
+        assert url.endswith("/trading")  # the path of the tc URL in GRIDBUS_SOAP_PEERS
         adapter = SoapAdapter("tc", WSDL, url, timeout_s=2.0)
         request = archival_result("gb-tc-cli")
         receipt = adapter.call(request.operation, request, context(request))

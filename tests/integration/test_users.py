@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from kombu import Connection
 
-from gridbus.adapters.soap import contract_path
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 
 from gridbus.contracts import naming
 from gridbus.routes.model import RetryPolicy, Route, Source, Step, Target
@@ -226,15 +226,14 @@ def test_the_readme_sequence_works_again_where_the_users_exist(fresh_broker_url,
     tag = uuid.uuid4().hex[:6]
     names = {s: f"{VHOST_PREFIX}-readme-{tag}-{s}" for s in ("mkt", "pms", "cmd", "tc")}
     store_url = f"sqlite:///{tmp_path}/store.sqlite3"
-    with SoapStub(contract_path("cmd/CommandCenterService.wsdl"), path="/cmd") as cmd, SoapStub(
-        contract_path("tc/TradingCenterService.wsdl"), path="/tc"
+    with SoapStub(peer_wsdl("cmd"), path="/cmd") as cmd, SoapStub(
+        peer_wsdl("tc"), path="/tc"
     ) as tc:
         env = {
             "GRIDBUS_BROKER_URL": fresh_broker_url,
             "GRIDBUS_STORE_URL": store_url,
             "GRIDBUS_SOURCE_USERS": json.dumps(names),
-            "GRIDBUS_CMD_SOAP_URL": cmd.url,
-            "GRIDBUS_TC_SOAP_URL": tc.url,
+            "GRIDBUS_SOAP_PEERS": f"cmd={cmd.url},tc={tc.url}",
         }
         gridbus = _commands(env)
         inbox = inbox_reader(fresh_broker_url)

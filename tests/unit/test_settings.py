@@ -46,3 +46,71 @@ def test_every_command_stops_before_it_starts(command, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("gridbus: invalid settings: ")
     assert all(name in lines[0] for name in BAD)
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_soap_peers_default_to_the_loopback_stubs(monkeypatch):
+    monkeypatch.delenv("GRIDBUS_SOAP_PEERS", raising=False)
+    assert load_settings().soap_peers == {"cmd": "http://127.0.0.1:8081/cmd", "tc": "http://127.0.0.1:8082/tc"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "tc=https://tc.example:8443/soap",
+        " tc = https://tc.example:8443/soap , ",
+        '{"tc": "https://tc.example:8443/soap"}',
+    ],
+)
+def test_naming_one_peer_keeps_the_others_defaults(monkeypatch, value):
+    monkeypatch.setenv("GRIDBUS_SOAP_PEERS", value)
+    assert load_settings().soap_peers == {"cmd": "http://127.0.0.1:8081/cmd", "tc": "https://tc.example:8443/soap"}
+
+
+def test_both_peers_in_pairs_form(monkeypatch):
+    monkeypatch.setenv("GRIDBUS_SOAP_PEERS", "cmd=http://cmd.example/c?a=1,tc=http://10.0.0.7:8082/tc")
+    assert load_settings().soap_peers == {"cmd": "http://cmd.example/c?a=1", "tc": "http://10.0.0.7:8082/tc"}
+
+
+def test_blank_soap_peers_is_the_defaults(monkeypatch):
+    monkeypatch.setenv("GRIDBUS_SOAP_PEERS", "")
+    assert load_settings().soap_peers == {"cmd": "http://127.0.0.1:8081/cmd", "tc": "http://127.0.0.1:8082/tc"}
+
+
+def test_soap_peers_given_in_code_merge_too():
+    assert load_settings(soap_peers={"cmd": "http://127.0.0.1:9/cmd"}).soap_peers["tc"] == "http://127.0.0.1:8082/tc"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("Cmd=http://a/cmd", "'Cmd' is not a SOAP peer name (a lowercase identifier"),
+        ("tc.x=http://a/tc", "'tc.x' is not a SOAP peer name"),
+        ("billing=http://a/b", "SOAP peer 'billing' has no WSDL: it needs one *.wsdl in contracts/billing/; "
+                               "the peers with a WSDL are cmd, tc"),
+        ("cmd=ftp://a/cmd", "the URL of peer 'cmd' must be http:// or https:// with a host, not 'ftp://a/cmd'"),
+        ("cmd=http:///cmd", "the URL of peer 'cmd' must be http:// or https:// with a host"),
+        ("cmd=http://a:99999/cmd", "the URL of peer 'cmd' must be http:// or https:// with a host"),
+        ("cmd=", "the URL of peer 'cmd' must be http:// or https:// with a host, not ''"),
+        ("cmd", "'cmd' is not peer=URL"),
+        ("cmd=http://a/1,cmd=http://a/2", "peer 'cmd' is named twice"),
+        ('{"cmd": ', "not a JSON object"),
+        ('{"cmd": 8081}', 'peer=URL pairs separated by commas, or a JSON object {"cmd": "http://..."}, are accepted'),
+    ],
+)
+def test_a_bad_soap_peers_value_is_named_in_one_line(monkeypatch, value, reason):
+    monkeypatch.setenv("GRIDBUS_SOAP_PEERS", value)
+    message = str(pytest.raises(SettingsError, load_settings).value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid settings: GRIDBUS_SOAP_PEERS={value}: ")
+    assert reason in message
+
+
+def test_a_soap_peer_without_a_wsdl_stops_a_command_before_it_starts(tmp_path):
+    env = {**os.environ, "GRIDBUS_SOAP_PEERS": "billing=http://127.0.0.1:8083/billing"}
+    done = subprocess.run([sys.executable, "-m", "gridbus", "stub", "billing"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "gridbus: invalid settings: GRIDBUS_SOAP_PEERS=billing=http://127.0.0.1:8083/billing: SOAP peer 'billing' "
+        "has no WSDL: it needs one *.wsdl in contracts/billing/; the peers with a WSDL are cmd, tc"
+    )

@@ -20,8 +20,8 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from gridbus.adapters.soap import contract_path
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.routes import hv_install
 from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
 from gridbus.tools.demo.common import (
@@ -89,10 +89,10 @@ def _publish_all(broker_url: str, passwords: dict[str, str], usernames: dict[str
 
 def run_high_voltage_demo(broker_url: str, passwords: dict[str, str] | None, echo) -> bool:
     routes = tuple(_fast(r) if r.source.system == "mkt" else r for r in hv_install.ROUTES)
-    with tempfile.TemporaryDirectory(prefix="gridbus-demo-") as tmp, SoapStub(
-        contract_path("cmd/CommandCenterService.wsdl"), path="/cmd"
-    ) as stub:
-        settings = Settings(broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", cmd_soap_url=stub.url)
+    with tempfile.TemporaryDirectory(prefix="gridbus-demo-") as tmp, SoapStub(peer_wsdl("cmd"), path="/cmd") as stub:
+        settings = Settings(
+            broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", soap_peers={"cmd": stub.url}
+        )
         store = Store(settings.store_url)
         events_tap = declare_with_events_tap(broker_url, routes)
         worker = build_worker(settings, routes, store=store, declare=False)

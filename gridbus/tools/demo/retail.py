@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from gridbus.adapters.soap import contract_path
 from gridbus.adapters.soap_stub import SoapStub
+from gridbus.contracts.soap import peer_wsdl
 from gridbus.routes import retail_market
 from gridbus.routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
 from gridbus.workers.bootstrap import build_worker
@@ -46,10 +46,10 @@ class DemoClock:
 def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
     routes = tuple(replace(r, retry=DEMO_RETRY) for r in retail_market.ROUTES)
     clock = DemoClock(START)
-    with tempfile.TemporaryDirectory(prefix="gridbus-demo-retail-") as tmp, SoapStub(
-        contract_path("tc/TradingCenterService.wsdl"), path="/tc"
-    ) as stub:
-        settings = Settings(broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", tc_soap_url=stub.url)
+    with tempfile.TemporaryDirectory(prefix="gridbus-demo-retail-") as tmp, SoapStub(peer_wsdl("tc"), path="/tc") as stub:
+        settings = Settings(
+            broker_url=broker_url, store_url=f"sqlite:///{tmp}/store.sqlite3", soap_peers={"tc": stub.url}
+        )
         store = Store(settings.store_url)
         events_tap = declare_with_events_tap(broker_url, routes)
         worker = build_worker(settings, routes, store=store, declare=False, clock=clock, schedule_poll_s=0.1)
