@@ -47,7 +47,7 @@ from gridbus.routes.model import Route
 from gridbus.workers import envelope
 from gridbus.workers import headers as H
 from gridbus.workers import topology
-from gridbus.workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, fast_path_refusal, is_amqp, mask_url
+from gridbus.workers.amqp import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, fast_path_refusal, is_amqp, mask_url
 from gridbus.contracts.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
 from gridbus.workers.logging import get_logger
 from gridbus.workers.pipeline import Delivery, Pipeline
@@ -287,7 +287,7 @@ class Worker:
                 collect = self._amqp_collector(route)
                 tag = channel.basic_consume(route.work_queue, callback=lambda m, c=collect: c(AmqpDelivery.of(m, channel)))
                 if fast is not None:
-                    fast[tag] = collect  # read by broker.deliveries_frame_handler
+                    fast[tag] = collect  # read by amqp.deliveries_frame_handler
                 consumers.append(tag)
         else:
             for route in self.routes:

@@ -27,7 +27,7 @@ from tests.support.amqp import (
 from tests.support.connections import FreezableProxy, gridbus_connections
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.amqp.publisher import _BufferedTCPTransport
 from gridbus.workers.runtime import RECONNECT_FIRST_S
 
 pytestmark = [pytest.mark.broker]

@@ -25,7 +25,7 @@ from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_
 from tests.support.cluster import Cluster
 from tests.support.connections import gridbus_connections
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.amqp.publisher import _BufferedTCPTransport
 
 pytestmark = [pytest.mark.broker, pytest.mark.cluster, pytest.mark.slow]
 

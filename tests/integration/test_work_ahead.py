@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, Note, note_body
-from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.amqp.publisher import _BufferedTCPTransport
 from gridbus.workers.runtime import Worker
 
 pytestmark = pytest.mark.broker

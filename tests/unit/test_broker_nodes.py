@@ -13,7 +13,8 @@ import pytest
 import structlog
 
 from gridbus.workers import logging as gridbus_logging
-from gridbus.workers.broker import BrokerNodes, KeepAlive, NoNodeAnswered, _BufferedTCPTransport, broker_nodes, mask_url
+from gridbus.workers.amqp import BrokerNodes, KeepAlive, NoNodeAnswered, broker_nodes, mask_url
+from gridbus.workers.amqp.publisher import _BufferedTCPTransport
 
 
 def free_port() -> int:

@@ -10,7 +10,8 @@ from amqp.transport import TCPTransport
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridbus.workers.broker import _BufferedTCPTransport, connect
+from gridbus.workers.amqp import connect
+from gridbus.workers.amqp.publisher import _BufferedTCPTransport
 
 
 def frame(kind: int, channel: int, payload: bytes) -> bytes:
