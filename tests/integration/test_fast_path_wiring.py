@@ -13,8 +13,7 @@ import pytest
 from tests.conftest import BROKER_HOST
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from gridbus.workers.amqp import fast_path_refusal
-from gridbus.workers.amqp.publisher import _BufferedTCPTransport
+from gridbus.workers.amqp import BufferedTCPTransport, fast_path_refusal
 
 pytestmark = [pytest.mark.broker]
 
@@ -54,7 +53,7 @@ def test_on_deliveries_reach_the_fast_frame_handler_and_publishes_the_frame_enco
     seen, delivered = _run(broker_url, store, pms, True, "wired")
     assert delivered == COUNT
     assert seen["fast_path"] is True
-    assert issubclass(seen["transport"], _BufferedTCPTransport)
+    assert issubclass(seen["transport"], BufferedTCPTransport)
     # py-amqp built its inbound frame handler from ours: every frame goes through it
     assert seen["frame_handler"].startswith("deliveries_frame_handler."), seen["frame_handler"]
     assert seen["fast_consumers"], "no consumer registered with the fast frame handler"

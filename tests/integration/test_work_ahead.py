@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, Note, note_body
-from gridbus.workers.amqp.publisher import _BufferedTCPTransport
+from gridbus.workers.amqp import BufferedTCPTransport
 from gridbus.workers.runtime import Worker
 
 pytestmark = pytest.mark.broker
@@ -67,7 +67,7 @@ def test_a_consumer_connection_failure_met_ahead_surfaces_after_the_batch_in_han
     """Raised at once, the failure would leave the batch in hand published but not recorded,
     and its redelivery would publish it again; raised after, the redelivery finds it done."""
     failures: list = []
-    original = _BufferedTCPTransport.receive_ready
+    original = BufferedTCPTransport.receive_ready
 
     def fail_once(self):
         if not failures:
@@ -75,7 +75,7 @@ def test_a_consumer_connection_failure_met_ahead_surfaces_after_the_batch_in_han
             raise failures[0]
         return original(self)
 
-    monkeypatch.setattr(_BufferedTCPTransport, "receive_ready", fail_once)
+    monkeypatch.setattr(BufferedTCPTransport, "receive_ready", fail_once)
     key, ids = backlog(400)
     inbox = inbox_reader(broker_url)
     with running_worker([AMQP_ONLY_NOTES], broker_url, store) as worker:
