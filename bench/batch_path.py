@@ -69,6 +69,7 @@ class InstantPublisher(Publisher):
         self._out, self._out_bytes = [], 0
         self._channel = _Channel()
         self._frames = PublishFrames(1)
+        self.encoded = 0
 
     def wait(self, timeout=None, meanwhile=None):
         self._flush()
