@@ -15,6 +15,7 @@ import amqp.exceptions
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
+from gridbus.workers.amqp.deliveries import deliveries_frame_handler
 from gridbus.workers.amqp.transport import BufferedAmqpTransport
 
 #: The py-amqp minor version the fast path (``BufferedAmqpTransport``, ``deliveries_frame_handler``,
@@ -61,8 +62,10 @@ def connect(
     url: str, *, connect_timeout: float = 10.0, heartbeat_s: float = 0.0, name: str | None = None,
     fast_path: bool = True,
 ) -> Connection:
-    """A kombu connection to one node; on the fast path, plain ``amqp://`` connections read the
-    socket in large chunks (``BufferedAmqpTransport``).
+    """A kombu connection to one node. On the fast path, a plain ``amqp://`` connection reads
+    the socket in large chunks (``BufferedAmqpTransport``) and its frames go to
+    ``deliveries_frame_handler``: py-amqp's ``Connection`` takes it as its ``frame_handler``
+    argument, which kombu passes on from ``transport_options``.
 
     One attempt, without kombu's sleep between retries (``ensure_connection(max_retries=1)``
     waits 2 s and tries again): whoever calls decides when to try again. ``name`` becomes the
@@ -73,7 +76,9 @@ def connect(
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     buffered = fast_path and scheme in ("amqp", "pyamqp")
-    options = {"client_properties": {"connection_name": name}} if name else {}
+    options: dict = {"client_properties": {"connection_name": name}} if name else {}
+    if buffered:
+        options["frame_handler"] = deliveries_frame_handler
     conn = Connection(
         url, connect_timeout=connect_timeout, heartbeat=heartbeat_s,
         transport=BufferedAmqpTransport if buffered else None, transport_options=options,

@@ -19,8 +19,6 @@ from typing import Callable
 from amqp.transport import TCPTransport
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from gridbus.workers.amqp.deliveries import deliveries_frame_handler
-
 _FRAME_HEADER = struct.Struct(">BHI")
 
 
@@ -138,13 +136,14 @@ _NO_TIMEOUT_CHANGE = _NoTimeoutChange()
 
 
 class BufferedAmqpConnection(kombu_pyamqp.Connection):
-    """kombu's py-amqp connection on a ``BufferedTCPTransport`` (``amqps://`` keeps py-amqp's)."""
+    """kombu's py-amqp connection on a ``BufferedTCPTransport`` (``amqps://`` keeps py-amqp's),
+    with the consumers whose deliveries ``deliveries_frame_handler`` decodes itself; ``connect``
+    passes that frame handler to py-amqp's ``Connection`` (its ``frame_handler`` argument)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         #: consumer tag -> ``callback(AmqpDelivery)``: deliveries read by ``deliveries_frame_handler``
         self.fast_consumers: dict[str, Callable] = {}
-        self.frame_handler_cls = deliveries_frame_handler
 
     def Transport(self, host, connect_timeout, ssl=False, read_timeout=None, write_timeout=None,
                   socket_settings=None, **kwargs):
