@@ -26,7 +26,6 @@ broker restarts. Messages of routes with trace keys are journalled for ``gridbus
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ from gridbus.workers import envelope
 from gridbus.workers import headers as H
 from gridbus.workers import topology
 from gridbus.workers.amqp import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, fast_path_refusal, is_amqp, mask_url
+from gridbus.workers.amqp import DelayEmulation
 from gridbus.contracts.errors import PoisonMessage, RetriesExhausted, TransientDeliveryError
 from gridbus.workers.logging import get_logger
 from gridbus.workers.pipeline import Delivery, Pipeline
@@ -154,8 +154,7 @@ class Worker:
         self._buffer: list[Delivery] = []
         self._batch_opened: float | None = None  # when the batch being filled took its first message
         self._busy_since: float | None = None
-        self._delayed: list[tuple[float, int, object]] = []  # in-memory broker only
-        self._delayed_seq = 0
+        self._delays = DelayEmulation(self.routes, self.publisher)  # in-memory broker only
         self._last_purge = -math.inf  # the first turn starts a purge
         self._purged: int | None = None  # rows removed so far by the purge under way (None: no purge)
         self.counts: dict[str, int] = {}
@@ -311,7 +310,7 @@ class Worker:
             elif until is not None and until():
                 break
             if not self._amqp:
-                self._emulate_delays(channel)
+                self._delays.move_due(channel)
             self._fire_due_schedules()
             self._purge_expired()
         for consumer in consumers:
@@ -667,30 +666,6 @@ class Worker:
             },
             headers={H.SOURCE_USER: route.source.system, H.ROUTE: route.name},
         )
-
-    # -- in-memory broker: what RabbitMQ does with TTL and dead-lettering -------------------------
-
-    def _emulate_delays(self, channel) -> None:
-        """Move due retry copies from delay queues back to the work queue (memory:// only)."""
-        for route in self.routes:
-            for delay in route.retry.delay_tiers:
-                queue = Queue(route.delay_queue(delay), no_declare=True)(channel)
-                while (message := queue.get(no_ack=True)) is not None:
-                    due = float((message.headers or {}).get(H.DUE_AT, 0))
-                    self._delayed_seq += 1
-                    heapq.heappush(self._delayed, (due, self._delayed_seq, (route, message)))
-        now = time.time()
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, (route, message) = heapq.heappop(self._delayed)
-            body = message.body if isinstance(message.body, bytes) else message.body.encode()
-            self.publisher().publish(
-                exchange=naming.RETRY_EXCHANGE,
-                routing_key=route.name,
-                body=body,
-                properties={k: v for k, v in message.properties.items() if k != "application_headers"},
-                headers=message.headers,
-            )
-            self.publisher().wait()
 
     def _purge_expired(self) -> None:
         """The retention purge, one chunk of at most ``purge_chunk_rows`` rows per loop turn
