@@ -14,7 +14,7 @@ from gridbus.contracts.errors import TransientDeliveryError
 
 
 class Publisher(Protocol):
-    """What the adapter needs of the worker's confirming publisher (``gridbus.workers.broker``).
+    """What the adapter needs of the worker's confirming publisher (``gridbus.workers.amqp``).
 
     ``template`` prepares what many publishes share; ``publish_as`` starts one publish and returns
     its ticket; ``wait`` blocks until the outstanding tickets are settled and maps each failed

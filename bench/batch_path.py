@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from gridbus.adapters.amqp import build_amqp_adapters  # noqa: E402
 from gridbus.routes import ROUTES  # noqa: E402
-from gridbus.workers.broker import PublishFrames, Publisher  # noqa: E402
+from gridbus.workers.amqp import PublishFrames, Publisher  # noqa: E402
 from gridbus.workers.logging import configure  # noqa: E402
 from gridbus.workers.pipeline import Delivery  # noqa: E402
 from gridbus.workers.runtime import Worker  # noqa: E402
@@ -69,6 +69,7 @@ class InstantPublisher(Publisher):
         self._out, self._out_bytes = [], 0
         self._channel = _Channel()
         self._frames = PublishFrames(1)
+        self.encoded = 0
 
     def wait(self, timeout=None, meanwhile=None):
         self._flush()

@@ -10,7 +10,7 @@ from gridbus.adapters.amqp import build_amqp_adapters
 from gridbus.contracts.soap import soap_peer_wsdls
 from gridbus.routes.model import Route
 from gridbus.workers.breaker import CircuitBreaker, GuardedAdapter
-from gridbus.workers.broker import Publisher
+from gridbus.workers.amqp import Publisher
 from gridbus.workers.lanes import Lanes, plan_lanes
 from gridbus.workers.runtime import Worker
 from gridbus.workers.settings import Settings

@@ -27,7 +27,7 @@ _PATTERNS = [
 ]
 
 
-#: The password of a URL (``scheme://user:password@host``): as ``workers.broker.mask_url``.
+#: The password of a URL (``scheme://user:password@host``): as ``workers.amqp.mask_url``.
 _URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s;]*):[^\s;]*@", re.IGNORECASE)
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 from gridbus.contracts import naming
 from gridbus.routes.model import Route
 from gridbus.workers import headers as H
-from gridbus.workers.broker import ConfirmTimeout, Publisher
+from gridbus.workers.amqp import ConfirmTimeout, Publisher
 from gridbus.workers.logging import get_logger
 from gridbus.workers.pipeline import Delivery
 from gridbus.workers.store import DueSchedule, Store

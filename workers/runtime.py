@@ -9,7 +9,6 @@ back-off, heartbeats, the watchdog, and a clean stop on SIGTERM.
 
 from __future__ import annotations
 
-import heapq
 import os
 import random
 import signal
@@ -21,11 +20,12 @@ from typing import Callable, Iterable
 
 from kombu import Consumer, Queue
 
-from gridbus.contracts import naming
 from gridbus.routes.model import Route
-from gridbus.workers import headers as H
 from gridbus.workers import topology
-from gridbus.workers.broker import AmqpDelivery, BrokerNodes, ConfirmTimeout, KeepAlive, NoNodeAnswered, Publisher, fast_path_refusal, is_amqp, mask_url
+from gridbus.workers.amqp import (
+    AmqpDelivery, BrokerNodes, ConfirmTimeout, DelayEmulation, KeepAlive, NoNodeAnswered, Publisher, fast_path_refusal,
+    is_amqp, mask_url,
+)
 from gridbus.contracts.errors import TransientDeliveryError
 from gridbus.workers.intake import Intake
 from gridbus.workers.logging import get_logger
@@ -107,8 +107,7 @@ class Worker:
         self._consumer_conn = None
         self._publisher: Publisher | None = None
         self._stop = threading.Event()
-        self._delayed: list[tuple[float, int, object]] = []  # in-memory broker only
-        self._delayed_seq = 0
+        self._delays = DelayEmulation(self.routes, self.publisher)  # in-memory broker only
         self.adapters = adapters(self.publisher)
         self.pipeline = Pipeline(store, self.adapters, clock, source_users)
         self.intake = Intake(self.pipeline, batch_size=batch_size, batch_linger_s=batch_linger_s, stopping=self._stop.is_set)
@@ -262,7 +261,7 @@ class Worker:
             elif until is not None and until():
                 break
             if not amqp:
-                self._emulate_delays(channel)
+                self._delays.move_due(channel)
             for part in self.parts:
                 part.on_turn()
         for consumer in consumers:
@@ -289,7 +288,7 @@ class Worker:
                 collect = self.intake.collector(route)
                 tag = channel.basic_consume(route.work_queue, callback=lambda m, c=collect: c(AmqpDelivery.of(m, channel)))
                 if fast is not None:
-                    fast[tag] = collect  # read by broker.deliveries_frame_handler
+                    fast[tag] = collect  # read by amqp.deliveries_frame_handler
                 consumers.append(tag)
             return consumers
         for route in self.routes:
@@ -300,30 +299,6 @@ class Worker:
             consumer.consume()
             consumers.append(consumer)
         return consumers
-
-    # -- in-memory broker: what RabbitMQ does with TTL and dead-lettering -------------------------
-
-    def _emulate_delays(self, channel) -> None:
-        """Move due retry copies from delay queues back to the work queue (memory:// only)."""
-        for route in self.routes:
-            for delay in route.retry.delay_tiers:
-                queue = Queue(route.delay_queue(delay), no_declare=True)(channel)
-                while (message := queue.get(no_ack=True)) is not None:
-                    due = float((message.headers or {}).get(H.DUE_AT, 0))
-                    self._delayed_seq += 1
-                    heapq.heappush(self._delayed, (due, self._delayed_seq, (route, message)))
-        now = time.time()
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, (route, message) = heapq.heappop(self._delayed)
-            body = message.body if isinstance(message.body, bytes) else message.body.encode()
-            self.publisher().publish(
-                exchange=naming.RETRY_EXCHANGE,
-                routing_key=route.name,
-                body=body,
-                properties={k: v for k, v in message.properties.items() if k != "application_headers"},
-                headers=message.headers,
-            )
-            self.publisher().wait()
 
 
 def _recoverable(*connections) -> tuple[type[BaseException], ...]:

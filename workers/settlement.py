@@ -25,7 +25,7 @@ from typing import Callable
 
 from gridbus.contracts.errors import TransientDeliveryError
 from gridbus.workers import fate
-from gridbus.workers.broker import ConfirmTimeout, Publisher
+from gridbus.workers.amqp import ConfirmTimeout, Publisher
 from gridbus.workers.parts import Part
 from gridbus.workers.pipeline import Delivery, Pipeline
 from gridbus.workers.store import Store

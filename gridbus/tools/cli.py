@@ -74,7 +74,7 @@ def topology_declare(routes_module, broker) -> None:
 
     from gridbus.workers import topology
     from gridbus.workers.bootstrap import load_routes
-    from gridbus.workers.broker import BrokerNodes
+    from gridbus.workers.amqp import BrokerNodes
 
     settings = context.settings(broker=broker)
     topo = topology.derive(load_routes(routes_module))

@@ -30,7 +30,7 @@ from lxml import etree
 from gridbus import contracts
 from gridbus.contracts.identifiers import complete_credit_code, is_valid_credit_code
 from gridbus.routes.model import Route
-from gridbus.workers.broker import broker_nodes
+from gridbus.workers.amqp import broker_nodes
 
 EXAMPLES_DIR = contracts.EXAMPLES_DIR
 

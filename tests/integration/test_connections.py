@@ -27,7 +27,7 @@ from tests.support.amqp import (
 from tests.support.connections import FreezableProxy, gridbus_connections
 from tests.support.processes import WorkerProcess
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.amqp import BufferedTCPTransport
 from gridbus.workers.runtime import RECONNECT_FIRST_S
 
 pytestmark = [pytest.mark.broker]
@@ -97,7 +97,7 @@ def test_a_silent_broker_is_noticed_within_two_heartbeats_and_the_next_node_take
             wait_for(lambda: worker.node == broker_url and worker.fast_path, timeout=15, interval=0.02,
                      what="the worker on the next node")
             noticed_after = time.monotonic() - frozen_at
-            assert isinstance(worker._consumer_conn.connection.transport, _BufferedTCPTransport)
+            assert isinstance(worker._consumer_conn.connection.transport, BufferedTCPTransport)
             publish(pms, key, ["after"])
             wait_for(lambda: delivered(inbox, key) == {"before": 1, "after": 1}, what="delivered after the move")
     finally:

@@ -25,7 +25,7 @@ from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_
 from tests.support.cluster import Cluster
 from tests.support.connections import gridbus_connections
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.amqp import BufferedTCPTransport
 
 pytestmark = [pytest.mark.broker, pytest.mark.cluster, pytest.mark.slow]
 
@@ -111,7 +111,7 @@ def test_the_worker_moves_to_a_live_node_on_the_fast_path_and_loses_nothing(clus
         with running_worker([AMQP_ONLY_NOTES], urls, store, source_users={"pms": "pms"}) as worker:
             wait_for(lambda: worker.fast_path, what="consuming")
             assert worker.node == n1.url(VHOST)
-            assert isinstance(worker._consumer_conn.connection.transport, _BufferedTCPTransport)
+            assert isinstance(worker._consumer_conn.connection.transport, BufferedTCPTransport)
             names = [c["connection_name"] for c in gridbus_connections(n3.ctl, VHOST, os.getpid())]
             assert sorted(n.rsplit(" ", 1)[1] for n in names) == ["consumer", "publisher"]
 
@@ -125,7 +125,7 @@ def test_the_worker_moves_to_a_live_node_on_the_fast_path_and_loses_nothing(clus
                      what="the worker on node 2")
             moved_after = time.monotonic() - stopped
             print(f"moved to node 2 {moved_after:.2f} s after node 1 was stopped")
-            assert isinstance(worker._consumer_conn.connection.transport, _BufferedTCPTransport)
+            assert isinstance(worker._consumer_conn.connection.transport, BufferedTCPTransport)
             time.sleep(1)
             stream.stop()
             stream.publish(100)  # after

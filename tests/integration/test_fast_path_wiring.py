@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import BROKER_HOST
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, note_body
-from gridbus.workers import broker
+from gridbus.workers.amqp import BufferedTCPTransport, fast_path_refusal
 
 pytestmark = [pytest.mark.broker]
 
@@ -49,11 +49,11 @@ def _run(broker_url, store, pms, fast: bool, key: str):
 
 
 def test_on_deliveries_reach_the_fast_frame_handler_and_publishes_the_frame_encoder(broker_url, store, pms):
-    assert broker.fast_path_refusal() is None, "the installed py-amqp is not the one the fast path is tested on"
+    assert fast_path_refusal() is None, "the installed py-amqp is not the one the fast path is tested on"
     seen, delivered = _run(broker_url, store, pms, True, "wired")
     assert delivered == COUNT
     assert seen["fast_path"] is True
-    assert issubclass(seen["transport"], broker._BufferedTCPTransport)
+    assert issubclass(seen["transport"], BufferedTCPTransport)
     # py-amqp built its inbound frame handler from ours: every frame goes through it
     assert seen["frame_handler"].startswith("deliveries_frame_handler."), seen["frame_handler"]
     assert seen["fast_consumers"], "no consumer registered with the fast frame handler"
@@ -74,7 +74,7 @@ def test_off_runs_on_py_amqps_public_api_alone_and_loses_nothing(broker_url, sto
 
 def test_another_py_amqp_minor_version_turns_the_fast_path_off(monkeypatch, broker_url, store):
     monkeypatch.setattr(amqp, "__version__", "5.5.0")
-    assert "py-amqp 5.5.0 is installed; the fast path is tested on 5.4" == broker.fast_path_refusal()
+    assert "py-amqp 5.5.0 is installed; the fast path is tested on 5.4" == fast_path_refusal()
     from gridbus.workers.runtime import Worker
 
     worker = Worker([AMQP_ONLY_NOTES], broker_url=broker_url, store=store, adapters=lambda p: {})

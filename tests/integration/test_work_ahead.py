@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.amqp import UpstreamSystem, body_json, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.routes import AMQP_ONLY_NOTES, Note, note_body
-from gridbus.workers.broker import _BufferedTCPTransport
+from gridbus.workers.amqp import BufferedTCPTransport, Publisher
 from gridbus.workers.intake import Intake
 
 pytestmark = pytest.mark.broker
@@ -40,20 +40,26 @@ def outbound_ids(inbox, key) -> Counter:
 
 def test_deliveries_arriving_during_the_confirm_wait_are_decoded_there(broker_url, store, backlog, monkeypatch):
     taken_ahead: list = []
-    original = Intake.work_ahead
-    workers: list = []
+    original = Publisher.wait
 
-    def spy(self):
-        before = len(self.buffer)
-        outstanding = workers[0].publisher()._unsettled > 0
-        original(self)
-        taken_ahead.extend((d, outstanding) for d in self.buffer[before:])
+    def spy(self, timeout=None, meanwhile=None):
+        """The publisher's confirm wait, watching what its ``meanwhile`` (the intake's work-ahead) takes."""
+        if meanwhile is None:
+            return original(self, timeout, meanwhile)
+        intake = meanwhile.__self__
+        assert isinstance(intake, Intake)
 
-    monkeypatch.setattr(Intake, "work_ahead", spy)
+        def watched():
+            before, outstanding = len(intake.buffer), self._unsettled > 0
+            meanwhile()
+            taken_ahead.extend((d, outstanding) for d in intake.buffer[before:])
+
+        return original(self, timeout, watched)
+
+    monkeypatch.setattr(Publisher, "wait", spy)
     key, ids = backlog(600)
     inbox = inbox_reader(broker_url)
     with running_worker([AMQP_ONLY_NOTES], broker_url, store) as worker:
-        workers.append(worker)
         wait_for(lambda: sum(outbound_ids(inbox, key).values()) == 600, what="600 notes in the inbox")
         wait_for(lambda: worker.counts.get("delivered") == 600, what="600 outcomes")
     assert len(taken_ahead) >= 100, "a 600-message backlog should give the confirm waits deliveries to take"
@@ -69,7 +75,7 @@ def test_a_consumer_connection_failure_met_ahead_surfaces_after_the_batch_in_han
     """Raised at once, the failure would leave the batch in hand published but not recorded,
     and its redelivery would publish it again; raised after, the redelivery finds it done."""
     failures: list = []
-    original = _BufferedTCPTransport.receive_ready
+    original = BufferedTCPTransport.receive_ready
 
     def fail_once(self):
         if not failures:
@@ -77,7 +83,7 @@ def test_a_consumer_connection_failure_met_ahead_surfaces_after_the_batch_in_han
             raise failures[0]
         return original(self)
 
-    monkeypatch.setattr(_BufferedTCPTransport, "receive_ready", fail_once)
+    monkeypatch.setattr(BufferedTCPTransport, "receive_ready", fail_once)
     key, ids = backlog(400)
     inbox = inbox_reader(broker_url)
     with running_worker([AMQP_ONLY_NOTES], broker_url, store) as worker:

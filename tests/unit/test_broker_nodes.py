@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from gridbus.workers import logging as gridbus_logging
-from gridbus.workers.broker import BrokerNodes, KeepAlive, NoNodeAnswered, _BufferedTCPTransport, broker_nodes, mask_url
+from gridbus.workers.amqp import BrokerNodes, BufferedTCPTransport, KeepAlive, NoNodeAnswered, broker_nodes, mask_url
 
 
 def free_port() -> int:
@@ -99,7 +99,7 @@ class _Connection:
 
 def test_keep_alive_writes_heartbeat_frames_while_the_owner_writes_nothing():
     ours, theirs = socket.socketpair()
-    transport = _BufferedTCPTransport("127.0.0.1:1")
+    transport = BufferedTCPTransport("127.0.0.1:1")
     transport.sock = ours
     transport._setup_transport()
     keep_alive = KeepAlive([_Connection(transport, heartbeat=0.4)])
@@ -116,7 +116,7 @@ def test_keep_alive_writes_heartbeat_frames_while_the_owner_writes_nothing():
 
 def test_keep_alive_leaves_connections_without_heartbeats_alone():
     ours, theirs = socket.socketpair()
-    transport = _BufferedTCPTransport("127.0.0.1:1")
+    transport = BufferedTCPTransport("127.0.0.1:1")
     transport.sock = ours
     transport._setup_transport()
     keep_alive = KeepAlive([_Connection(transport, heartbeat=0)])

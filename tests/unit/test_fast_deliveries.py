@@ -14,7 +14,7 @@ from amqp.serialization import dumps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridbus.workers.broker import AmqpDelivery, deliveries_frame_handler
+from gridbus.workers.amqp import AmqpDelivery, deliveries_frame_handler
 
 FAST, SLOW = "fast-consumer", "slow-consumer"
 
@@ -151,7 +151,7 @@ shortstr = st.text(max_size=60).filter(lambda s: len(s.encode("utf-8", "surrogat
 def test_deliver_arguments_read_as_py_amqp_reads_them(consumer_tag, delivery_tag, redelivered, exchange, routing_key):
     from amqp.serialization import loads
 
-    from gridbus.workers.broker import _deliver_arguments
+    from gridbus.workers.amqp.deliveries import _deliver_arguments
 
     buf = struct.pack(">HH", *spec.Basic.Deliver) + dumps(
         "sLbss", (consumer_tag, delivery_tag, redelivered, exchange, routing_key)

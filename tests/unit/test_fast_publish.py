@@ -8,7 +8,7 @@ from amqp.method_framing import frame_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridbus.workers.broker import PublishFrames
+from gridbus.workers.amqp import PublishFrames
 
 FRAME_MAX = 131072
 
@@ -176,7 +176,7 @@ def _publish(publisher, n, **kwargs):
 
 
 def test_publishes_are_written_in_chunks_and_settled_by_multiple_acks():
-    from gridbus.workers.broker import Publisher
+    from gridbus.workers.amqp import Publisher
 
     conn = _FakeKombuConnection()
     publisher = Publisher(conn, write_buffer_bytes=1)  # every publish written at once
@@ -195,7 +195,7 @@ def test_publishes_are_written_in_chunks_and_settled_by_multiple_acks():
 
 
 def test_a_missing_confirm_times_out_and_the_next_batch_starts_clean():
-    from gridbus.workers.broker import ConfirmTimeout, Publisher
+    from gridbus.workers.amqp import ConfirmTimeout, Publisher
 
     conn = _FakeKombuConnection()
     publisher = Publisher(conn)
@@ -209,7 +209,7 @@ def test_a_missing_confirm_times_out_and_the_next_batch_starts_clean():
 
 
 def test_unroutable_and_unusual_publishes():
-    from gridbus.workers.broker import Publisher
+    from gridbus.workers.amqp import Publisher
 
     conn = _FakeKombuConnection()
     publisher = Publisher(conn, write_buffer_bytes=10**9)
@@ -260,7 +260,7 @@ def templated_publishes(draw):
 @given(publish=templated_publishes(), body=st.binary(max_size=2000), mandatory=st.booleans(),
        routing_key=st.text(max_size=60))
 def test_a_filled_in_template_is_written_as_py_amqp_writes_the_merged_publish(publish, body, mandatory, routing_key):
-    from gridbus.workers.broker import PublishTemplate
+    from gridbus.workers.amqp import PublishTemplate
 
     props, headers, variable, variable_headers, values, hvalues, unusual = publish
     template = PublishTemplate("mkt.in", routing_key, properties=props, headers=headers, variable=variable,
@@ -275,7 +275,7 @@ def test_a_filled_in_template_is_written_as_py_amqp_writes_the_merged_publish(pu
 
 
 def test_publishing_as_a_template_writes_and_settles_what_publish_does():
-    from gridbus.workers.broker import Publisher, PublishTemplate
+    from gridbus.workers.amqp import Publisher, PublishTemplate
 
     template = PublishTemplate(
         "mkt.in", "k", properties=dict(ROUTE_PROPS), headers=dict(ROUTE_HEADERS),
@@ -301,7 +301,7 @@ def test_publishing_as_a_template_writes_and_settles_what_publish_does():
 
 
 def test_a_template_needs_its_variable_parts_in_the_example():
-    from gridbus.workers.broker import PublishTemplate
+    from gridbus.workers.amqp import PublishTemplate
 
     with pytest.raises(ValueError, match="message_id"):
         PublishTemplate("e", "k", properties={}, headers={}, variable=("message_id",))

@@ -10,7 +10,7 @@ from amqp.transport import TCPTransport
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridbus.workers.broker import _BufferedTCPTransport, connect
+from gridbus.workers.amqp import BufferedTCPTransport, connect
 
 
 def frame(kind: int, channel: int, payload: bytes) -> bytes:
@@ -56,12 +56,12 @@ payloads = st.lists(st.binary(max_size=70000), min_size=1, max_size=6)
 def test_frames_read_in_any_chunking_are_py_amqps_frames(payloads, chunks):
     data = b"".join(frame(1 + i % 3, i, p) for i, p in enumerate(payloads))
     expected = [(1 + i % 3, i, p) for i, p in enumerate(payloads)]
-    got = read_all(_BufferedTCPTransport, data, chunks, len(payloads))
+    got = read_all(BufferedTCPTransport, data, chunks, len(payloads))
     assert [(k, c, bytes(p)) for k, c, p in got] == expected
     assert read_all(TCPTransport, data, chunks, len(payloads)) == got
 
 
-@pytest.mark.parametrize("cls", [_BufferedTCPTransport, TCPTransport])
+@pytest.mark.parametrize("cls", [BufferedTCPTransport, TCPTransport])
 def test_a_bad_frame_end_is_refused_as_py_amqp_refuses_it(cls):
     from amqp.exceptions import UnexpectedFrame
 
@@ -76,7 +76,7 @@ def test_a_bad_frame_end_is_refused_as_py_amqp_refuses_it(cls):
 
 def test_a_closed_peer_is_reported_as_py_amqp_reports_it():
     ours, theirs = socket.socketpair()
-    transport = transport_on(_BufferedTCPTransport, ours)
+    transport = transport_on(BufferedTCPTransport, ours)
     theirs.sendall(frame(1, 0, b"abc")[:5])
     theirs.close()
     with pytest.raises(OSError, match="Server unexpectedly closed connection"):
@@ -94,7 +94,7 @@ def test_only_plain_amqp_urls_get_the_buffered_transport():
 
 def test_receive_ready_takes_what_the_socket_holds_without_waiting():
     ours, theirs = socket.socketpair()
-    transport = transport_on(_BufferedTCPTransport, ours)
+    transport = transport_on(BufferedTCPTransport, ours)
     try:
         ours.settimeout(None)  # a blocking socket: receive_ready must still not wait
         assert transport.receive_ready() is False
