@@ -1,7 +1,7 @@
 """How much the store grows per message, on SQLite and PostgreSQL, to size the retention.
 
 Writes what the worker records for ``--messages`` finished messages, in commits of 100 as the
-worker's batches do, through ``Store.record``: for a route whose steps are all confirmed
+worker's batches do, through ``store.idempotency.record``: for a route whose steps are all confirmed
 publishes (the black-map route) one ``outcomes`` row per message; for a route with a SOAP step
 (supply plan: the SOAP effect is recorded as soon as it is confirmed, then the outcome) one
 ``effects`` row and one ``outcomes`` row. Message ids are UUIDs, as upstream systems send them.
@@ -41,8 +41,8 @@ def fill(store: Store, route: str, soap_steps: tuple[str, ...], n: int, batch: i
     for start in range(0, n, batch):
         ids = [str(uuid.uuid4()) for _ in range(min(batch, n - start))]
         for step in soap_steps:  # recorded one by one, as Pipeline._deliver_now does
-            store.record(effects=[(route, mid, step) for mid in ids])
-        store.record(outcomes=[(route, mid, "delivered") for mid in ids])
+            store.idempotency.record(effects=[(route, mid, step) for mid in ids])
+        store.idempotency.record(outcomes=[(route, mid, "delivered") for mid in ids])
 
 
 def sqlite_bytes(route: str, soap_steps: tuple[str, ...], n: int) -> float:
@@ -66,12 +66,12 @@ def postgresql_bytes(route: str, soap_steps: tuple[str, ...], n: int) -> float:
     try:
         store = Store(f"{PG_URL}?options=-csearch_path%3D{schema}")
         size = " + ".join(f"pg_total_relation_size('{schema}.{t}')" for t in TABLES)
-        empty = store._one(f"SELECT {size}", ())[0][0]
+        empty = store.db.query(f"SELECT {size}")[0][0]
         fill(store, route, soap_steps, n)
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"VACUUM ANALYZE {schema}.outcomes")  # the visibility map and free space map, as autovacuum makes them
             conn.execute(f"VACUUM ANALYZE {schema}.effects")
-        full = store._one(f"SELECT {size}", ())[0][0]
+        full = store.db.query(f"SELECT {size}")[0][0]
         store.close()
         return (full - empty) / n
     finally:

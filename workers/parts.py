@@ -25,7 +25,8 @@ from gridbus.workers import headers as H
 from gridbus.workers.amqp import ConfirmTimeout, Publisher
 from gridbus.workers.logging import get_logger
 from gridbus.workers.pipeline import Delivery
-from gridbus.workers.store import DueSchedule, Store
+from gridbus.workers.store import Store
+from gridbus.workers.store.schedules import DueSchedule
 
 log = get_logger("gridbus.worker")
 
@@ -92,7 +93,7 @@ class TraceJournal(Part):
                 if step in d.outputs
             ]
             rows += [(at, key, event, d.route.name, d.message_id or "", text) for key in d.trace_keys for event, text in entries]
-        self.store.journal(rows)
+        self.store.journal.append(rows)
 
 
 class DueSchedules(Part):
@@ -114,7 +115,7 @@ class DueSchedules(Part):
             return
         self._last_poll = time.monotonic()
         now = self.clock()
-        due = self.store.due_schedules(list(self.routes), now)
+        due = self.store.schedules.due(list(self.routes), now)
         if not due:
             return
         tickets = {self._publish(s, now): s for s in due}
@@ -122,7 +123,7 @@ class DueSchedules(Part):
         for ticket, schedule in tickets.items():
             error = results.get(ticket, ConfirmTimeout("publish outcome unknown"))
             if error is None:
-                self.store.mark_fired(schedule, now)
+                self.store.schedules.mark_fired(schedule, now)
                 log.info("schedule.fired", route=schedule.route, key=schedule.key, message_id=schedule.message_id)
             else:  # still pending: the next poll sends it again, under the same message id
                 log.warning("schedule.not_sent", route=schedule.route, key=schedule.key, error=str(error))
@@ -169,7 +170,7 @@ class RetentionPurge(Part):
         elif now - self._last < self.PAUSE_S:
             return
         self._last = now
-        removed = self.store.purge_older_than(self.retention_s, limit=self.chunk_rows)
+        removed = self.store.idempotency.purge_older_than(self.retention_s, limit=self.chunk_rows)
         self._purged += removed
         if removed < self.chunk_rows:  # nothing older left
             if self._purged:

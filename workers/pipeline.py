@@ -214,7 +214,10 @@ class Pipeline:
         if not d.checked:
             self.check(d)
         if known is None:
-            known = (self.store.outcome(route.name, d.message_id), self.store.steps_done(route.name, d.message_id))
+            known = (
+                self.store.idempotency.outcome(route.name, d.message_id),
+                self.store.idempotency.steps_done(route.name, d.message_id),
+            )
         outcome, done = known
         if outcome is not None:
             d.outcome = "duplicate"
@@ -244,10 +247,10 @@ class Pipeline:
     def _decide(self, d: Delivery, message, now) -> dict:
         """The route's decision on this message: decided and committed once, then read back."""
         route = d.route
-        recorded = self.store.decision(route.name, d.message_id)
+        recorded = self.store.state.decision(route.name, d.message_id)
         if recorded is not None:
             return recorded
-        state = self.store.state()
+        state = self.store.state.view()
         try:
             decision = route.decide(message, state, now)
         except GridbusError:
@@ -258,9 +261,9 @@ class Pipeline:
             result = json.loads(json.dumps(decision.result, ensure_ascii=False))  # as a redelivery will read it
         except (TypeError, ValueError) as exc:
             raise MappingError(f"decision result is not JSON: {exc}") from exc
-        if self.store.commit_decision(route.name, d.message_id, decision, state.read, now):
+        if self.store.state.commit_decision(route.name, d.message_id, decision, state.read, now):
             return result
-        recorded = self.store.decision(route.name, d.message_id)
+        recorded = self.store.state.decision(route.name, d.message_id)
         if recorded is not None:  # a competing worker decided this message meanwhile
             return recorded
         raise TransientDeliveryError(
@@ -308,7 +311,7 @@ class Pipeline:
             revision = int(route.supersession.revision(message))
         except Exception as exc:  # noqa: BLE001
             raise MappingError(f"no business key or revision: {exc}") from exc
-        return self.store.claim_revision(route.name, key, revision, message_id)
+        return self.store.idempotency.claim_revision(route.name, key, revision, message_id)
 
     def _run_step(self, d: Delivery, step: Step, message, now, decision: dict, done: set[str]) -> None:
         context = MappingContext(
@@ -363,7 +366,7 @@ class Pipeline:
             d.tickets[ticket] = name
             return
         self._deliver_now(adapter, step, output, context)
-        self.store.record(effects=[(route.name, d.message_id, name)])
+        self.store.idempotency.record(effects=[(route.name, d.message_id, name)])
         d.delivered.append(name)
 
     def _deliver_now(self, adapter, step: Step, output, context: MappingContext) -> None:

@@ -84,7 +84,7 @@ class Settlement:
 
     def _process_in_hand(self, batch: list[Delivery], suspect: bool) -> None:
         seen: set[tuple[str, str]] = set()
-        known = {} if suspect else self.store.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
+        known = {} if suspect else self.store.idempotency.lookup((d.route.name, d.message_id) for d in batch if d.message_id)
         if not suspect:  # a suspect is decoded only after its start was counted (see _is_poison)
             self.pipeline.decode_ahead(batch, known)
         to_start = []
@@ -108,14 +108,14 @@ class Settlement:
         if suspect:
             for d in batch:
                 if d.message_id and d.outcome != "requeued":
-                    self.store.end_attempt(d.route.name, d.message_id)
+                    self.store.idempotency.end_attempt(d.route.name, d.message_id)
                     self._failed_in_hand.pop((d.route.name, d.message_id), None)
 
     def _is_poison(self, d: Delivery) -> bool:
         """Count this start of a redelivered message; poison once it started too often without outcome."""
-        if self.store.outcome(d.route.name, d.message_id) is not None:
+        if self.store.idempotency.outcome(d.route.name, d.message_id) is not None:
             return False
-        starts = self.store.begin_attempt(d.route.name, d.message_id)
+        starts = self.store.idempotency.begin_attempt(d.route.name, d.message_id)
         error = fate.poison(starts, d.route, self._failed_in_hand.get((d.route.name, d.message_id)))
         if error is None:
             return False
@@ -140,7 +140,7 @@ class Settlement:
                 outcomes.append((d.route.name, d.message_id, d.outcome))
             else:
                 effects += confirmed  # partial progress: a retry repeats only the rest
-        self.store.record(effects=effects, outcomes=outcomes)
+        self.store.idempotency.record(effects=effects, outcomes=outcomes)
 
     def _send_copy(self, d: Delivery, decided: fate.Fate) -> None:
         """Publish the message's retry copy or dead letter, as ``fate_of`` decided it."""

@@ -496,7 +496,7 @@ def trace(key, store_url) -> None:
 
     store = Store(store_url or settings().store_url)
     try:
-        rows = store.trace(key)
+        rows = store.journal.trace(key)
     finally:
         store.close()
     if not rows:

@@ -33,37 +33,37 @@ def store(request, tmp_path):
 
 
 def rows(store, table: str, where: str = "") -> int:
-    return store._one(f"SELECT count(*) FROM {table} {where}", ())[0][0]
+    return store.db.query(f"SELECT count(*) FROM {table} {where}")[0][0]
 
 
 def test_many_expired_rows_are_purged_a_chunk_per_turn_and_fresh_rows_are_kept(broker_url, store, monkeypatch):
     old = time.time() - 2 * 86400
-    with store.transaction() as cur:
+    with store.db.transaction() as cur:
         cur.executemany(
-            store._sql("INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p})"),
+            store.db.sql("INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p})"),
             [("r", f"old{i}", "delivered", old) for i in range(1050)],
         )
         cur.executemany(
-            store._sql("INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p})"),
+            store.db.sql("INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p})"),
             [("r", f"part{i}", "mkt", old) for i in range(500)],
         )
         cur.executemany(
-            store._sql("INSERT INTO attempts (route, message_id, starts, at) VALUES ({p}, {p}, 1, {p})"),
+            store.db.sql("INSERT INTO attempts (route, message_id, starts, at) VALUES ({p}, {p}, 1, {p})"),
             [("r", f"crash{i}", old) for i in range(20)],
         )
-    store.record(effects=[("r", f"fresh-part{i}", "mkt") for i in range(10)],
+    store.idempotency.record(effects=[("r", f"fresh-part{i}", "mkt") for i in range(10)],
                  outcomes=[("r", f"fresh{i}", "delivered") for i in range(10)])
-    store.begin_attempt("r", "fresh-crash")
+    store.idempotency.begin_attempt("r", "fresh-crash")
 
     calls: list[int] = []
-    purge = store.purge_older_than
+    purge = store.idempotency.purge_older_than
 
     def spy(seconds, limit=None):
         calls.append(removed := purge(seconds, limit))
         assert limit == 100, "the worker purges in chunks"
         return removed
 
-    monkeypatch.setattr(store, "purge_older_than", spy)
+    monkeypatch.setattr(store.idempotency, "purge_older_than", spy)
     declare_routes(broker_url, [AMQP_ONLY_NOTES])
     with running_worker([AMQP_ONLY_NOTES], broker_url, store, retention_s=86400, purge_chunk_rows=100):
         wait_for(lambda: calls and calls[-1] < 100, timeout=30, what="the purge to finish")

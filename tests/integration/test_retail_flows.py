@@ -176,7 +176,7 @@ def test_a_retried_message_is_not_decided_again(broker_url, store, tc_stub, tc, 
     assert [c.payload["Decision"] for c in calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)] == ["accepted"]
     assert len(calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)) == 1
     assert len(marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=user)) == 1
-    [binding] = store.find_records("binding", key_prefix=f"{user}|")
+    [binding] = store.state.find_records("binding", key_prefix=f"{user}|")
     assert (binding.data["state"], binding.version) == ("agreement-requested", 1)
 
 
@@ -210,7 +210,7 @@ def test_agreement_effective_in_10_days_establishes_ownership_at_once(broker_url
     [relation] = calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)
     points = relation.payload["MeteringPoints"]["MeteringPoint"]
     assert sorted(p["MeteringPointId"] for p in points) == ["MP-GCI-1", "MP-LI-1"]
-    assert store.pending_schedules() == []
+    assert store.schedules.pending() == []
 
 
 def test_agreement_effective_in_40_days_is_scheduled_and_fires_after_a_worker_restart(
@@ -223,14 +223,14 @@ def test_agreement_effective_in_40_days_is_scheduled_and_fires_after_a_worker_re
         clock.advance(days=24)  # one day before it falls due: nothing happens
         time.sleep(0.5)  # ten polls of the schedules
     assert marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user) == []
-    [pending] = store.pending_schedules()
+    [pending] = store.schedules.pending()
     assert pending.route == DUE.name
     assert datetime.fromtimestamp(pending.due_at, CHINA) == START + timedelta(days=25)
 
     clock.advance(days=2)  # the worker was down when it fell due; a new one sends it
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         wait_for(lambda: worker.counts.get("delivered") == 1, what="the due schedule handled")
-    assert store.pending_schedules() == []
+    assert store.schedules.pending() == []
     [billing] = marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)
     assert len(billing["metering_points"]) == 2
     assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1
@@ -284,7 +284,7 @@ def test_deregistration_requires_dissolution_of_every_bound_user(broker_url, sto
     dissolutions = marketing(mkt_inbox, "RelationshipDissolutionRequired", sales_company_credit_code=code)
     assert sorted(d["user_unit_id"] for d in dissolutions) == sorted(users)
     assert {d["reason"] for d in dissolutions} == {"sales_company_deregistered"}
-    assert store.pending_schedules() == []  # the scheduled ownership was cancelled
+    assert store.schedules.pending() == []  # the scheduled ownership was cancelled
     assert marketing(mkt_inbox, "ContractChangeRequired", credit_code=code) == []
 
 
@@ -356,6 +356,6 @@ def test_a_schedule_survives_a_broker_restart(broker_url, store, tc_stub, tc, mk
         rabbitmqctl("await_startup", timeout=120)
         clock.advance(days=26)  # falls due while the worker reconnects
         wait_for(lambda: worker.counts.get("delivered") == 4, timeout=90, what="the due schedule handled after the restart")
-    assert store.pending_schedules() == []
+    assert store.schedules.pending() == []
     assert len(marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)) == 1
     assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1

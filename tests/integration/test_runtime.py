@@ -101,7 +101,7 @@ def test_older_revision_arriving_late_is_not_delivered(broker_url, store, rec, m
         wait_for(lambda: sum(worker.counts.values()) == 3, what="three outcomes")
         assert worker.counts == {"delivered": 2, "superseded": 1}
     assert [out.revision for _, _, out in rec.calls] == [1, 3]
-    assert store.latest_revision(REVISED_NOTES.name, key) == 3
+    assert store.idempotency.latest_revision(REVISED_NOTES.name, key) == 3
 
 
 def test_transient_failures_are_retried_until_delivered_once(broker_url, store, rec, pms):

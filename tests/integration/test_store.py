@@ -40,13 +40,13 @@ def store(request, tmp_path):
 
 
 def test_effects_and_outcomes_are_recorded_once(store):
-    assert store.outcome("r", "m1") is None and store.steps_done("r", "m1") == set()
-    store.record(effects=[("r", "m1", "a")])
-    store.record(effects=[("r", "m1", "a"), ("r", "m1", "b")], outcomes=[("r", "m1", "delivered")])
-    store.record(outcomes=[("r", "m1", "superseded")])  # the first outcome stands
-    assert store.steps_done("r", "m1") == {"a", "b"}
-    assert store.outcome("r", "m1") == "delivered"
-    assert store.outcome("other-route", "m1") is None
+    assert store.idempotency.outcome("r", "m1") is None and store.idempotency.steps_done("r", "m1") == set()
+    store.idempotency.record(effects=[("r", "m1", "a")])
+    store.idempotency.record(effects=[("r", "m1", "a"), ("r", "m1", "b")], outcomes=[("r", "m1", "delivered")])
+    store.idempotency.record(outcomes=[("r", "m1", "superseded")])  # the first outcome stands
+    assert store.idempotency.steps_done("r", "m1") == {"a", "b"}
+    assert store.idempotency.outcome("r", "m1") == "delivered"
+    assert store.idempotency.outcome("other-route", "m1") is None
 
 
 def test_sqlite_log_is_checkpointed_outside_the_commits(tmp_path):
@@ -55,46 +55,46 @@ def test_sqlite_log_is_checkpointed_outside_the_commits(tmp_path):
     path = tmp_path / "store.sqlite3"
     store = Store(f"sqlite:///{path}")
     try:
-        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # never inside a commit
+        assert store.db.query("PRAGMA wal_autocheckpoint") == [(0,)]  # never inside a commit
         ids = [str(uuid.uuid4()) for _ in range(3000)]
         for i in range(0, len(ids), 100):
-            store.record(outcomes=[("r", m, "delivered") for m in ids[i:i + 100]])
+            store.idempotency.record(outcomes=[("r", m, "delivered") for m in ids[i:i + 100]])
         deadline = time.monotonic() + 10
-        while store._checkpointer.copied_frames == 0 and time.monotonic() < deadline:
+        while store.db.checkpointer.copied_frames == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert store._checkpointer.copied_frames > 0
+        assert store.db.checkpointer.copied_frames > 0
     finally:
         store.close()
     wal = path.with_name(path.name + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     reopened = Store(f"sqlite:///{path}")
     try:
-        assert reopened.lookup(("r", m) for m in ids[::97]) == {("r", m): ("delivered", set()) for m in ids[::97]}
+        assert reopened.idempotency.lookup(("r", m) for m in ids[::97]) == {("r", m): ("delivered", set()) for m in ids[::97]}
     finally:
         reopened.close()
 
 
 def test_revisions_are_claimed_newest_first(store):
-    assert store.claim_revision("r", "HV1", 1, "m1")
-    assert store.claim_revision("r", "HV1", 3, "m3")
-    assert not store.claim_revision("r", "HV1", 2, "m2")
-    assert not store.claim_revision("r", "HV1", 3, "m3-other")  # same revision, another message
-    assert store.claim_revision("r", "HV1", 3, "m3")  # the same message again (a retry)
-    assert store.latest_revision("r", "HV1") == 3
-    assert store.claim_revision("r", "HV2", 2, "m4")  # keys are independent
+    assert store.idempotency.claim_revision("r", "HV1", 1, "m1")
+    assert store.idempotency.claim_revision("r", "HV1", 3, "m3")
+    assert not store.idempotency.claim_revision("r", "HV1", 2, "m2")
+    assert not store.idempotency.claim_revision("r", "HV1", 3, "m3-other")  # same revision, another message
+    assert store.idempotency.claim_revision("r", "HV1", 3, "m3")  # the same message again (a retry)
+    assert store.idempotency.latest_revision("r", "HV1") == 3
+    assert store.idempotency.claim_revision("r", "HV2", 2, "m4")  # keys are independent
 
 
 def test_processing_starts_are_counted_until_the_message_ends(store):
-    assert [store.begin_attempt("r", "m") for _ in range(3)] == [1, 2, 3]
-    store.end_attempt("r", "m")
-    assert store.begin_attempt("r", "m") == 1
+    assert [store.idempotency.begin_attempt("r", "m") for _ in range(3)] == [1, 2, 3]
+    store.idempotency.end_attempt("r", "m")
+    assert store.idempotency.begin_attempt("r", "m") == 1
 
 
 def test_old_entries_are_purged_after_the_retention(store):
-    store.record(effects=[("r", "m", "a")], outcomes=[("r", "m", "delivered")])
-    assert store.purge_older_than(3600) == 0
-    assert store.purge_older_than(-1) == 2
-    assert store.outcome("r", "m") is None
+    store.idempotency.record(effects=[("r", "m", "a")], outcomes=[("r", "m", "delivered")])
+    assert store.idempotency.purge_older_than(3600) == 0
+    assert store.idempotency.purge_older_than(-1) == 2
+    assert store.idempotency.outcome("r", "m") is None
 
 
 def test_concurrent_claims_on_postgresql_have_one_winner_per_revision(pg_schema_url):
@@ -104,7 +104,7 @@ def test_concurrent_claims_on_postgresql_have_one_winner_per_revision(pg_schema_
 
     def claim(i, s):
         barrier.wait()
-        if s.claim_revision("r", "HV9", 5, f"m{i}"):
+        if s.idempotency.claim_revision("r", "HV9", 5, f"m{i}"):
             wins.append(i)
 
     threads = [threading.Thread(target=claim, args=(i, s)) for i, s in enumerate(stores)]
@@ -166,7 +166,7 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone(timedelta(hours=8)))
 
 
 def decide_put(store, message_id, kind, key, data, ref=None, read=()):
-    state = store.state()
+    state = store.state.view()
     for k in read:
         state.get(kind, k)
     decision = Decision(result={"by": message_id})
@@ -175,52 +175,52 @@ def decide_put(store, message_id, kind, key, data, ref=None, read=()):
 
 
 def test_a_decision_commits_once_with_its_records_schedules_and_journal(store):
-    state = store.state()
+    state = store.state.view()
     assert state.get("company", "C1") is None
     decision = Decision(result={"answer": "accepted"})
     decision.put("company", "C1", {"name": "鹭江新能"}, ref="R1")
     decision.schedules.append(Schedule("gridbus.due", "C1", NOW + timedelta(days=2), {"k": "C1"}, ("C1",)))
     decision.change(["C1"], "registered")
-    assert store.commit_decision("route", "m1", decision, state.read, NOW)
-    assert store.decision("route", "m1") == {"answer": "accepted"}
-    record = store.get_record("company", "C1")
+    assert store.state.commit_decision("route", "m1", decision, state.read, NOW)
+    assert store.state.decision("route", "m1") == {"answer": "accepted"}
+    record = store.state.get_record("company", "C1")
     assert (record.data, record.ref, record.version) == ({"name": "鹭江新能"}, "R1", 1)
     # the same message decided again (a competing worker) is refused and changes nothing
-    again = store.state()
+    again = store.state.view()
     again.get("company", "C1")
-    assert not store.commit_decision("route", "m1", Decision(result={"answer": "other"}), again.read, NOW)
-    assert store.decision("route", "m1") == {"answer": "accepted"} and store.get_record("company", "C1").version == 1
-    assert [(e, d) for _, e, _, _, d in store.trace("C1")] == [("state", "registered"), ("scheduled", "gridbus.due due " + (NOW + timedelta(days=2)).isoformat())]
+    assert not store.state.commit_decision("route", "m1", Decision(result={"answer": "other"}), again.read, NOW)
+    assert store.state.decision("route", "m1") == {"answer": "accepted"} and store.state.get_record("company", "C1").version == 1
+    assert [(e, d) for _, e, _, _, d in store.journal.trace("C1")] == [("state", "registered"), ("scheduled", "gridbus.due due " + (NOW + timedelta(days=2)).isoformat())]
 
 
 def test_a_decision_on_state_changed_meanwhile_is_refused(store):
     first, decision_1 = decide_put(store, "m1", "binding", "U1", {"state": "a"}, read=["U1"])
     second, decision_2 = decide_put(store, "m2", "binding", "U1", {"state": "b"}, read=["U1"])
-    assert store.commit_decision("r", "m2", decision_2, second.read, NOW)
-    assert not store.commit_decision("r", "m1", decision_1, first.read, NOW)  # read as absent, created meanwhile
-    assert store.decision("r", "m1") is None and store.get_record("binding", "U1").data == {"state": "b"}
+    assert store.state.commit_decision("r", "m2", decision_2, second.read, NOW)
+    assert not store.state.commit_decision("r", "m1", decision_1, first.read, NOW)  # read as absent, created meanwhile
+    assert store.state.decision("r", "m1") is None and store.state.get_record("binding", "U1").data == {"state": "b"}
     third, decision_3 = decide_put(store, "m3", "binding", "U1", {"state": "c"}, read=["U1"])
     fourth, decision_4 = decide_put(store, "m4", "binding", "U1", {"state": "d"}, read=["U1"])
-    assert store.commit_decision("r", "m4", decision_4, fourth.read, NOW)
-    assert not store.commit_decision("r", "m3", decision_3, third.read, NOW)  # read version 1, now 2
+    assert store.state.commit_decision("r", "m4", decision_4, fourth.read, NOW)
+    assert not store.state.commit_decision("r", "m3", decision_3, third.read, NOW)  # read version 1, now 2
     # a record only read (not written) must be unchanged as well
-    reader = store.state()
+    reader = store.state.view()
     reader.get("binding", "U1")
     other, decision_5 = decide_put(store, "m5", "binding", "U1", {"state": "e"}, read=["U1"])
-    assert store.commit_decision("r", "m5", decision_5, other.read, NOW)
-    assert not store.commit_decision("r", "m6", Decision(result={}), reader.read, NOW)
-    assert store.get_record("binding", "U1").version == 3
+    assert store.state.commit_decision("r", "m5", decision_5, other.read, NOW)
+    assert not store.state.commit_decision("r", "m6", Decision(result={}), reader.read, NOW)
+    assert store.state.get_record("binding", "U1").version == 3
 
 
 def test_records_are_found_by_ref_and_key_prefix(store):
-    state = store.state()
+    state = store.state.view()
     decision = Decision()
     for key, ref in (("U1|2026-12-01", "C1"), ("U1|2027-12-01", "C2"), ("U10|2026-12-01", "C1"), ("U2|2026-12-01", "C1")):
         decision.put("binding", key, {"key": key}, ref=ref)
-    assert store.commit_decision("r", "m", decision, state.read, NOW)
-    assert [r.key for r in store.find_records("binding", key_prefix="U1|")] == ["U1|2026-12-01", "U1|2027-12-01"]
-    assert [r.key for r in store.find_records("binding", ref="C1")] == ["U10|2026-12-01", "U1|2026-12-01", "U2|2026-12-01"]
-    assert store.find_records("company", ref="C1") == []
+    assert store.state.commit_decision("r", "m", decision, state.read, NOW)
+    assert [r.key for r in store.state.find_records("binding", key_prefix="U1|")] == ["U1|2026-12-01", "U1|2027-12-01"]
+    assert [r.key for r in store.state.find_records("binding", ref="C1")] == ["U10|2026-12-01", "U1|2026-12-01", "U2|2026-12-01"]
+    assert store.state.find_records("company", ref="C1") == []
 
 
 def test_schedules_fall_due_by_the_clock_fire_once_and_can_be_cancelled(store):
@@ -228,35 +228,35 @@ def test_schedules_fall_due_by_the_clock_fire_once_and_can_be_cancelled(store):
     decision.schedules.append(Schedule("gridbus.due", "A", NOW + timedelta(days=25), {"n": 1}, ("U1",)))
     decision.schedules.append(Schedule("gridbus.due", "B", NOW + timedelta(days=30), {"n": 2}, ("U2",)))
     decision.schedules.append(Schedule("gridbus.other", "C", NOW, {"n": 3}))
-    assert store.commit_decision("r", "m1", decision, {}, NOW)
-    assert store.due_schedules(["gridbus.due"], NOW + timedelta(days=24)) == []
-    [due] = store.due_schedules(["gridbus.due"], NOW + timedelta(days=26))
+    assert store.state.commit_decision("r", "m1", decision, {}, NOW)
+    assert store.schedules.due(["gridbus.due"], NOW + timedelta(days=24)) == []
+    [due] = store.schedules.due(["gridbus.due"], NOW + timedelta(days=26))
     assert (due.key, due.payload, due.trace_keys) == ("A", {"n": 1}, ("U1",))
-    store.mark_fired(due, NOW + timedelta(days=26))
-    store.mark_fired(due, NOW + timedelta(days=26))  # a second confirm changes nothing
-    assert store.due_schedules(["gridbus.due"], NOW + timedelta(days=26)) == []
-    assert [e for _, e, *_ in store.trace("U1")] == ["scheduled", "fired"]
+    store.schedules.mark_fired(due, NOW + timedelta(days=26))
+    store.schedules.mark_fired(due, NOW + timedelta(days=26))  # a second confirm changes nothing
+    assert store.schedules.due(["gridbus.due"], NOW + timedelta(days=26)) == []
+    assert [e for _, e, *_ in store.journal.trace("U1")] == ["scheduled", "fired"]
     cancel = Decision()
     cancel.cancels.append(Cancel("gridbus.due", "B"))
-    assert store.commit_decision("r", "m2", cancel, {}, NOW)
-    assert store.due_schedules(["gridbus.due"], NOW + timedelta(days=40)) == []
-    assert [s.route for s in store.pending_schedules()] == ["gridbus.other"]
+    assert store.state.commit_decision("r", "m2", cancel, {}, NOW)
+    assert store.schedules.due(["gridbus.due"], NOW + timedelta(days=40)) == []
+    assert [s.route for s in store.schedules.pending()] == ["gridbus.other"]
     # the schedule id names the decision that set it: set again by another one, it is a new message
-    first_id = store.pending_schedules()[0].message_id
+    first_id = store.schedules.pending()[0].message_id
     again = Decision()
     again.schedules.append(Schedule("gridbus.other", "C", NOW, {"n": 4}))
-    assert store.commit_decision("r", "m3", again, {}, NOW)
-    assert store.pending_schedules()[0].message_id != first_id
+    assert store.state.commit_decision("r", "m3", again, {}, NOW)
+    assert store.schedules.pending()[0].message_id != first_id
 
 
 def test_a_purge_with_a_limit_removes_at_most_that_many_rows_and_keeps_fresh_ones(store):
     old = time.time() - 2 * 86400
     expired = [("r", f"old{i}", "delivered", old) for i in range(250)]
-    with store.transaction() as cur:
-        cur.executemany(store._sql("INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p})"), expired)
-        cur.executemany(store._sql("INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p})"),
+    with store.db.transaction() as cur:
+        cur.executemany(store.db.sql("INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p})"), expired)
+        cur.executemany(store.db.sql("INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p})"),
                         [("r", f"old{i}", "mkt", old) for i in range(30)])
-    store.record(effects=[("r", "fresh", "mkt")], outcomes=[("r", "fresh", "delivered")])
-    assert [store.purge_older_than(86400, limit=100) for _ in range(4)] == [100, 100, 80, 0]
-    assert store.outcome("r", "fresh") == "delivered" and store.steps_done("r", "fresh") == {"mkt"}
-    assert store.outcome("r", "old0") is None and store.steps_done("r", "old0") == set()
+    store.idempotency.record(effects=[("r", "fresh", "mkt")], outcomes=[("r", "fresh", "delivered")])
+    assert [store.idempotency.purge_older_than(86400, limit=100) for _ in range(4)] == [100, 100, 80, 0]
+    assert store.idempotency.outcome("r", "fresh") == "delivered" and store.idempotency.steps_done("r", "fresh") == {"mkt"}
+    assert store.idempotency.outcome("r", "old0") is None and store.idempotency.steps_done("r", "old0") == set()

@@ -27,20 +27,30 @@ def settled(outcome: str, keys: tuple[str, ...] = (), error=None) -> Delivery:
     return d
 
 
-class _Store:
-    """What the parts call on the store, recorded."""
+class _Journal:
+    def __init__(self):
+        self.appended: list[list] = []
 
-    def __init__(self, purge_chunks: list[int] | None = None):
-        self.journal_calls: list[list] = []
+    def append(self, rows) -> None:
+        self.appended.append(list(rows))
+
+
+class _Idempotency:
+    def __init__(self, purge_chunks: list[int]):
         self.purges: list[tuple[float, int]] = []
-        self._chunks = list(purge_chunks or [])
-
-    def journal(self, rows) -> None:
-        self.journal_calls.append(list(rows))
+        self._chunks = purge_chunks
 
     def purge_older_than(self, seconds: float, limit: int | None = None) -> int:
         self.purges.append((seconds, limit))
         return self._chunks.pop(0) if self._chunks else 0
+
+
+class _Store:
+    """The store's families the parts call, recording what they are asked."""
+
+    def __init__(self, purge_chunks: list[int] | None = None):
+        self.journal = _Journal()
+        self.idempotency = _Idempotency(list(purge_chunks or []))
 
 
 def test_the_outcome_log_counts_a_whole_batch():
@@ -58,7 +68,7 @@ def test_the_journal_writes_one_commit_per_batch_for_the_traced_messages_only():
     refused = settled("dead-lettered", ("HV2", "ORG9"), error=ContractViolation("field PlanNo missing"))
     journal.after_settle([sent, settled("delivered"), refused])
     journal.after_settle([settled("delivered")])  # nothing traced: no write at all
-    [rows] = store.journal_calls
+    [rows] = store.journal.appended
     at = NOW.timestamp()
     assert rows == [
         (at, "HV1", "delivered", NOTES.name, sent.message_id, "Note from pms"),
@@ -74,4 +84,4 @@ def test_the_retention_purge_takes_a_chunk_per_turn_until_nothing_older_is_left(
     monkeypatch.setattr(RetentionPurge, "PAUSE_S", 0.0)
     for _ in range(5):
         purge.on_turn()
-    assert store.purges == [(86400, 500)] * 3  # the third chunk was short: done until the next interval
+    assert store.idempotency.purges == [(86400, 500)] * 3  # the third chunk was short: done until the next interval

@@ -25,9 +25,9 @@ def store():
 
 
 def decide(store, rule, message, message_id, now=NOW):
-    state = store.state()
+    state = store.state.view()
     decision = rule(message, state, now)
-    assert store.commit_decision("test", message_id, decision, state.read, now)
+    assert store.state.commit_decision("test", message_id, decision, state.read, now)
     return decision
 
 
@@ -78,7 +78,7 @@ def test_trading_center_wins_and_names_the_changed_fields(store):
     assert first.result["company"] == "created" and first.result["contract_change"] == []
     second = decide(store, archive_review.decide, archive(code, archive_id="A", revision=2, ShortName="鹭江"), "m2")
     assert second.result["contract_change"] == [{"field": "short_name", "old_value": "鹭江新能", "new_value": "鹭江"}]
-    assert store.get_record("sales-company", code).data["fields"]["short_name"] == "鹭江"
+    assert store.state.get_record("sales-company", code).data["fields"]["short_name"] == "鹭江"
     same = decide(store, archive_review.decide, archive(code, archive_id="A", revision=3, ShortName="鹭江"), "m3")
     assert same.result["company"] == "unchanged" and same.result["contract_change"] == []
 
@@ -89,7 +89,7 @@ def test_another_company_claiming_a_held_code_is_rejected_and_changes_nothing(st
     claim = decide(store, archive_review.decide, archive(code, archive_id="B", name="另一家售电有限公司"), "m2")
     assert claim.result["decision"] == "rejected"
     assert [r["code"] for r in claim.result["reasons"]] == ["credit-code-claimed"]
-    assert store.get_record("sales-company", code).data["archive_id"] == "A"
+    assert store.state.get_record("sales-company", code).data["archive_id"] == "A"
     # the same company under a new archive id is an update, not a claim
     renewed = decide(store, archive_review.decide, archive(code, archive_id="C"), "m3")
     assert renewed.result["decision"] == "accepted"
@@ -118,7 +118,7 @@ def test_review_of_an_unknown_or_deregistered_company_is_refused(store):
     decide(store, archive_review.decide, archive(code, archive_id="A", status="deregistered"), "m2")
     refused = decide(store, bindings.decide_review, review("U1", code), "m3")
     assert [r["code"] for r in refused.result["reasons"]] == ["sales-company-deregistered"]
-    assert store.find_records(bindings.KIND, key_prefix="U1|") == []
+    assert store.state.find_records(bindings.KIND, key_prefix="U1|") == []
 
 
 def test_a_user_without_market_metering_points_is_refused(store, company):
@@ -153,7 +153,7 @@ def test_a_refused_agreement_frees_the_period(store, company):
 def test_ownership_at_once_under_15_days_else_scheduled_for_effective_minus_15(store, company, days, state):
     decision = bound(store, company, "U1", days)
     assert decision.result["binding"]["state"] == state
-    pending = store.pending_schedules()
+    pending = store.schedules.pending()
     if state == "ownership-scheduled":
         [schedule] = pending
         assert datetime.fromtimestamp(schedule.due_at, CHINA) == NOW + timedelta(days=days) - timedelta(days=15)
@@ -164,7 +164,7 @@ def test_ownership_at_once_under_15_days_else_scheduled_for_effective_minus_15(s
 
 def test_a_due_schedule_establishes_ownership_once(store, company):
     bound(store, company, "U1", 40)
-    [schedule] = store.pending_schedules()
+    [schedule] = store.schedules.pending()
     due = OwnershipDue.model_validate(schedule.payload)
     later = NOW + timedelta(days=25)
     first = decide(store, bindings.decide_ownership_due, due, "d1", now=later)
@@ -175,10 +175,10 @@ def test_a_due_schedule_establishes_ownership_once(store, company):
 
 def test_signing_for_an_agreement_no_binding_awaits_is_an_unknown_reference(store, company):
     with pytest.raises(UnknownReference, match="TA-X"):
-        bindings.decide_signing(signing("U1", company, 5, agreement="TA-X"), store.state(), NOW)
+        bindings.decide_signing(signing("U1", company, 5, agreement="TA-X"), store.state.view(), NOW)
     decide(store, bindings.decide_review, review("U1", company), "m1")
     with pytest.raises(UnknownReference, match="not 9"):
-        bindings.decide_signing(signing("U1", valid_credit_code(), 5), store.state(), NOW)
+        bindings.decide_signing(signing("U1", valid_credit_code(), 5), store.state.view(), NOW)
 
 
 def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(store, company):
@@ -191,8 +191,8 @@ def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(s
                     archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "m6").result
     assert sorted(b["user_unit_id"] for b in result["dissolutions"]) == ["U1", "U2", "U3"]
     assert result["contract_change"] == [] and sorted(result["trace_keys"]) == ["U1", "U2", "U3"]
-    assert store.pending_schedules() == []
-    states = {r.data["user_unit_id"]: r.data["state"] for r in store.find_records(bindings.KIND, ref=company)}
+    assert store.schedules.pending() == []
+    states = {r.data["user_unit_id"]: r.data["state"] for r in store.state.find_records(bindings.KIND, ref=company)}
     assert states == {"U1": "dissolution-required", "U2": "dissolution-required", "U3": "dissolution-required",
                       "U4": "agreement-refused"}
 
@@ -202,25 +202,25 @@ def test_decisions_on_one_user_made_at_once_cannot_both_commit(store, company):
     the same moment: the second commit is refused, and decided again it sees the first binding."""
     other = valid_credit_code()
     decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
-    first_state, second_state = store.state(), store.state()
+    first_state, second_state = store.state.view(), store.state.view()
     first = bindings.decide_review(review("U1", company), first_state, NOW)
     second = bindings.decide_review(
         review("U1", other, period_start=date(2027, 3, 1), period_end=date(2028, 2, 29)), second_state, NOW)
     assert first.result["decision"] == second.result["decision"] == "accepted"  # each alone would pass
-    assert store.commit_decision("test", "m1", first, first_state.read, NOW)
-    assert not store.commit_decision("test", "m2", second, second_state.read, NOW)
+    assert store.state.commit_decision("test", "m1", first, first_state.read, NOW)
+    assert not store.state.commit_decision("test", "m2", second, second_state.read, NOW)
     again = decide(store, bindings.decide_review,
                    review("U1", other, period_start=date(2027, 3, 1), period_end=date(2028, 2, 29)), "m2")
     assert [r["code"] for r in again.result["reasons"]] == ["one-sales-company-per-period"]
 
 
 def test_a_binding_made_while_its_company_is_deregistered_is_not_missed(store, company):
-    archive_state, review_state = store.state(), store.state()
+    archive_state, review_state = store.state.view(), store.state.view()
     deregistration = archive_review.decide(
         archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), archive_state, NOW)
     new_binding = bindings.decide_review(review("U9", company), review_state, NOW)
-    assert store.commit_decision("test", "r", new_binding, review_state.read, NOW)
-    assert not store.commit_decision("test", "d", deregistration, archive_state.read, NOW)
+    assert store.state.commit_decision("test", "r", new_binding, review_state.read, NOW)
+    assert not store.state.commit_decision("test", "d", deregistration, archive_state.read, NOW)
     again = decide(store, archive_review.decide,
                    archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "d")
     assert [b["user_unit_id"] for b in again.result["dissolutions"]] == ["U9"]

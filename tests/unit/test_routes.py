@@ -132,9 +132,9 @@ def test_retail_examples_in_process_order_map_to_every_output():
     for name in ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "tc.tripartite-agreement-signed"):
         route = route_by_name(name)
         message = example(route)
-        state = store.state()
+        state = store.state.view()
         decision = route.decide(message, state, NOW)
-        assert store.commit_decision(route.name, f"id-{name}", decision, state.read, NOW)
+        assert store.state.commit_decision(route.name, f"id-{name}", decision, state.read, NOW)
         produced[name] = {k for k, v in map_steps(route, message, decision.result).items() if v is not None}
     assert produced == {
         "tc.sales-company-archive-pushed": {"tc-feedback", "event"},
@@ -144,7 +144,7 @@ def test_retail_examples_in_process_order_map_to_every_output():
     }
     # The ownership is established already: the schedule's message, should it come, does nothing.
     due = route_by_name("gridbus.ownership-due")
-    state = store.state()
+    state = store.state.view()
     decision = due.decide(example(due), state, NOW)
     assert decision.result["decision"] == "skipped"
     assert {k for k, v in map_steps(due, example(due), decision.result).items() if v is not None} == set()

@@ -82,7 +82,7 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
         worker.stop()
         thread.join(10)
         inbox, events, dead = collect(broker_url, routes, events_tap)
-        trace = store.trace(SCHEDULED_USER)
+        trace = store.journal.trace(SCHEDULED_USER)
         store.close()
         return _report(echo, worker.counts, stub, inbox, events, dead, trace) and ok
 

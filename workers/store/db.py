@@ -1,0 +1,179 @@
+"""The one database the store's table families share: SQLite or PostgreSQL, from the URL.
+
+SQLite (``sqlite:///path``) for one process; PostgreSQL (``postgresql://...``) when several
+workers share the work. Both speak the same SQL, written with ``{p}`` for a parameter; the few
+differences (the placeholder, an auto-numbered key, how the purge picks a chunk of rows) are a
+``Dialect``, not two implementations. Each table family declares its own tables; the database
+creates them all in one transaction when the store opens.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the two databases in the store's SQL."""
+
+    placeholder: str
+    #: column type of an auto-numbered primary key (the journal's ``seq``)
+    serial: str
+    #: DELETE of at most ``{n}`` rows of ``{table}`` older than ``{{p}}`` (``at < cutoff``)
+    purge_chunk: str
+
+
+SQLITE = Dialect(
+    placeholder="?",
+    serial="INTEGER PRIMARY KEY AUTOINCREMENT",
+    purge_chunk="DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < {{p}} LIMIT {n})",
+)
+
+POSTGRESQL = Dialect(
+    placeholder="%s",
+    serial="BIGSERIAL PRIMARY KEY",
+    # A TID scan of the rows picked (``ctid IN (...)`` would scan the table), skipping rows
+    # another worker's purge holds, so two workers' purges never wait for each other.
+    purge_chunk=(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+        "SELECT ctid FROM {table} WHERE at < {{p}} LIMIT {n} FOR UPDATE SKIP LOCKED))"
+    ),
+)
+
+#: Key of the PostgreSQL advisory lock held while creating the tables: workers starting
+#: together must not race on CREATE TABLE.
+_SCHEMA_LOCK = 7471990214
+
+
+def to_json(value: Any) -> str:
+    """A JSON column's text: compact, keys sorted, Chinese kept as it is (not ``\\u`` escapes)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class Database:
+    """One connection, thread-safe for one process (a lock serialises its users); for several
+    processes use PostgreSQL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._lock = threading.RLock()
+        #: SQLite on a file: the thread copying the write-ahead log into the database
+        self.checkpointer: Checkpointer | None = None
+        if url.startswith("sqlite:///"):
+            path = url.removeprefix("sqlite:///")
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            if path != ":memory:":
+                self.checkpointer = Checkpointer(path)
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+            self.dialect = SQLITE
+        elif url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self._conn = psycopg.connect(url, autocommit=True)
+            self.dialect = POSTGRESQL
+        else:
+            raise ValueError(f"GRIDBUS_STORE_URL must start with sqlite:/// or postgresql://, got {url!r}")
+
+    def create_tables(self, schema: Iterable[str]) -> None:
+        """Run the families' CREATE statements (``{serial}`` for an auto-numbered key) in one
+        transaction; they say IF NOT EXISTS, so opening an existing store changes nothing."""
+        with self.transaction() as cur:
+            if self.dialect is POSTGRESQL:
+                cur.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            for statement in schema:
+                cur.execute(statement.replace("{serial}", self.dialect.serial))
+
+    def sql(self, template: str) -> str:
+        """``template`` with each ``{p}`` replaced by this database's placeholder."""
+        return template.replace("{p}", self.dialect.placeholder)
+
+    def marks(self, n: int) -> str:
+        """``n`` placeholders, comma-separated: the inside of an ``IN (...)``."""
+        return ", ".join([self.dialect.placeholder] * n)
+
+    def purge_chunk(self, table: str, limit: int) -> str:
+        """A DELETE of at most ``limit`` rows of ``table`` with ``at`` before its one parameter."""
+        return self.sql(self.dialect.purge_chunk.format(table=table, n=int(limit)))
+
+    @contextmanager
+    def transaction(self) -> Iterator:
+        """A cursor inside BEGIN ... COMMIT; an exception out of the block rolls it all back."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def query(self, template: str, params: tuple = ()) -> list:
+        """All rows of one statement run on its own (``{p}`` placeholders)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(self.sql(template), params)
+                return cur.fetchall()
+            finally:
+                cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log into the database from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the commit that fills the log past 1,000 pages and
+    waits for the disk (an fsync of the database); with message ids as keys nearly every commit
+    touches new pages, so that was every few batches, in the worker's own time. Here a second
+    connection checkpoints ``PASSIVE``ly (never blocking the writer) every ``interval_s`` and on
+    stop, and truncates the log when nothing else uses it.
+    """
+
+    def __init__(self, path: str, interval_s: float = 0.5):
+        self._path = path
+        self.interval_s = interval_s
+        self.copied_frames = 0  # log frames copied into the database so far
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gridbus-store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            while not self._stop.wait(self.interval_s):
+                self._checkpoint(conn, "PASSIVE")
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
+        try:
+            _busy, _log_frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error:  # busy or closing: the next round copies it
+            return
+        self.copied_frames += max(copied, 0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

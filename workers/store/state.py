@@ -1,0 +1,149 @@
+"""Business state of routes with a decision: versioned records and each message's decision.
+
+Tables
+- records(kind, key, ref, version, data): business state (JSON), ``version`` counting its writes.
+- decisions(route, message_id, result): a message was decided; the result its steps read.
+
+``commit_decision`` writes a decision with everything it sets, the records here and the
+schedules and journal lines of the other families (through their cursor-taking writers), in one
+transaction: all of it commits, or none of it. The retention purge leaves these tables alone.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from gridbus.contracts.state import Decision, Record
+from gridbus.workers.store.db import Database, to_json
+from gridbus.workers.store.journal import Journal
+from gridbus.workers.store.schedules import Schedules
+
+_COLUMNS = "kind, key, ref, version, data"
+
+_DECIDED = "INSERT INTO decisions (route, message_id, result, at) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"
+_PUT_UNREAD = (  # written without being read: last writer wins
+    "INSERT INTO records (kind, key, ref, version, data, at) VALUES ({p}, {p}, {p}, 1, {p}, {p}) "
+    "ON CONFLICT (kind, key) DO UPDATE SET ref = excluded.ref, data = excluded.data, "
+    "at = excluded.at, version = records.version + 1"
+)
+_PUT_ABSENT = (  # read as absent: must still be absent
+    "INSERT INTO records (kind, key, ref, version, data, at) VALUES ({p}, {p}, {p}, 1, {p}, {p}) ON CONFLICT DO NOTHING"
+)
+_PUT_READ = (  # read at a version: must still be at that version
+    "UPDATE records SET ref = {p}, data = {p}, at = {p}, version = version + 1 "
+    "WHERE kind = {p} AND key = {p} AND version = {p}"
+)
+
+
+class _Refused(Exception):
+    """A decision's commit found state changed meanwhile: roll everything back."""
+
+
+class BusinessState:
+    SCHEMA = (
+        """CREATE TABLE IF NOT EXISTS records (
+            kind TEXT NOT NULL, key TEXT NOT NULL, ref TEXT, version BIGINT NOT NULL, data TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, key))""",
+        """CREATE TABLE IF NOT EXISTS decisions (
+            route TEXT NOT NULL, message_id TEXT NOT NULL, result TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (route, message_id))""",
+        "CREATE INDEX IF NOT EXISTS records_ref ON records (kind, ref)",
+    )
+
+    def __init__(self, db: Database, schedules: Schedules, journal: Journal):
+        self._db = db
+        self._schedules = schedules
+        self._journal = journal
+
+    def view(self) -> StateView:
+        """A read view for one decision; it remembers the versions it read."""
+        return StateView(self)
+
+    def get_record(self, kind: str, key: str) -> Record | None:
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}} AND key = {{p}}", (kind, key))
+        return _record(rows[0]) if rows else None
+
+    def find_records(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
+        sql, params = f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}}", [kind]
+        if ref is not None:
+            sql += " AND ref = {p}"
+            params.append(ref)
+        if key_prefix is not None:
+            sql += " AND substr(key, 1, {p}) = {p}"
+            params += [len(key_prefix), key_prefix]
+        return [_record(r) for r in self._db.query(sql + " ORDER BY key", tuple(params))]
+
+    def decision(self, route: str, message_id: str) -> dict | None:
+        """The recorded result of deciding this message, or None when it was not decided yet."""
+        rows = self._db.query(
+            "SELECT result FROM decisions WHERE route = {p} AND message_id = {p}", (route, message_id)
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def commit_decision(
+        self, route: str, message_id: str, decision: Decision, read: dict[tuple[str, str], int], now: datetime
+    ) -> bool:
+        """Commit a decision with everything it writes; False (nothing written) when a record it
+        read changed meanwhile or the message was decided by another worker."""
+        at = now.timestamp()
+        try:
+            with self._db.transaction() as cur:
+                self._write(cur, route, message_id, decision, read, at)
+        except _Refused:
+            return False
+        return True
+
+    def _write(self, cur, route: str, message_id: str, decision: Decision, read, at: float) -> None:
+        sql = self._db.sql
+        cur.execute(sql(_DECIDED), (route, message_id, to_json(decision.result), at))
+        if cur.rowcount != 1:
+            raise _Refused
+        written = set()
+        for put in decision.puts:
+            version = read.get((put.kind, put.key))
+            data = to_json(put.data)
+            if version is None:
+                cur.execute(sql(_PUT_UNREAD), (put.kind, put.key, put.ref, data, at))
+            elif version == 0:
+                cur.execute(sql(_PUT_ABSENT), (put.kind, put.key, put.ref, data, at))
+            else:
+                cur.execute(sql(_PUT_READ), (put.ref, data, at, put.kind, put.key, version))
+            if cur.rowcount != 1:
+                raise _Refused
+            written.add((put.kind, put.key))
+        for (kind, key), version in read.items():  # what was read and not written must be unchanged
+            if (kind, key) in written:
+                continue
+            cur.execute(sql("SELECT version FROM records WHERE kind = {p} AND key = {p}"), (kind, key))
+            row = cur.fetchone()
+            if (row[0] if row else 0) != version:
+                raise _Refused
+        self._journal.write(
+            cur, [(at, key, "state", route, message_id, change.what) for change in decision.changes for key in change.keys]
+        )
+        self._schedules.write(cur, route, message_id, decision.schedules, decision.cancels, at)
+
+
+class StateView:
+    """``contracts.state.State`` over the store, remembering each record's version as read."""
+
+    def __init__(self, state: BusinessState):
+        self._state = state
+        self.read: dict[tuple[str, str], int] = {}
+
+    def get(self, kind: str, key: str) -> Record | None:
+        record = self._state.get_record(kind, key)
+        self.read.setdefault((kind, key), record.version if record else 0)
+        return record
+
+    def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
+        records = self._state.find_records(kind, ref=ref, key_prefix=key_prefix)
+        for record in records:
+            self.read.setdefault((kind, record.key), record.version)
+        return records
+
+
+def _record(row) -> Record:
+    kind, key, ref, version, data = row
+    return Record(kind=kind, key=key, ref=ref, version=int(version), data=json.loads(data))
