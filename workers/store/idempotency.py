@@ -18,6 +18,11 @@ from typing import Iterable
 
 from gridbus.workers.store.db import Database
 
+_RECORD_EFFECT = "INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"
+_RECORD_OUTCOME = (
+    "INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"
+)
+
 _CLAIM_REVISION = """
 INSERT INTO revisions (route, key, revision, message_id, at) VALUES ({p}, {p}, {p}, {p}, {p})
 ON CONFLICT (route, key) DO UPDATE SET revision = excluded.revision, message_id = excluded.message_id, at = excluded.at
@@ -99,18 +104,11 @@ class Idempotency:
         effects, outcomes = list(effects), list(outcomes)
         if not effects and not outcomes:
             return
-        sql = self._db.sql
         with self._db.transaction() as cur:
             if effects:
-                cur.executemany(
-                    sql("INSERT INTO effects (route, message_id, step, at) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"),
-                    [(*e, now) for e in effects],
-                )
+                cur.executemany(self._db.sql(_RECORD_EFFECT), [(*e, now) for e in effects])
             if outcomes:
-                cur.executemany(
-                    sql("INSERT INTO outcomes (route, message_id, outcome, at) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"),
-                    [(*o, now) for o in outcomes],
-                )
+                cur.executemany(self._db.sql(_RECORD_OUTCOME), [(*o, now) for o in outcomes])
 
     def claim_revision(self, route: str, key: str, revision: int, message_id: str) -> bool:
         """Accept ``revision`` for ``key`` unless a newer or equal one from another message is known.
