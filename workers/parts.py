@@ -25,8 +25,9 @@ from gridbus.workers import headers as H
 from gridbus.workers.amqp import ConfirmTimeout, Publisher
 from gridbus.workers.logging import get_logger
 from gridbus.workers.pipeline import Delivery
-from gridbus.workers.store import Store
-from gridbus.workers.store.schedules import DueSchedule
+from gridbus.workers.store.idempotency import Idempotency
+from gridbus.workers.store.journal import Journal
+from gridbus.workers.store.schedules import DueSchedule, Schedules
 
 log = get_logger("gridbus.worker")
 
@@ -70,8 +71,8 @@ class OutcomeLog(Part):
 class TraceJournal(Part):
     """Every outcome and delivery of messages that have business keys, one commit per batch."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime]):
-        self.store, self.clock = store, clock
+    def __init__(self, journal: Journal, clock: Callable[[], datetime]):
+        self.journal, self.clock = journal, clock
 
     def after_settle(self, batch: list[Delivery]) -> None:
         traced = [d for d in batch if d.trace_keys]
@@ -93,7 +94,7 @@ class TraceJournal(Part):
                 if step in d.outputs
             ]
             rows += [(at, key, event, d.route.name, d.message_id or "", text) for key in d.trace_keys for event, text in entries]
-        self.store.journal.append(rows)
+        self.journal.append(rows)
 
 
 class DueSchedules(Part):
@@ -103,11 +104,11 @@ class DueSchedules(Part):
     broker restarts. Polled every ``poll_s``."""
 
     def __init__(
-        self, routes: list[Route], store: Store, publisher: Callable[[], Publisher], clock: Callable[[], datetime],
+        self, routes: list[Route], schedules: Schedules, publisher: Callable[[], Publisher], clock: Callable[[], datetime],
         poll_s: float,
     ):
         self.routes = {r.name: r for r in routes if r.source.internal}
-        self.store, self.publisher, self.clock, self.poll_s = store, publisher, clock, poll_s
+        self.schedules, self.publisher, self.clock, self.poll_s = schedules, publisher, clock, poll_s
         self._last_poll = 0.0
 
     def on_turn(self) -> None:
@@ -115,7 +116,7 @@ class DueSchedules(Part):
             return
         self._last_poll = time.monotonic()
         now = self.clock()
-        due = self.store.schedules.due(list(self.routes), now)
+        due = self.schedules.due(list(self.routes), now)
         if not due:
             return
         tickets = {self._publish(s, now): s for s in due}
@@ -123,7 +124,7 @@ class DueSchedules(Part):
         for ticket, schedule in tickets.items():
             error = results.get(ticket, ConfirmTimeout("publish outcome unknown"))
             if error is None:
-                self.store.schedules.mark_fired(schedule, now)
+                self.schedules.mark_fired(schedule, now)
                 log.info("schedule.fired", route=schedule.route, key=schedule.key, message_id=schedule.message_id)
             else:  # still pending: the next poll sends it again, under the same message id
                 log.warning("schedule.not_sent", route=schedule.route, key=schedule.key, error=str(error))
@@ -156,8 +157,9 @@ class RetentionPurge(Part):
     #: Least time between two chunks, so a busy loop gives the purge a few percent.
     PAUSE_S = 0.05
 
-    def __init__(self, store: Store, *, retention_s: float, interval_s: float, chunk_rows: int):
-        self.store, self.retention_s, self.interval_s, self.chunk_rows = store, retention_s, interval_s, chunk_rows
+    def __init__(self, idempotency: Idempotency, *, retention_s: float, interval_s: float, chunk_rows: int):
+        self.idempotency = idempotency
+        self.retention_s, self.interval_s, self.chunk_rows = retention_s, interval_s, chunk_rows
         self._last = -math.inf  # the first turn starts a purge
         self._purged: int | None = None  # rows removed so far by the purge under way (None: no purge)
 
@@ -170,7 +172,7 @@ class RetentionPurge(Part):
         elif now - self._last < self.PAUSE_S:
             return
         self._last = now
-        removed = self.store.idempotency.purge_older_than(self.retention_s, limit=self.chunk_rows)
+        removed = self.idempotency.purge_older_than(self.retention_s, limit=self.chunk_rows)
         self._purged += removed
         if removed < self.chunk_rows:  # nothing older left
             if self._purged:

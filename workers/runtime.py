@@ -114,9 +114,9 @@ class Worker:
         self.outcomes = OutcomeLog()
         self.parts: list[Part] = [
             self.outcomes,
-            TraceJournal(store, clock),
-            DueSchedules(self.routes, store, self.publisher, clock, schedule_poll_s),
-            RetentionPurge(store, retention_s=retention_s, interval_s=purge_interval_s, chunk_rows=purge_chunk_rows),
+            TraceJournal(store.journal, clock),
+            DueSchedules(self.routes, store.schedules, self.publisher, clock, schedule_poll_s),
+            RetentionPurge(store.idempotency, retention_s=retention_s, interval_s=purge_interval_s, chunk_rows=purge_chunk_rows),
         ]
         self.settlement = Settlement(
             store, self.pipeline, self.publisher, clock, meanwhile=self.intake.work_ahead, parts=self.parts

@@ -28,6 +28,8 @@ def settled(outcome: str, keys: tuple[str, ...] = (), error=None) -> Delivery:
 
 
 class _Journal:
+    """The journal's ``append``, recording each call."""
+
     def __init__(self):
         self.appended: list[list] = []
 
@@ -36,6 +38,8 @@ class _Journal:
 
 
 class _Idempotency:
+    """The idempotency family's purge, removing ``purge_chunks`` rows call after call."""
+
     def __init__(self, purge_chunks: list[int]):
         self.purges: list[tuple[float, int]] = []
         self._chunks = purge_chunks
@@ -43,14 +47,6 @@ class _Idempotency:
     def purge_older_than(self, seconds: float, limit: int | None = None) -> int:
         self.purges.append((seconds, limit))
         return self._chunks.pop(0) if self._chunks else 0
-
-
-class _Store:
-    """The store's families the parts call, recording what they are asked."""
-
-    def __init__(self, purge_chunks: list[int] | None = None):
-        self.journal = _Journal()
-        self.idempotency = _Idempotency(list(purge_chunks or []))
 
 
 def test_the_outcome_log_counts_a_whole_batch():
@@ -61,14 +57,14 @@ def test_the_outcome_log_counts_a_whole_batch():
 
 
 def test_the_journal_writes_one_commit_per_batch_for_the_traced_messages_only():
-    store = _Store()
+    store = _Journal()
     journal = TraceJournal(store, lambda: NOW)
     sent = settled("delivered", ("HV1",))
     sent.delivered, sent.outputs = ["rec"], {"rec": ("amqp mkt.in", "out-1")}
     refused = settled("dead-lettered", ("HV2", "ORG9"), error=ContractViolation("field PlanNo missing"))
     journal.after_settle([sent, settled("delivered"), refused])
     journal.after_settle([settled("delivered")])  # nothing traced: no write at all
-    [rows] = store.journal.appended
+    [rows] = store.appended
     at = NOW.timestamp()
     assert rows == [
         (at, "HV1", "delivered", NOTES.name, sent.message_id, "Note from pms"),
@@ -79,9 +75,9 @@ def test_the_journal_writes_one_commit_per_batch_for_the_traced_messages_only():
 
 
 def test_the_retention_purge_takes_a_chunk_per_turn_until_nothing_older_is_left(monkeypatch):
-    store = _Store(purge_chunks=[500, 500, 120])
+    store = _Idempotency(purge_chunks=[500, 500, 120])
     purge = RetentionPurge(store, retention_s=86400, interval_s=3600, chunk_rows=500)
     monkeypatch.setattr(RetentionPurge, "PAUSE_S", 0.0)
     for _ in range(5):
         purge.on_turn()
-    assert store.idempotency.purges == [(86400, 500)] * 3  # the third chunk was short: done until the next interval
+    assert store.purges == [(86400, 500)] * 3  # the third chunk was short: done until the next interval
