@@ -155,6 +155,26 @@ class TransientDeliveryError(GridbusError):
 
     kind = "delivery-failed"
 
+    def exhausted(self, attempts: int) -> PermanentError:
+        """What the dead letter says once the route's ``attempts`` are spent on this error."""
+        last = _WILL_RETRY.sub("", self.reason)
+        return RetriesExhausted(f"gave up after {attempts} attempts; last error: {last}")
+
+
+class AwaitingReference(TransientDeliveryError):
+    """The message names an object gridbus does not hold yet (a relation sent before its ends):
+    retried through the broker for the route's retry period, then ``UnknownReference``."""
+
+    kind = "awaiting-reference"
+
+    def exhausted(self, attempts: int) -> PermanentError:
+        last = _WILL_RETRY.sub("", self.reason)
+        return UnknownReference(f"still unknown after {attempts} attempts: {last}")
+
+
+#: "...; will retry" at the end of a transient error's reason: not so once the retries are spent.
+_WILL_RETRY = re.compile(r"[;,]\s*will retry\s*$")
+
 
 class RetriesExhausted(PermanentError):
     kind = "retries-exhausted"

@@ -39,6 +39,11 @@ class State(Protocol):
 
     def get(self, kind: str, key: str) -> Record | None: ...
 
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, Record]:
+        """The records of ``kind`` under ``keys`` that exist, by key: one read for a whole batch
+        of keys (a readings batch's ten thousand metering points), not one per key."""
+        ...
+
     def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]: ...
 
 

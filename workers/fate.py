@@ -12,12 +12,11 @@ its history only from a copy that came back through the retry exchange (the publ
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from gridbus.contracts import naming
-from gridbus.contracts.errors import GridbusError, PoisonMessage, RetriesExhausted, TransientDeliveryError
+from gridbus.contracts.errors import GridbusError, PoisonMessage, TransientDeliveryError
 from gridbus.routes.model import Route
 from gridbus.workers import envelope
 from gridbus.workers import headers as H
@@ -26,9 +25,6 @@ from gridbus.workers import headers as H
 BROKER_HEADERS = frozenset(
     {H.X_DEATH, H.DELIVERY_COUNT, "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"}
 )
-
-#: "...; will retry" at the end of a transient error's reason: not so once the retries are spent.
-_WILL_RETRY = re.compile(r"[;,]\s*will retry\s*$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,8 @@ def fate_of(d, error: GridbusError, route: Route, now: datetime, epoch_s: float)
 
     A transient error with attempts left goes to the delay queue of its attempt's back-off
     (``route.retry``); anything else is a dead letter, a transient error whose attempts are spent
-    turned into ``RetriesExhausted``."""
+    turned into what that error says then (``TransientDeliveryError.exhausted``: usually
+    ``RetriesExhausted``)."""
     carried = {k: v for k, v in d.headers.items() if k not in BROKER_HEADERS}
     first = carried.get(H.FIRST_FAILURE_AT)
     stamp = now.isoformat()
@@ -77,8 +74,7 @@ def fate_of(d, error: GridbusError, route: Route, now: datetime, epoch_s: float)
         outcome, exchange, routing_key = "retry-scheduled", "", route.delay_queue(delay)
     else:
         if transient:
-            last = _WILL_RETRY.sub("", error.reason)
-            error = RetriesExhausted(f"gave up after {d.attempt} attempts; last error: {last}")
+            error = error.exhausted(d.attempt)
         headers.update({H.ATTEMPT: d.attempt, H.DEAD_LETTERED_AT: stamp})
         outcome, exchange, routing_key = "dead-lettered", naming.DEAD_LETTER_EXCHANGE, route.name
     headers.update({H.ERROR_TYPE: error.kind, H.ERROR_MESSAGE: error.reason})

@@ -212,6 +212,54 @@ def test_a_decision_on_state_changed_meanwhile_is_refused(store):
     assert store.state.get_record("binding", "U1").version == 3
 
 
+def test_a_batch_of_keys_is_read_and_written_in_one_go_and_refused_whole_if_one_changed(store):
+    """``get_many`` over ten thousand metering points, as a readings batch reads them: every
+    record read at its version (absent ones at 0), all written in one commit; one of them written
+    meanwhile by another decision refuses the whole commit, and nothing of it is written."""
+    keys = [f"MP{n:08d}" for n in range(10_000)]
+    seed = Decision()
+    for key in keys[:6_000]:  # 6,000 known, 4,000 first readings
+        seed.put("last-reading", key, {"total": "100.00"})
+    assert store.state.commit_decision("r", "seed", seed, {}, NOW)
+
+    def decide(message_id: str):
+        state = store.state.view()
+        found = state.get_many("last-reading", keys)
+        decision = Decision(result={"n": len(found)})
+        for key in keys:
+            decision.put("last-reading", key, {"total": "101.00"})
+        return state, decision, found
+
+    first, decision_1, found = decide("m1")
+    assert len(found) == 6_000 and found["MP00000007"].version == 1 and "MP00009999" not in found
+    assert first.read[("last-reading", "MP00009999")] == 0
+    meanwhile, decision_2, _ = decide("m2")
+    rival = Decision()
+    rival.put("last-reading", "MP00009999", {"total": "99.00"})  # a first reading of one key, committed meanwhile
+    assert store.state.commit_decision("r", "rival", rival, {}, NOW)
+    assert not store.state.commit_decision("r", "m1", decision_1, first.read, NOW)
+    assert store.state.get_record("last-reading", "MP00000007").data == {"total": "100.00"}  # nothing of m1 written
+    again, decision_3, _ = decide("m3")
+    assert store.state.commit_decision("r", "m3", decision_3, again.read, NOW)
+    assert {r.data["total"] for r in store.state.get_records("last-reading", keys).values()} == {"101.00"}
+    assert store.state.get_record("last-reading", "MP00000007").version == 2
+
+
+def test_a_record_only_read_in_a_batch_must_be_unchanged_at_commit(store):
+    seed = Decision()
+    seed.put("point", "MP1", {"multiplier": 80})
+    assert store.state.commit_decision("r", "seed", seed, {}, NOW)
+    reader = store.state.view()
+    assert set(reader.get_many("point", ["MP1", "MP2"])) == {"MP1"}
+    change = Decision()
+    change.put("point", "MP1", {"multiplier": 120})
+    assert store.state.commit_decision("r", "change", change, {}, NOW)
+    assert not store.state.commit_decision("r", "m", Decision(result={}), reader.read, NOW)
+    fresh = store.state.view()
+    fresh.get_many("point", ["MP1", "MP2"])
+    assert store.state.commit_decision("r", "m", Decision(result={}), fresh.read, NOW)
+
+
 def test_records_are_found_by_ref_and_key_prefix(store):
     state = store.state.view()
     decision = Decision()

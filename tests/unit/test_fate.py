@@ -10,7 +10,9 @@ import pytest
 
 from tests.support.routes import NOTES, note_body
 from gridbus.contracts import naming
-from gridbus.contracts.errors import ContractViolation, PoisonMessage, RetriesExhausted, TransientDeliveryError
+from gridbus.contracts.errors import (
+    AwaitingReference, ContractViolation, PoisonMessage, RetriesExhausted, TransientDeliveryError, UnknownReference,
+)
 from gridbus.routes.model import RetryPolicy
 from gridbus.workers import headers as H
 from gridbus.workers.fate import fate_of, poison
@@ -118,3 +120,15 @@ def test_a_redelivered_message_is_poison_once_its_starts_reach_the_routes_limit(
         assert f"taken up {starts + 1} times" in error.reason
         assert "limit 3 restarts" in error.reason
         assert error.reason.endswith("failed while it was in hand: ConnectionResetError: reset by peer")
+
+
+def test_a_reference_still_unknown_once_the_retries_are_spent_is_an_unknown_reference():
+    error = AwaitingReference("line-transformer relation names transformer PTR-1, not held yet; will retry")
+    waiting = fate_of(delivery(), error, ROUTE, NOW, EPOCH_S)
+    assert waiting.outcome == "retry-scheduled"
+    assert waiting.headers[H.ERROR_TYPE] == "awaiting-reference"
+    fate = fate_of(retry_copy(3, "2026-12-08T16:59:00+08:00"), error, ROUTE, NOW, EPOCH_S)
+    assert fate.outcome == "dead-lettered"
+    assert isinstance(fate.error, UnknownReference)
+    assert fate.headers[H.ERROR_TYPE] == "unknown-reference"
+    assert fate.error.reason == "still unknown after 3 attempts: line-transformer relation names transformer PTR-1, not held yet"

@@ -27,12 +27,15 @@ class Dialect:
     serial: str
     #: DELETE of at most ``{n}`` rows of ``{table}`` older than ``{{p}}`` (``at < cutoff``)
     purge_chunk: str
+    #: ``column`` + this: the column's value is one of a set given as one parameter (``set_param``)
+    in_set: str
 
 
 SQLITE = Dialect(
     placeholder="?",
     serial="INTEGER PRIMARY KEY AUTOINCREMENT",
     purge_chunk="DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < {{p}} LIMIT {n})",
+    in_set=" IN (SELECT value FROM json_each({p}))",
 )
 
 POSTGRESQL = Dialect(
@@ -44,6 +47,7 @@ POSTGRESQL = Dialect(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
         "SELECT ctid FROM {table} WHERE at < {{p}} LIMIT {n} FOR UPDATE SKIP LOCKED))"
     ),
+    in_set=" = ANY({p})",
 )
 
 #: Key of the PostgreSQL advisory lock held while creating the tables: workers starting
@@ -101,6 +105,16 @@ class Database:
     def marks(self, n: int) -> str:
         """``n`` placeholders, comma-separated: the inside of an ``IN (...)``."""
         return ", ".join([self.dialect.placeholder] * n)
+
+    def in_set(self, column: str) -> str:
+        """``column`` is one of a set of values given as one parameter, ``set_param(values)``:
+        one statement for ten thousand keys, with no limit on how many."""
+        return column + self.dialect.in_set
+
+    def set_param(self, values: Iterable[str]) -> Any:
+        """The parameter of ``in_set``: a JSON array for SQLite, a list (an array) for PostgreSQL."""
+        values = list(values)
+        return json.dumps(values, ensure_ascii=False) if self.dialect is SQLITE else values
 
     def purge_chunk(self, table: str, limit: int) -> str:
         """A DELETE of at most ``limit`` rows of ``table`` with ``at`` before its one parameter."""

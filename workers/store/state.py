@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Iterable
 
 from gridbus.contracts.state import Decision, Record
 from gridbus.workers.store.db import Database, to_json
@@ -64,6 +65,14 @@ class BusinessState:
         rows = self._db.query(f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}} AND key = {{p}}", (kind, key))
         return _record(rows[0]) if rows else None
 
+    def get_records(self, kind: str, keys: Iterable[str]) -> dict[str, Record]:
+        """The records of ``kind`` under ``keys`` that exist, by key, read in one statement."""
+        rows = self._db.query(
+            f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}} AND {self._db.in_set('key')}",
+            (kind, self._db.set_param(set(keys))),
+        )
+        return {row[1]: _record(row) for row in rows}
+
     def find_records(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
         sql, params = f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}}", [kind]
         if ref is not None:
@@ -99,30 +108,43 @@ class BusinessState:
         cur.execute(sql(_DECIDED), (route, message_id, to_json(decision.result), at))
         if cur.rowcount != 1:
             raise _Refused
-        written = set()
+        unread, absent, updated = [], [], []
         for put in decision.puts:
             version = read.get((put.kind, put.key))
             data = to_json(put.data)
             if version is None:
-                cur.execute(sql(_PUT_UNREAD), (put.kind, put.key, put.ref, data, at))
+                unread.append((put.kind, put.key, put.ref, data, at))
             elif version == 0:
-                cur.execute(sql(_PUT_ABSENT), (put.kind, put.key, put.ref, data, at))
+                absent.append((put.kind, put.key, put.ref, data, at))
             else:
-                cur.execute(sql(_PUT_READ), (put.ref, data, at, put.kind, put.key, version))
-            if cur.rowcount != 1:
-                raise _Refused
-            written.add((put.kind, put.key))
-        for (kind, key), version in read.items():  # what was read and not written must be unchanged
-            if (kind, key) in written:
-                continue
-            cur.execute(sql("SELECT version FROM records WHERE kind = {p} AND key = {p}"), (kind, key))
-            row = cur.fetchone()
-            if (row[0] if row else 0) != version:
-                raise _Refused
+                updated.append((put.ref, data, at, put.kind, put.key, version))
+        for statement, rows in ((_PUT_UNREAD, unread), (_PUT_ABSENT, absent), (_PUT_READ, updated)):
+            if rows:  # one statement per kind of write, each row of it must have taken effect
+                cur.executemany(sql(statement), rows)
+                if cur.rowcount != len(rows):
+                    raise _Refused
+        written = {(put.kind, put.key) for put in decision.puts}
+        self._check_unchanged(cur, {k: v for k, v in read.items() if k not in written})
         self._journal.write(
             cur, [(at, key, "state", route, message_id, change.what) for change in decision.changes for key in change.keys]
         )
         self._schedules.write(cur, route, message_id, decision.schedules, decision.cancels, at)
+
+
+    def _check_unchanged(self, cur, read: dict[tuple[str, str], int]) -> None:
+        """What was read and not written must still be at the version read (0: still absent):
+        one query per kind of record read."""
+        by_kind: dict[str, dict[str, int]] = {}
+        for (kind, key), version in read.items():
+            by_kind.setdefault(kind, {})[key] = version
+        for kind, versions in by_kind.items():
+            cur.execute(
+                self._db.sql(f"SELECT key, version FROM records WHERE kind = {{p}} AND {self._db.in_set('key')}"),
+                (kind, self._db.set_param(versions)),
+            )
+            found = dict(cur.fetchall())
+            if any(found.get(key, 0) != version for key, version in versions.items()):
+                raise _Refused
 
 
 class StateView:
@@ -136,6 +158,14 @@ class StateView:
         record = self._state.get_record(kind, key)
         self.read.setdefault((kind, key), record.version if record else 0)
         return record
+
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, Record]:
+        keys = set(keys)
+        records = self._state.get_records(kind, keys)
+        for key in keys:
+            record = records.get(key)
+            self.read.setdefault((kind, key), record.version if record else 0)
+        return records
 
     def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
         records = self._state.find_records(kind, ref=ref, key_prefix=key_prefix)
