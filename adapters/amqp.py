@@ -39,7 +39,7 @@ class Publisher(Protocol):
 
 #: Systems that receive from gridbus over AMQP, each through ``<system>.in`` into
 #: ``<system>.in.inbox`` (the others are reached over SOAP). The topology declares their inboxes.
-AMQP_TARGET_SYSTEMS = ("mkt",)
+AMQP_TARGET_SYSTEMS = ("mkt", "mdc", "pms", "dmp")
 
 
 class AmqpAdapter:
