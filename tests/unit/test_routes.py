@@ -43,6 +43,11 @@ EXPECTED_FLOWS = {
         "gridbus", "ownership.due", "OwnershipDue",
         [("mkt-billing-scheme", "mkt", "billing-scheme.adjust"), ("mkt-ownership", "mkt", "ownership.established"),
          ("tc-ownership", "tc", "ReceiveOwnershipRelation"), ("event", "events", "")]),
+    "mdc.daily-frozen-published": (
+        "mdc", "daily-frozen.published", "DailyFrozenPublished",
+        [("mkt-readings", "mkt", "meter-readings.created"), ("mkt-corrections", "mkt", "meter-readings.changed"),
+         ("tc-readings", "tc", "ReceiveMeterReadings"), ("mdc-reply", "mdc", "daily-frozen.reply"),
+         ("event", "events", "")]),
 }
 
 EXAMPLE_FILES = {
@@ -54,6 +59,7 @@ EXAMPLE_FILES = {
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
     "OwnershipDue": "gridbus.OwnershipDue.json",
+    "DailyFrozenPublished": "mdc.DailyFrozenPublished.xml",
 }
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 
