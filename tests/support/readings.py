@@ -101,3 +101,15 @@ def thousand_with_problems(batch_id: str = "MDC-20261202-43401-0100", day: date 
     records = good + list(problems.values())
     at = {code: len(good) + i + 1 for i, code in enumerate(problems)}
     return Batch(batch_id, day, tuple(records)), at
+
+
+def fast_route():
+    """The readings route with retries in fractions of a second, for tests."""
+    from gridbus.routes.meter_readings import DAILY_FROZEN_PUBLISHED
+    from gridbus.routes.model import RetryPolicy
+
+    return replace(DAILY_FROZEN_PUBLISHED, retry=RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0))
+
+
+#: For ``gridbus worker --routes-module tests.support.readings:ROUTES`` in a process of its own.
+ROUTES = (fast_route(),)
