@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import pytest
+from click.testing import CliRunner
 from lxml import etree
 
 from gridbus.adapters.soap import SoapAdapter
@@ -19,6 +20,7 @@ from gridbus.contracts.canonical.envelope import NAMESPACE as MESSAGE_NS
 from gridbus.contracts.canonical.meter_readings import METER_READINGS_NAMESPACE
 from gridbus.contracts.soap import peer_wsdl
 from gridbus.mappings.readings import decision as readings
+from gridbus.tools.cli import main as cli
 from gridbus.tools.readings_batch import CHINA, Batch, good_record, point_id
 from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from tests.support.processes import WorkerProcess
@@ -153,6 +155,12 @@ def test_a_gbk_part_keeps_its_chinese_org_name_and_a_redelivery_or_resend_change
     assert [len(v) for v in sent.values()] == [10]  # only the first sent anything
     assert tc_points(tc_stub, batch_id) == Counter({point_id(n): 1 for n in points})
     assert {store.state.get_record("last-reading", point_id(n)).version for n in points} == {2}  # prev, then once
+    shown = CliRunner().invoke(cli, ["trace", batch_id, "--store", store.url])
+    assert shown.exit_code == 0, shown.output
+    for what in ("part 1 of 1 (2026-12-02, org 43403): OK; received 10, accepted 10", "mkt-readings -> mkt meter-readings.created",
+                 "tc-readings/1 -> tc ReceiveMeterReadings", "tc-readings/3 -> tc ReceiveMeterReadings",
+                 "mdc-reply -> mdc daily-frozen.reply", "parts received 1 of 1, complete"):
+        assert what in shown.output, shown.output
 
 
 def test_a_body_over_the_routes_limit_is_refused_with_advice_to_split(broker_url, store, tc_stub, mdc):
@@ -189,6 +197,7 @@ def test_a_worker_killed_mid_part_sends_each_record_once_per_target(broker_url, 
         worker.signal(signal.SIGKILL)
         worker.proc.wait(10)
         worker.reap()
+        assert not any(replies(mdc_inbox, i) for i in ids), "killed before the parts' replies: mid-batch"
         tc_stub.clear_faults()
         worker.start()
         wait_for(lambda: all(replies(mdc_inbox, i) for i in ids), timeout=90, what="every part replied")
