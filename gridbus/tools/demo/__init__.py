@@ -1,4 +1,5 @@
-"""``gridbus demo``: the high-voltage new-installation flows, then the retail-market flows.
+"""``gridbus demo``: the high-voltage new-installation flows, the retail-market flows, then the
+meter readings (flow 9).
 
 By default on kombu's in-memory broker with SQLite and loopback SOAP stubs, so it needs nothing
 but Python; with ``--broker amqp://...`` the same runs against RabbitMQ. The two parts share
@@ -10,11 +11,13 @@ from __future__ import annotations
 import click
 
 from gridbus.tools.demo.hv_install import run_high_voltage_demo
+from gridbus.tools.demo.readings import run_readings_demo
 from gridbus.tools.demo.retail import run_retail_demo
 
 
 def run_demo(broker_url: str = "memory://", passwords: dict[str, str] | None = None, echo=click.echo) -> bool:
-    """Both parts, one after the other; True when every expectation of both held."""
+    """The three parts, one after the other; True when every expectation of each held."""
     high_voltage = run_high_voltage_demo(broker_url, passwords, echo)
     retail = run_retail_demo(broker_url, passwords or {}, echo)
-    return high_voltage and retail
+    readings = run_readings_demo(broker_url, passwords or {}, echo)
+    return high_voltage and retail and readings
