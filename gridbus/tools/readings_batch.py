@@ -116,6 +116,47 @@ def good_records(points: Iterable[int], day: date) -> list[Record]:
     return [good_record(n, day) for n in points]
 
 
+
+# -- simulated parts (gridbus simulate) ------------------------------------------------------------------
+
+#: The problems ``simulated_parts`` puts in its bad records, in turn: each one breaks a rule of the
+#: record alone, so it is bad whatever the store holds.
+SIMULATED_PROBLEMS = ("tariff-sum-mismatch", "negative-value", "multiplier-invalid", "date-mismatch")
+
+
+def spoiled(record: Record, problem: str) -> Record:
+    """``record`` with ``problem`` (one of ``SIMULATED_PROBLEMS``)."""
+    if problem == "tariff-sum-mismatch":
+        return replace(record, tariffs=(record.tariffs[0] + Decimal("1.00"), *record.tariffs[1:]))
+    if problem == "negative-value":
+        return replace(record, tariffs=(Decimal("-1.00"), *record.tariffs[1:]))
+    if problem == "multiplier-invalid":
+        return replace(record, multiplier=Decimal("0"))
+    if problem == "date-mismatch":
+        return replace(record, data_date=record.data_date - timedelta(days=1))
+    raise ValueError(f"no simulated problem {problem!r}; known: {', '.join(SIMULATED_PROBLEMS)}")
+
+
+def simulated_parts(count: int, start: int, *, size: int, bad_share: float, day: date | None = None) -> Iterable[bytes]:
+    """``count`` parts of one batch, ``size`` records each for metering points of their own
+    (``start`` keeps two runs apart), ``bad_share`` of them (0..1, spread evenly) bad in turn
+    as ``SIMULATED_PROBLEMS`` lists."""
+    if not 1 <= size <= 10_000:
+        raise ValueError(f"a part holds 1 to 10,000 records, not {size}")
+    if not 0 <= bad_share <= 1:
+        raise ValueError(f"the share of bad records is between 0 and 1, not {bad_share}")
+    day = day or (datetime.now(CHINA).date() - timedelta(days=1))
+    batch_id = f"MDC-SIM-{day:%Y%m%d}-{start:06d}"
+    bad = round(size * bad_share)
+    every = size / bad if bad else 0
+    for part in range(count):
+        first = (start % 100_000) * 100_000 + part * size
+        records = [good_record(first + i, day) for i in range(size)]
+        for k in range(bad):
+            i = int(k * every)
+            records[i] = spoiled(records[i], SIMULATED_PROBLEMS[k % len(SIMULATED_PROBLEMS)])
+        yield Batch(batch_id, day, tuple(records), part_no=part + 1, part_count=count).xml()
+
 # -- a story with one record of every problem kind (the demo and the tests) ----------------------------
 #
 # ``problem_history(store)`` writes what the problem records are judged on, through the decision
