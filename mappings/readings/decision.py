@@ -2,7 +2,8 @@
 
 The state read per part is three ``get_many`` (one round trip each, whatever the part's size):
 the last accepted reading of each metering point (kind ``last-reading``, key = MeteringPointId,
-data ``{"last": ..., "previous": ...}``: the previous one is the base of a correction), what the
+data ``{"last": [...], "previous": [...] or null}``, see ``rules.Held``: the previous one is the
+base of a correction), what the
 master data holds of each point (``metering-point``), and since when each is in the retail
 market (``market-point``); plus the batch's own record (``readings-batch``, key = BatchId), which
 tracks its parts for ``gridbus trace``. Its writes are one ``last-reading`` put per point that

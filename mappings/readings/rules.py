@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Mapping
 
 from gridbus.contracts.mdc import FrozenReading
 from gridbus.contracts.metering_point import MeteringPointData
@@ -89,25 +88,20 @@ class Held:
     def of(cls, r: FrozenReading) -> "Held":
         return cls(r.data_date, r.collected_at, r.meter_asset_no, r.total, r.tariffs, r.multiplier)
 
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "date": self.data_date.isoformat(),
-            "collected_at": self.collected_at.isoformat(),
-            "meter": self.meter,
-            "total": str(self.total),
-            "tariffs": [str(t) for t in self.tariffs],
-            "multiplier": str(self.multiplier),
-        }
+    def to_data(self) -> list[str]:
+        """Compact, as ten thousand of them are written per part: ``[date, collected at, meter,
+        total, sharp, peak, flat, valley, multiplier]``, decimals as text."""
+        return [
+            self.data_date.isoformat(), self.collected_at.isoformat(), self.meter, str(self.total),
+            *map(str, self.tariffs), str(self.multiplier),
+        ]
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> "Held":
+    def from_data(cls, data: list[str]) -> "Held":
+        day, collected, meter, total, r1, r2, r3, r4, multiplier = data
         return cls(
-            date.fromisoformat(data["date"]),
-            datetime.fromisoformat(data["collected_at"]),
-            data["meter"],
-            Decimal(data["total"]),
-            tuple(Decimal(t) for t in data["tariffs"]),
-            Decimal(data["multiplier"]),
+            date.fromisoformat(day), datetime.fromisoformat(collected), meter, Decimal(total),
+            (Decimal(r1), Decimal(r2), Decimal(r3), Decimal(r4)), Decimal(multiplier),
         )
 
 

@@ -62,7 +62,10 @@ def store(request, tmp_path):
 
 def last(store: Store, n: int) -> dict | None:
     record = store.state.get_record(readings.LAST_READING, point_id(n))
-    return None if record is None else dict(record.data["last"], version=record.version)
+    if record is None:
+        return None
+    held = readings.rules.Held.from_data(record.data["last"])
+    return {"date": held.data_date.isoformat(), "total": str(held.total), "meter": held.meter, "version": record.version}
 
 
 def test_a_part_of_1000_reports_exactly_its_problem_records_and_withholds_the_fatal_ones(store):
