@@ -4,18 +4,16 @@ exchange, a rollover, a correction, a gap)."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal as D
 
-import psycopg
 import pytest
 
 from gridbus.contracts.mdc import DailyFrozenPublished
 from gridbus.mappings.readings import decision as readings
 from gridbus.tools.readings_batch import CHINA, Batch, good_record, meter_no, point_id
-from gridbus.workers.store import Store
+from tests.integration import test_store as store_tests
 from tests.support.readings import (
     DAY, NOW, decide, market_point, previous_day, problem_history, thousand_with_problems,
 )
@@ -42,25 +40,12 @@ FATAL = {"negative-value", "tariff-sum-mismatch", "multiplier-mismatch", "regist
          "consumption-implausible", "date-mismatch", "older-than-accepted"}
 
 
-@pytest.fixture
-def pg_schema_url(pg_url):
-    schema = f"gridbus_t_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+#: The store on SQLite and on a PostgreSQL schema of the test's own, as the store's own tests have it.
+pg_schema_url = store_tests.pg_schema_url
+store = store_tests.store
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/store.sqlite3" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
-    s = Store(url)
-    yield s
-    s.close()
-
-
-def last(store: Store, n: int) -> dict | None:
+def last(store, n: int) -> dict | None:
     record = store.state.get_record(readings.LAST_READING, point_id(n))
     if record is None:
         return None

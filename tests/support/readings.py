@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gridbus.tools.readings_batch import (  # noqa: F401 - re-exported for the tests
+from gridbus.tools.readings_batch import (
     DAY, NOW, decide, market_point, metering_point, previous_day, problem_history, problem_records, seed,
     thousand_with_problems,
 )
+
+__all__ = [
+    "DAY", "NOW", "ROUTES", "decide", "fast_route", "market_point", "metering_point", "previous_day",
+    "problem_history", "problem_records", "seed", "thousand_with_problems",
+]
 
 
 def fast_route():
