@@ -143,6 +143,8 @@ def part_event(part: DailyFrozenPublished, ctx: MappingContext) -> CanonicalEven
     payload.add(root, "partCount", part.part_count)
     payload.add(root, "dataDate", part.data_date.isoformat())
     payload.add(root, "orgNo", part.org_no)
+    if part.org_name:
+        payload.add(root, "orgName", part.org_name)
     payload.add(root, "result", ctx.decision["result"])
     for name in ("received", "accepted", "flagged", "withheld", "repeats", "corrections", "market"):
         payload.add(root, name, counts[name])
