@@ -57,10 +57,10 @@ def settled(worker, n: int, what: str) -> None:
 
 
 def replies(inboxes, system: str, message_id: str) -> list:
-    """The replies in ``system``'s inbox to message ``message_id``, parsed."""
-    found = inboxes[system].where(lambda m: m.properties.get("type") == "ResponseMessage"
-                                  and m.properties.get("correlation_id") == message_id)
-    return [etree.fromstring(m.body) for m in found]
+    """The replies in ``system``'s inbox to message ``message_id`` (their 61968-100 CorrelationID), parsed."""
+    found = inboxes[system].where(lambda m: m.properties.get("type") == "ResponseMessage")
+    parsed = [etree.fromstring(m.body) for m in found]
+    return [r for r in parsed if r.findtext("m:Header/m:CorrelationID", namespaces=M) == message_id]
 
 
 def reply_to(inboxes, system: str, message_id: str):
