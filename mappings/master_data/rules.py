@@ -2,10 +2,11 @@
 
 gridbus keeps a registry of business codes (kind ``business-code``, key = the code): which object
 type holds the code, its system of record, the newest revision accepted, a transformer's use, a
-relation's ends, the object's current field values, and whether it was deleted. The registry is
-shared by competing workers: every decision reads the records it judges by, and the store's
-version check refuses a commit when one of them changed meanwhile (the message is then decided
-again on the new state), so two workers can never both take one code for two object types.
+relation's ends, the object's current field values (personal ones left out), and whether it was
+deleted. The registry is shared by competing workers: every decision reads the records it judges
+by, and the store's version check refuses a commit when one of them changed meanwhile (the
+message is then decided again on the new state), so two workers can never both take one code
+for two object types.
 
 A change is judged in this order, and the first rule it breaks refuses it:
 
@@ -34,7 +35,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gridbus.contracts.errors import AwaitingReference
-from gridbus.contracts.master_data import OBJECT_TYPES, TRANSFORMER_WRITER, VERB_OF, MasterDataChange, ObjectType
+from gridbus.contracts.master_data import (
+    OBJECT_TYPES,
+    PERSONAL_FIELDS,
+    TRANSFORMER_WRITER,
+    VERB_OF,
+    MasterDataChange,
+    ObjectType,
+)
 from gridbus.contracts.metering_point import METERING_POINT, MeteringPointData
 from gridbus.contracts.state import Decision, Record, State
 
@@ -168,11 +176,14 @@ def _check_ends(change: MasterDataChange, kind: ObjectType, state: State) -> str
 
 
 def _values(change: MasterDataChange, held: Record | None) -> dict[str, str]:
-    """The object's field values after the change: those held, with the changed ones applied."""
+    """The object's field values after the change: those held, with the changed ones applied.
+    Personal fields are not kept: gridbus forwards them, it has no use for them afterwards."""
     if change.operation == "delete":
         return {}
     values = dict(held.data["values"]) if held is not None and change.operation == "change" else {}
     for field in change.fields:
+        if field.name in PERSONAL_FIELDS:
+            continue
         if field.new is None:
             values.pop(field.name, None)
         else:

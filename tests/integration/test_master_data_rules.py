@@ -265,6 +265,12 @@ def test_an_accepted_metering_point_keeps_what_the_readings_flow_reads(store):
     assert point.multiplier == Decimal("8000") and point.contracted_capacity_kva == Decimal("1250")
 
 
+def test_personal_fields_are_forwarded_but_not_kept(store):
+    c = code("CU")
+    decide(store, change("mkt", "customer", c, fields={"CustomerName": "张三", "Category": "large_industrial"}))
+    assert held(store, c).data["values"] == {"Category": "large_industrial"}
+
+
 def test_a_refused_metering_point_keeps_nothing(store):
     c = code("MP")
     decide(store, change("pms", "metering-point", c, fields={"CtRatio": "40"}))

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import typing
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from gridbus.contracts import EXAMPLES_DIR
+from gridbus.contracts import EXAMPLES_DIR, xml
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical.envelope import NAMESPACE as MESSAGE_NS
 from gridbus.contracts.canonical.reply import SCHEMA as MESSAGE_XSD
@@ -191,3 +192,31 @@ def test_events_name_personal_fields_without_their_values_the_data_platform_has_
     assert "large_industrial" in event and "kh330106017" not in event  # nor the staff id
     dmp = outputs.data_platform(message, context("mkt", decision, "dmp")).encode().decode()
     assert "张三" in dmp and "kh330106017" in dmp
+
+
+# -- the examples to their expected outputs (tests/unit/expected/) ----------------------------------------------
+
+EXPECTED = Path(__file__).parent / "expected"
+ACCEPTED = {"decision": "accepted", "verb": "created"}
+EXPECTED_OUTPUTS = [
+    ("pms.MasterDataChanged.xml", PmsMasterDataChanged, outputs.data_platform, {**ACCEPTED, "owner": "pms"},
+     "master_data.data_platform.xml"),
+    ("mkt.MasterDataChanged.json", MktMasterDataChanged, outputs.event, {**ACCEPTED, "owner": "mkt"},
+     "master_data.event.xml"),
+    ("pms.MasterDataChanged.gbk.xml", PmsMasterDataChanged, outputs.reply,
+     {"decision": "superseded", "owner": "pms", "reason": "revision 4 is older than revision 6 held for substation "
+      "SUB-330106-0001"}, "master_data.reply_superseded.xml"),
+]
+
+
+def canonical(data: bytes) -> bytes:
+    return etree.tostring(xml.parse_xml(data), method="c14n")
+
+
+@pytest.mark.parametrize(("example", "contract", "mapping", "decision", "expected"), EXPECTED_OUTPUTS,
+                         ids=[case[-1] for case in EXPECTED_OUTPUTS])
+def test_each_output_of_the_examples_is_the_expected_one(example, contract, mapping, decision, expected):
+    message = contract.decode((EXAMPLES_DIR / example).read_bytes())
+    body = mapping(message, context(contract.system, decision)).encode()
+    assert MESSAGE_SCHEMA.validate(etree.fromstring(body)), MESSAGE_SCHEMA.error_log
+    assert canonical(body) == canonical((EXPECTED / expected).read_bytes())
