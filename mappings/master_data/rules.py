@@ -20,7 +20,8 @@ A change is judged in this order, and the first rule it breaks refuses it:
    (the same revision again is a repeat: answered, not applied again);
 5. a relation naming an end gridbus does not hold waits for it: ``AwaitingReference``, retried
    through the broker, dead-lettered ``unknown-reference`` once the route's retries are spent;
-   an end held as another object type than the relation names is ``reference-type-mismatch``.
+   an end held as another object type than the relation names (or a transformer of the other
+   use, where the relation needs a public or a dedicated one) is ``reference-type-mismatch``.
 
 A refused change writes nothing but the fact that it was decided: it is never applied or
 forwarded, and the source is told why (``outputs.reply``). An accepted change about a metering
@@ -55,6 +56,10 @@ CT_RATIO, PT_RATIO, CAPACITY, CATEGORY, CUSTOMER = "CtRatio", "PtRatio", "Contra
 ACCEPTED, REFUSED, SUPERSEDED, REPEAT = "accepted", "refused", "superseded", "repeat"
 
 _USE_ZH = {"public": "公变", "dedicated": "专变"}
+
+#: Relations whose transformer end must be of one use: a 台区 (transformer area) is a public
+#: transformer's, a dedicated transformer-customer relation a dedicated one's.
+TRANSFORMER_END_USE = {"access-point-transformer-area": "public", "dedicated-transformer-customer": "dedicated"}
 
 
 def decide(change: MasterDataChange, state: State, now: datetime) -> Decision:
@@ -171,6 +176,12 @@ def _check_ends(change: MasterDataChange, kind: ObjectType, state: State) -> str
             return (
                 f"the {which} end {end} of {kind.code} relation {change.business_code} is a {actual}, "
                 f"not a {' or '.join(sorted(allowed))}"
+            )
+        use = TRANSFORMER_END_USE.get(kind.code)
+        if actual == "transformer" and use is not None and held[end].data["use"] != use:
+            return (
+                f"the {which} end {end} of {kind.code} relation {change.business_code} is a "
+                f"{held[end].data['use']} transformer, not a {use} one ({_USE_ZH[use]})"
             )
     return None
 

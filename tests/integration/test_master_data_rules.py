@@ -224,6 +224,18 @@ def test_a_relation_to_an_object_of_the_wrong_type_is_refused(store):
     assert f"the second end {box} of meter-meter-box relation {relation} is a meter, not a meter-box" in result["reason"]
 
 
+def test_a_dedicated_transformer_customer_relation_needs_a_dedicated_transformer(store):
+    public, dedicated, customer = code("PTR"), code("PTR"), code("CU")
+    decide(store, change("pms", "transformer", public, use="public"))
+    decide(store, change("mkt", "transformer", dedicated, use="dedicated"))
+    decide(store, change("mkt", "customer", customer))
+    refused = decide(store, change("pms", "dedicated-transformer-customer", code("REL"), ends=(public, customer)))
+    assert outcome(refused) == ("refused", "reference-type-mismatch")
+    assert "is a public transformer, not a dedicated one (专变)" in refused["reason"]
+    accepted = decide(store, change("pms", "dedicated-transformer-customer", code("REL"), ends=(dedicated, customer)))
+    assert outcome(accepted) == ("accepted", None)
+
+
 def test_a_relation_to_a_deleted_object_waits_but_its_deletion_does_not(store):
     meter, point, relation = code("MTR"), code("MP"), code("REL")
     decide(store, change("mkt", "meter", meter))

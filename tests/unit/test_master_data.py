@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from gridbus.contracts import EXAMPLES_DIR, xml
@@ -220,3 +222,26 @@ def test_each_output_of_the_examples_is_the_expected_one(example, contract, mapp
     body = mapping(message, context(contract.system, decision)).encode()
     assert MESSAGE_SCHEMA.validate(etree.fromstring(body)), MESSAGE_SCHEMA.error_log
     assert canonical(body) == canonical((EXPECTED / expected).read_bytes())
+
+
+# -- both contracts read the same change the same way --------------------------------------------------------------
+
+_texts = st.text(st.characters(codec="gb18030", exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), min_size=1,
+                 max_size=30)
+
+
+@given(
+    kind=st.sampled_from([k for k in OBJECT_TYPES.values() if not k.relation]),
+    values=st.dictionaries(st.from_regex(r"[A-Z][a-z]{2,10}", fullmatch=True), _texts, max_size=5),
+    revision=st.integers(1, 10**6),
+    encoding=st.sampled_from(["UTF-8", "GB18030"]),
+)
+@settings(max_examples=60, deadline=None)
+def test_pms_xml_and_marketing_json_of_one_change_decode_alike(kind, values, revision, encoding):
+    use = "public" if kind.code == "transformer" else None
+    args = dict(operation="change", revision=revision, use=use, fields={k: ("旧", v) for k, v in values.items()},
+                order="YD2026120800001")
+    pms = PmsMasterDataChanged.decode(pms_xml(kind.code, "BC-1", **args, encoding=encoding))
+    mkt = MktMasterDataChanged.decode(mkt_json(kind.code, "BC-1", **args, changed_by="sc330106021"))
+    assert pms.model_dump() == {k: v for k, v in mkt.model_dump().items() if k != "schema_version"}
+    assert {f.name: f.new for f in pms.fields} == values
