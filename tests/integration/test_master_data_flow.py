@@ -184,3 +184,50 @@ def test_a_repeated_message_is_answered_and_forwarded_once(systems, inboxes, wor
     assert worker.counts == {"delivered": 1, "duplicate": 1}
     assert len(wait_for(lambda: replies(inboxes, "mkt", message_id), what="reply")) == 1
     assert len(data_platform(inboxes, c)) == 1
+
+
+@pytest.fixture
+def pg_schema_url(pg_url):
+    import uuid
+
+    import psycopg
+
+    schema = f"gridbus_t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_competing_workers_on_one_postgresql_registry_give_each_code_one_object(
+    systems, inboxes, broker_url, pg_schema_url
+):
+    """Both platforms claim the same codes at once, for two object types, to two workers sharing the
+    registry: each code ends up held once, the other claim refused, one message per code at dmp."""
+    from gridbus.workers.store import Store
+
+    codes = [code("BC") for _ in range(15)]
+    stores = [Store(pg_schema_url) for _ in range(2)]
+    try:
+        with running_worker(tuple(ROUTES.values()), broker_url, stores[0]) as first, \
+                running_worker(tuple(ROUTES.values()), broker_url, stores[1]) as second:
+            sent = []
+            for c in codes:
+                sent.append(("pms", send(systems, "pms", "substation", c)))
+                sent.append(("mkt", send(systems, "mkt", "customer", c)))
+            wait_for(lambda: sum(w.counts.get("delivered", 0) for w in (first, second)) >= len(sent),
+                     timeout=60, what="every claim decided")
+        results = {}
+        for system, message_id in sent:
+            results.setdefault(system, []).append(result(reply_to(inboxes, system, message_id)))
+        outcomes = sorted(r for rs in results.values() for r in rs)
+        assert outcomes == [("FAILED", "business-code-conflict")] * 15 + [("OK", None)] * 15
+        dmp = inboxes["dmp"].drain()
+        for c in codes:
+            assert sum(c.encode() in m.body for m in dmp) == 1, c
+        assert {r.data["object_type"] for r in stores[0].state.find_records("business-code") if r.key in codes} <= {
+            "substation", "customer"}
+    finally:
+        for s in stores:
+            s.close()
