@@ -42,7 +42,6 @@ from gridbus.contracts.master_data import (
     TRANSFORMER_WRITER,
     VERB_OF,
     MasterDataChange,
-    ObjectType,
 )
 from gridbus.contracts.metering_point import METERING_POINT, MeteringPointData
 from gridbus.contracts.state import Decision, Record, State
@@ -63,34 +62,47 @@ TRANSFORMER_END_USE = {"access-point-transformer-area": "public", "dedicated-tra
 
 
 def decide(change: MasterDataChange, state: State, now: datetime) -> Decision:
-    decision = Decision()
-    kind, code = change.kind, change.business_code
-    held = state.get(REGISTRY, code)
-    live = held if held is not None and not held.data["deleted"] else None
-    refusal = _refusal(change, kind, held, live)
+    held = state.get(REGISTRY, change.business_code)
+    refusal = _refusal(change, held)
     if refusal is not None:
-        error, owner, reason = refusal
-        decision.result = _result(change, REFUSED, owner, error=error, reason=reason)
-        decision.change(change.trace_keys(), f"{_what(change)} from {change.system} refused: {error}: {reason}")
-        return decision
+        return _refused(change, *refusal)
     if held is not None and change.object_revision <= held.data["revision"]:
-        newest = held.data["revision"]
-        outcome = REPEAT if change.object_revision == newest else SUPERSEDED
-        reason = (
-            f"revision {change.object_revision} is already held" if outcome == REPEAT
-            else f"revision {change.object_revision} is older than revision {newest} held for {kind.code} {code}"
-        )
-        decision.result = _result(change, outcome, kind.owner, reason=reason)
-        decision.change(change.trace_keys(), f"{_what(change)} from {change.system}: {outcome} ({reason})")
-        return decision
+        return _not_newer(change, held)
     if change.relation is not None and change.operation != "delete":
-        mismatch = _check_ends(change, kind, state)
+        mismatch = _check_ends(change, state)
         if mismatch is not None:
-            decision.result = _result(change, REFUSED, kind.owner, error="reference-type-mismatch", reason=mismatch)
-            decision.change(change.trace_keys(), f"{_what(change)} refused: reference-type-mismatch: {mismatch}")
-            return decision
+            return _refused(change, "reference-type-mismatch", change.kind.owner, mismatch)
+    return _accepted(change, held, now)
+
+
+def _refused(change: MasterDataChange, error: str, owner: str, reason: str) -> Decision:
+    """Nothing written but the journal line: the change is answered, never applied or forwarded."""
+    decision = Decision(result=_result(change, REFUSED, owner, error=error, reason=reason))
+    decision.change(change.trace_keys(), f"{_what(change)} from {change.system} refused: {error}: {reason}")
+    return decision
+
+
+def _not_newer(change: MasterDataChange, held: Record) -> Decision:
+    """An older revision is superseded; the newest one again is a repeat. Neither is applied."""
+    newest = held.data["revision"]
+    if change.object_revision == newest:
+        outcome, reason = REPEAT, f"revision {newest} is already held"
+    else:
+        outcome = SUPERSEDED
+        reason = (
+            f"revision {change.object_revision} is older than revision {newest} held for "
+            f"{change.object_type} {change.business_code}"
+        )
+    decision = Decision(result=_result(change, outcome, change.kind.owner, reason=reason))
+    decision.change(change.trace_keys(), f"{_what(change)} from {change.system}: {outcome} ({reason})")
+    return decision
+
+
+def _accepted(change: MasterDataChange, held: Record | None, now: datetime) -> Decision:
+    kind, code = change.kind, change.business_code
     values = _values(change, held)
-    record = {
+    decision = Decision(result=_result(change, ACCEPTED, kind.owner, verb=VERB_OF[change.operation]))
+    decision.put(REGISTRY, code, {
         "object_type": kind.code,
         "owner": kind.owner,
         "revision": change.object_revision,
@@ -101,25 +113,23 @@ def decide(change: MasterDataChange, state: State, now: datetime) -> Decision:
         "changed_at": change.changed_at.isoformat(),
         "change_order_no": change.change_order_no,
         "decided_at": now.isoformat(),
-    }
-    decision.put(REGISTRY, code, record, ref=kind.code)
+    }, ref=kind.code)
     if kind.code == METERING_POINT and change.operation != "delete":
         decision.put(METERING_POINT, code, metering_point(values).to_data())
-    use_change = held is not None and held.data.get("use") not in (None, change.transformer_use)
-    decision.result = _result(change, ACCEPTED, kind.owner, verb=VERB_OF[change.operation])
-    what = f"{_what(change)} from {change.system}: accepted, revision {change.object_revision}"
-    if use_change:
+    what = f"{_what(change)} from {change.system}: accepted"
+    if held is not None and held.data.get("use") not in (None, change.transformer_use):
         what += f" (use {held.data['use']} -> {change.transformer_use})"
     decision.change(change.trace_keys(), what)
     return decision
 
 
-def _refusal(change: MasterDataChange, kind: ObjectType, held: Record | None, live: Record | None):
+def _refusal(change: MasterDataChange, held: Record | None) -> tuple[str, str, str] | None:
     """``(error code, owning system, reason)`` of the first write rule the change breaks, or None."""
-    source, code = change.system, change.business_code
+    kind, source, code = change.kind, change.system, change.business_code
     same_type = held is None or held.data["object_type"] == kind.code
+    live = held if same_type and held is not None and not held.data["deleted"] else None
     if kind.code == "transformer":
-        refusal = _transformer_refusal(change, live if same_type else None)
+        refusal = _transformer_refusal(change, live)
         if refusal is not None:
             return refusal
     elif source != kind.owner:
@@ -159,9 +169,10 @@ def _transformer_refusal(change: MasterDataChange, live: Record | None):
     return None
 
 
-def _check_ends(change: MasterDataChange, kind: ObjectType, state: State) -> str | None:
+def _check_ends(change: MasterDataChange, state: State) -> str | None:
     """None when both ends are held as the object types the relation names; the reason of a
     mismatch; ``AwaitingReference`` while an end is not held (or deleted)."""
+    kind = change.kind
     ends = (change.relation.first, change.relation.second)
     held = state.get_many(REGISTRY, ends)
     missing = [end for end in ends if end not in held or held[end].data["deleted"]]
