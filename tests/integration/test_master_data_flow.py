@@ -186,20 +186,6 @@ def test_a_repeated_message_is_answered_and_forwarded_once(systems, inboxes, wor
     assert len(data_platform(inboxes, c)) == 1
 
 
-@pytest.fixture
-def pg_schema_url(pg_url):
-    import uuid
-
-    import psycopg
-
-    schema = f"gridbus_t_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 def test_competing_workers_on_one_postgresql_registry_give_each_code_one_object(
     systems, inboxes, broker_url, pg_schema_url
 ):

@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-import psycopg
 import pytest
 
 from gridbus.contracts.errors import AwaitingReference
@@ -19,16 +18,6 @@ from gridbus.workers.store import Store
 from tests.support.master_data import CHINA, change, code
 
 NOW = datetime(2026, 12, 8, 10, 0, tzinfo=CHINA)
-
-
-@pytest.fixture
-def pg_schema_url(pg_url):
-    schema = f"gridbus_t_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
