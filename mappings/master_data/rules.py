@@ -50,7 +50,8 @@ from gridbus.contracts.state import Decision, Record, State
 REGISTRY = "business-code"
 
 #: The fields of a metering-point change that make its ``MeteringPointData``.
-CT_RATIO, PT_RATIO, CAPACITY, CATEGORY, CUSTOMER = "CtRatio", "PtRatio", "ContractedCapacity", "CategoryCode", "Customer"
+CT_RATIO, PT_RATIO, CAPACITY = "CtRatio", "PtRatio", "ContractedCapacity"
+CATEGORY, CUSTOMER = "CategoryCode", "Customer"
 
 ACCEPTED, REFUSED, SUPERSEDED, REPEAT = "accepted", "refused", "superseded", "repeat"
 
@@ -135,7 +136,8 @@ def _refusal(change: MasterDataChange, held: Record | None) -> tuple[str, str, s
     elif source != kind.owner:
         return (
             "not-system-of-record", kind.owner,
-            f"{source} is not the system of record for {kind.code} ({kind.name_zh}): {kind.owner} is (seed 003 Table 1)",
+            f"{source} is not the system of record for {kind.code} ({kind.name_zh}): {kind.owner} is "
+            "(seed 003 Table 1)",
         )
     if not same_type:
         other = OBJECT_TYPES[held.data["object_type"]]

@@ -210,7 +210,8 @@ def test_a_relation_to_an_object_of_the_wrong_type_is_refused(store):
     decide(store, change("mkt", "meter", box))  # a meter, not a meter box
     result = decide(store, change("mkt", "meter-meter-box", relation, ends=(meter, box)))
     assert outcome(result) == ("refused", "reference-type-mismatch")
-    assert f"the second end {box} of meter-meter-box relation {relation} is a meter, not a meter-box" in result["reason"]
+    expected = f"the second end {box} of meter-meter-box relation {relation} is a meter, not a meter-box"
+    assert expected in result["reason"]
 
 
 def test_a_dedicated_transformer_customer_relation_needs_a_dedicated_transformer(store):
@@ -258,7 +259,8 @@ def test_a_stale_revision_is_superseded_and_the_same_revision_is_a_repeat(store)
 def test_an_accepted_metering_point_keeps_what_the_readings_flow_reads(store):
     c = code("MP")
     decide(store, change("mkt", "metering-point", c, fields={
-        "CtRatio": "40", "PtRatio": "100", "ContractedCapacity": "1250", "CategoryCode": "100", "Customer": "3301060017"}))
+        "CtRatio": "40", "PtRatio": "100", "ContractedCapacity": "1250", "CategoryCode": "100",
+        "Customer": "3301060017"}))
     point = MeteringPointData.from_data(store.state.get_record(METERING_POINT, c).data)
     assert point == MeteringPointData(Decimal("4000"), Decimal("1250"), "100", "3301060017")
     decide(store, change("mkt", "metering-point", c, operation="change", revision=2, fields={"CtRatio": ("40", "80")}))

@@ -133,8 +133,9 @@ def test_master_data_variants_include_changes_their_sender_may_not_write(sim_url
         outcomes = []
         for change in changes:
             view = store.state.view()
-            decision = route.decide(change, view, datetime.now(timezone.utc))
-            assert store.state.commit_decision(route.name, str(uuid.uuid4()), decision, view.read, datetime.now(timezone.utc))
+            now = datetime.now(timezone.utc)
+            decision = route.decide(change, view, now)
+            assert store.state.commit_decision(route.name, str(uuid.uuid4()), decision, view.read, now)
             outcomes.append(decision.result.get("error") or decision.result["decision"])
         refusal = "write-not-permitted" if route.source.system == "pms" else "not-system-of-record"
         assert outcomes == ["accepted"] * 3 + [refusal] + ["accepted"] * 3 + [refusal], route.name
