@@ -40,8 +40,8 @@ FATAL = {"negative-value", "tariff-sum-mismatch", "multiplier-mismatch", "regist
          "consumption-implausible", "date-mismatch", "older-than-accepted"}
 
 
-#: The store on SQLite and on a PostgreSQL schema of the test's own, as the store's own tests have it.
-pg_schema_url = store_tests.pg_schema_url
+#: The store on SQLite and on a PostgreSQL schema of the test's own (``pg_schema_url`` of the
+#: integration layer's conftest), as the store's own tests have it.
 store = store_tests.store
 
 
