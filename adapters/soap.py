@@ -5,6 +5,10 @@ One ``SoapAdapter`` per configured peer (``PeerSettings.soap_peers``). It builds
 the peer), with our own ``requests.Session`` for connection reuse and an operation timeout that
 is always set.
 
+An output with many items of one kind may offer ``to_soap_bulk() -> (kwargs, element)``: zeep
+serialises ``kwargs`` (the list cut to its first item) and the element, built by the contract,
+replaces that child before the envelope is sent (``_BulkElement``).
+
 A delivery succeeds when the peer answers ``Result`` = ``OK``. Every failure is turned into
 ``TransientDeliveryError`` (retrying can help: timeout, refused connection, HTTP 5xx, SOAP
 Server fault) or ``PermanentDeliveryError`` (retrying cannot help: SOAP Client fault, HTTP 4xx,
@@ -16,13 +20,14 @@ and the peers apply a ``MessageID`` once.
 from __future__ import annotations
 
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 import zeep.exceptions
-from zeep import Client, Settings
+from zeep import Client, Plugin, Settings
 from zeep.proxy import ServiceProxy
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
@@ -146,6 +151,23 @@ def _field(response: Any, name: str) -> Any:
         return getattr(response, name, None)
 
 
+#: The element a bulk request (``to_soap_bulk``) puts into the envelope zeep built, during its call.
+_BULK_ELEMENT: ContextVar[Any] = ContextVar("gridbus_soap_bulk_element", default=None)
+
+
+class _BulkElement(Plugin):
+    """Puts a bulk request's prebuilt element in place of the child of the same name that zeep
+    serialised (with one item) in the request wrapper, before WS-Security signs the envelope and
+    the transport posts it: the call, its faults and its receipt stay zeep's."""
+
+    def egress(self, envelope, http_headers, operation, binding_options):
+        element = _BULK_ELEMENT.get()
+        if element is not None:
+            [wrapper] = envelope.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
+            wrapper.replace(wrapper.find(element.tag), element)
+        return envelope, http_headers
+
+
 class SoapAdapter:
     """Delivers outputs that offer ``to_soap() -> dict`` to one SOAP peer.
 
@@ -191,6 +213,7 @@ class SoapAdapter:
                     wsdl=str(self.wsdl_path),
                     transport=transport,
                     wsse=wsse,
+                    plugins=[_BulkElement()],
                     settings=Settings(strict=True, forbid_dtd=True, forbid_entities=True, xml_huge_tree=False),
                 )
                 bindings = list(client.wsdl.bindings)
@@ -212,7 +235,9 @@ class SoapAdapter:
                 f"{site} not sent: {self.wsdl_path.name} has no operation {operation!r} "
                 f"(it has {known}); fix the route's target"
             ) from None
-        kwargs = output.to_soap()
+        bulk = getattr(output, "to_soap_bulk", None)
+        kwargs, element = bulk() if bulk is not None else (output.to_soap(), None)
+        token = _BULK_ELEMENT.set(element)
         try:
             response = send(**kwargs)
         except Exception as exc:
@@ -220,6 +245,8 @@ class SoapAdapter:
             if error is None:
                 raise
             raise error from exc
+        finally:
+            _BULK_ELEMENT.reset(token)
         return receipt_from_response(response, site)
 
     def deliver(self, operation: str, output: Any, context: MappingContext) -> None:

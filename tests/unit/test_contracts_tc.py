@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import zeep
+from lxml import etree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from gridbus.adapters import soap as soap_adapter
 from gridbus.contracts import mkt
 from gridbus.contracts.tc import (
     RetailMeteringPoint,
@@ -22,7 +24,7 @@ from gridbus.contracts.tc import (
     TripartiteAgreementSigned,
     UserUnitReviewPassed,
 )
-from gridbus.contracts.tc.soap import ArchivalResult, ArchiveFeedback, UserReviewResult
+from gridbus.contracts.tc.soap import ArchivalResult, ArchiveFeedback, ChunkReading, MeterReadingsChunk, UserReviewResult
 from tests.support.retail import tc_requests
 from gridbus.contracts.errors import ContractViolation
 
@@ -640,3 +642,58 @@ def test_legal_representative_change_is_told_without_its_values():
     )
     body = message.encode().decode("utf-8")
     assert "legal_representative" in body and "陈志明" not in body and "林晓燕" not in body
+
+
+# ---------------------------------------------------------------- ReceiveMeterReadings in bulk
+
+_DECIMALS = st.decimals(min_value=0, max_value=Decimal("99999999.9999"), places=4, allow_nan=False)
+_CHUNK_READINGS = st.builds(
+    ChunkReading,
+    metering_point_id=st.from_regex(r"\A[0-9A-Z]{1,20}\Z"),
+    meter_asset_no=st.text(st.characters(codec="utf-8", categories=("L", "N")), min_size=1, max_size=22),
+    collected_at=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1),
+                              timezones=st.sampled_from([timezone(timedelta(hours=8)), timezone.utc])),
+    correction=st.booleans(),
+    total=_DECIMALS,
+    tariffs=st.tuples(_DECIMALS, _DECIMALS, _DECIMALS, _DECIMALS),
+    multiplier=st.sampled_from([Decimal(1), Decimal("80"), Decimal("1.5"), Decimal("1E+3")]),
+    qualities=st.lists(st.sampled_from(["2.6.1", "2.4.1", "2.6.2", "2.5.1"]), max_size=2).map(tuple),
+)
+
+
+def _chunk(readings) -> MeterReadingsChunk:
+    return MeterReadingsChunk(
+        message_id="gb-tc-0001", correlation_id="mdc-1", sent_at=datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc),
+        batch_id="MDC-20261125-01", part_no=2, data_date=date(2026, 11, 25), chunk_no=1, chunk_count=3,
+        readings=tuple(readings),
+    )
+
+
+def _bulk_envelope(client, request):
+    kwargs, element = request.to_soap_bulk()
+    envelope = client.create_message(client.service, request.operation, **kwargs)
+    token = soap_adapter._BULK_ELEMENT.set(element)
+    try:
+        envelope, _ = soap_adapter._BulkElement().egress(envelope, {}, None, None)
+    finally:
+        soap_adapter._BULK_ELEMENT.reset(token)
+    return envelope
+
+
+@settings(max_examples=60, deadline=None)
+@given(readings=st.lists(_CHUNK_READINGS, min_size=1, max_size=6))
+def test_the_bulk_meter_readings_envelope_is_zeeps_own(tc_client, readings):
+    """The envelope the adapter sends from ``to_soap_bulk`` is, canonicalised, the one zeep
+    serialises from ``to_soap``, and zeep reads the same values back from it."""
+    request = _chunk(readings)
+    slow = tc_client.create_message(tc_client.service, request.operation, **request.to_soap())
+    fast = _bulk_envelope(tc_client, request)
+    assert etree.tostring(fast, method="c14n") == etree.tostring(slow, method="c14n")
+    [wrapper] = fast.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
+    read = tc_client.get_element(wrapper.tag).parse(wrapper, tc_client.wsdl.types)
+    got = read.MeterReadings.MeterReading
+    assert [(g.MeteringPointId, g.CollectedAt, g.Correction, g.PAP_R, (g.PAP_R1, g.PAP_R2, g.PAP_R3, g.PAP_R4),
+             g.Multiplier, tuple(g.Quality)) for g in got] == [
+        (r.metering_point_id, r.collected_at, r.correction, r.total, r.tariffs, r.multiplier, r.qualities)
+        for r in readings
+    ]
