@@ -35,21 +35,45 @@ BATCH = "readings-batch"
 CHINA = timezone(timedelta(hours=8))
 
 
-@dataclass
 class _History:
-    """A metering point's last accepted reading and the one before, as the decision moves them."""
+    """A metering point's last accepted reading and the one before, as the decision moves them.
 
-    last: Held | None = None
-    previous: Held | None = None
-    moved: bool = False
+    The stored lists are kept as read: the one before is turned into a ``Held`` only when a
+    correction needs it, and a reading that only moves from last to previous is written back as
+    the list it came as (ten thousand points a part: neither is free)."""
+
+    __slots__ = ("last", "_last_data", "_previous", "_previous_data", "moved")
+
+    def __init__(self, last: list | None = None, previous: list | None = None):
+        self.last = Held.from_data(last) if last else None
+        self._last_data, self._previous, self._previous_data = last, None, previous
+        self.moved = False
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "_History":
-        previous = data.get("previous")
-        return cls(Held.from_data(data["last"]), Held.from_data(previous) if previous else None)
+        return cls(data["last"], data.get("previous"))
+
+    @property
+    def previous(self) -> Held | None:
+        if self._previous is None and self._previous_data:
+            self._previous = Held.from_data(self._previous_data)
+        return self._previous
+
+    def advance(self, reading: Held) -> None:
+        """A reading for a later date: the last one becomes the previous."""
+        self._previous, self._previous_data = self.last, self._last_data
+        self.last, self._last_data = reading, None
+        self.moved = True
+
+    def correct(self, reading: Held) -> None:
+        """A newer collection of the last date: it replaces the last, the previous stays."""
+        self.last, self._last_data = reading, None
+        self.moved = True
 
     def to_data(self) -> dict[str, Any]:
-        return {"last": self.last.to_data(), "previous": self.previous.to_data() if self.previous else None}
+        last = self._last_data if self._last_data is not None else self.last.to_data()
+        previous = self._previous_data if self._previous_data is not None or self._previous is None else self._previous.to_data()
+        return {"last": last, "previous": previous}
 
 
 @dataclass
@@ -122,10 +146,9 @@ def decide(part: DailyFrozenPublished, state: State, now: datetime) -> Decision:
             out.flags[str(r.index)] = warnings
         if where == rules.CORRECTION:
             out.corrections.append(r.index)
-            history.last = Held.of(r)
+            history.correct(Held.of(r))
         else:
-            history.previous, history.last = history.last, Held.of(r)
-        history.moved = True
+            history.advance(Held.of(r))
         since = market.get(r.metering_point_id)
         if since is not None and since.since.astimezone(CHINA).date() <= part.data_date:
             out.market.append(r.index)
