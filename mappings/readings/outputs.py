@@ -4,7 +4,8 @@ message by the indices in the decision (``mappings.readings.decision``)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Iterator
 
 from gridbus.contracts.base import MappingContext
@@ -28,7 +29,13 @@ def _qualities(decision, index: int) -> tuple[str, ...]:
 
 
 def _end_of_day(r: FrozenReading) -> str:
-    return datetime.combine(r.data_date + timedelta(days=1), time(0, 0), CHINA).isoformat()
+    return _end_of(r.data_date)
+
+
+@lru_cache(maxsize=64)
+def _end_of(day: date) -> str:
+    """The end of a China-local day as a reading's timeStamp: the records of a part share it."""
+    return datetime.combine(day + timedelta(days=1), time(0, 0), CHINA).isoformat()
 
 
 def _to_marketing(part: DailyFrozenPublished, ctx: MappingContext, indices: list[int], verb: str) -> MeterReadingsMessage | None:
