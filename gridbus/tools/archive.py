@@ -28,6 +28,7 @@ from gridbus.contracts.errors import inert
 from gridbus.routes.model import Route
 from gridbus.tools.dlq import _channel, _connect, _message_count
 from gridbus.tools.letters import UNROUTED, DeadLetter, letter_from
+from gridbus.tools.retention import Retention
 from gridbus.workers import headers as H
 from gridbus.workers.store import Store
 from gridbus.workers.store.dead_letters import NewLetter, letter_id
@@ -35,7 +36,8 @@ from gridbus.workers.store.dead_letters import NewLetter, letter_id
 log = structlog.get_logger("gridbus.archive")
 
 #: Longest reason, message type, error type and business key archived (characters): what a
-#: publisher's message makes gridbus write stays bounded.
+#: publisher's message makes gridbus write stays bounded. They are kept as they are otherwise
+#: (the CLI and the console show them through ``letters.visible``).
 REASON_MAX_CHARS = 1000
 FIELD_MAX_CHARS = 200
 MAX_KEYS = 20
@@ -88,7 +90,8 @@ class Ingester:
 
     batch: letters committed together (also the prefetch); linger_s: a batch is committed at the
     latest this long after its first letter; after_commit: called between the commit and the acks
-    (tests cut the ingester off there); unrouted: take ``gridbus.unrouted.dlq`` in too."""
+    (tests cut the ingester off there); unrouted: take ``gridbus.unrouted.dlq`` in too;
+    retention: enforced between batches (``tools.retention``)."""
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class Ingester:
         clock: Callable[[], float] = time.time,
         after_commit: Callable[[list], None] | None = None,
         unrouted: bool = True,
+        retention: Retention | None = None,
     ):
         self.broker_url = broker_url
         self.routes = {r.name: r for r in routes}
@@ -108,6 +112,7 @@ class Ingester:
         self.batch, self.linger_s, self.clock = batch, linger_s, clock
         self.after_commit = after_commit
         self.unrouted = unrouted
+        self.retention = retention
         self.archived = 0  # letters new to the archive so far
         self.stopping = threading.Event()
 
@@ -119,6 +124,8 @@ class Ingester:
     def run(self, *, until_idle_s: float | None = None, reconnect_s: float = 2.0) -> int:
         """Archive until ``stop()`` (or, with ``until_idle_s``, until no letter came for that
         long); reconnects after a broker or store failure. Returns letters newly archived."""
+        if self.retention is not None:
+            self.retention.record_settings()
         while not self.stopping.is_set():
             try:
                 if self._serve(until_idle_s):
@@ -161,6 +168,8 @@ class Ingester:
                     conn.drain_events(timeout=timeout)
                 except socket.timeout:
                     pass
+                if self.retention is not None and not pending:
+                    self.retention.run_due()
                 now = time.monotonic()
                 if pending and first is None:
                     first = now
@@ -188,9 +197,10 @@ class Ingester:
 
 
 def _bounded(value: object, limit: int) -> str:
-    """One inert line of at most ``limit`` characters (with a marker when cut)."""
-    text = inert(str(value))
-    return text if len(text) <= limit else text[: limit - 12] + "...[cut]"
+    """At most ``limit`` characters (with a marker when cut). Kept as the letter says it, so a
+    search by message id finds it; whatever shows it makes it inert (``letters.visible``)."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 8] + "...[cut]"
 
 
 def _epoch(value: object) -> float | None:
