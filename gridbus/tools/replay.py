@@ -93,11 +93,12 @@ def replay(
     step = max(1, min(chunk, int(rate / 10) or 1)) if rate > 0 else chunk
     with Connection(broker_url, connect_timeout=10) as conn:
         publisher = _publisher(conn, confirm_timeout)
-        started, sent_here = time.monotonic(), 0
+        started, sent_here, last = time.monotonic(), 0, 0
         while True:
-            letters = store.replays.pending(replay_id, limit=step)
+            letters = store.replays.pending(replay_id, limit=step, after=last)
             if not letters:
                 break
+            last = letters[-1].seq
             confirmed = _send(publisher, letters, by_name, who, replay_id, clock)
             if after_confirm is not None:
                 after_confirm(confirmed)

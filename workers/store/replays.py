@@ -92,14 +92,15 @@ class Replays:
             ))
         return self.progress(replay_id)
 
-    def pending(self, replay_id: str, limit: int = 500) -> list[ArchivedLetter]:
+    def pending(self, replay_id: str, limit: int = 500, after: int = 0) -> list[ArchivedLetter]:
         """The next letters of the replay to send, oldest first: not confirmed yet, not purged,
-        and not replayed by anyone since the replay began."""
+        and not replayed by anyone since the replay began; ``after``: only letters numbered
+        above it (the caller's last, so a long replay does not scan what it sent)."""
         columns = ", ".join(f"d.{c.strip()}" for c in FULL_COLUMNS.split(","))
         rows = self._db.query(
-            f"SELECT {columns} {_PENDING_SQL} AND d.deleted_at IS NULL AND d.replays = i.replays_before "
-            f"ORDER BY i.seq LIMIT {int(limit)}",
-            (replay_id,),
+            f"SELECT {columns} {_PENDING_SQL} AND i.seq > {{p}} AND d.deleted_at IS NULL "
+            f"AND d.replays = i.replays_before ORDER BY i.seq LIMIT {int(limit)}",
+            (replay_id, int(after)),
         )
         return [archived_letter(r) for r in rows]
 
