@@ -125,10 +125,10 @@ class Replays:
         with self._db.transaction() as cur:
             cur.execute(
                 self._db.sql(
-                    "UPDATE replay_items SET sent_at = {p} WHERE replay_id = {p} AND sent_at IS NULL AND "
-                    + self._db.in_set("seq") + " RETURNING seq"
-                ),
-                (at, replay_id, self._db.set_param(seqs)),
+                    "UPDATE replay_items SET sent_at = {p} WHERE replay_id = {p} AND seq BETWEEN {p} AND {p} "
+                    "AND sent_at IS NULL AND " + self._db.in_set("seq") + " RETURNING seq"
+                ),  # the range keeps it to the chunk's part of the replay's index
+                (at, replay_id, min(seqs), max(seqs), self._db.set_param(seqs)),
             )
             newly = [int(r[0]) for r in cur.fetchall()]  # a confirm told twice marks the letter once
             self._letters.mark_replayed(cur, newly, who, at)
