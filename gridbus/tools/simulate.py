@@ -9,7 +9,10 @@ With ``count`` the example is varied into that many messages: new message ids, a
 different business identifiers (application number, archive id, user unit, agreement number,
 and a different valid credit code), so the route sees distinct business objects. Variant ``i``
 of every route of one run names the same objects: the ``i``-th review is of the ``i``-th
-company's user, and the ``i``-th signing result is for that user's agreement.
+company's user, and the ``i``-th signing result is for that user's agreement. Master-data changes
+get distinct business codes and change orders, and every fourth variant is one its sender may
+not write (a transformer of the other use, or an object type of the other platform), which the
+route refuses with a FAILED reply to the sender.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pika
 import pika.exceptions
@@ -29,6 +32,7 @@ from lxml import etree
 
 from gridbus import contracts
 from gridbus.contracts.identifiers import complete_credit_code, is_valid_credit_code
+from gridbus.contracts.master_data import OBJECT_TYPES
 from gridbus.routes.model import Route
 from gridbus.workers.amqp import broker_nodes
 
@@ -43,9 +47,13 @@ _XML_PARSER = etree.XMLParser(
 _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 
 #: Identifiers varied per copy: JSON keys and XML element names.
-VARIED_JSON_KEYS = frozenset({"application_no"})
-VARIED_XML_ELEMENTS = frozenset({"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo"})
+VARIED_JSON_KEYS = frozenset({"application_no", "business_code", "change_order_no"})
+VARIED_XML_ELEMENTS = frozenset(
+    {"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo", "BusinessCode", "ChangeOrderNo", "BatchId"}
+)
 CREDIT_CODE_ELEMENTS = frozenset({"CreditCode", "SalesCompanyCreditCode"})
+#: Every this many variants of a master-data change, one is a change its sender may not write.
+REFUSED_MASTER_DATA_EVERY = 4
 
 
 class SimulationError(Exception):
@@ -90,6 +98,7 @@ def simulate(
     count: int | None = None,
     examples_dir: Path | str = EXAMPLES_DIR,
     user_credentials: dict[str, tuple[str, str]] | None = None,
+    generators: dict[str, Callable[[int, int], Iterable[bytes]]] | None = None,
 ) -> SimulationReport:
     """Publish each route's example (or ``count`` variants of it) to ``<system>.out``.
 
@@ -97,6 +106,9 @@ def simulate(
     publishes as the user of ``broker_url`` (guest in a test setup). ``user_id`` is always the
     connection's user, so the broker vouches for it; messages published as anyone but the
     route's system are dead-lettered by the route as unauthorised.
+
+    ``generators`` maps a message type to ``(count, start) -> bodies`` that replace its example's
+    variants (readings parts of a chosen size, ``readings_batch.simulated_parts``).
     """
     if count is not None and count < 1:
         raise SimulationError(f"count must be at least 1, got {count}")
@@ -121,7 +133,7 @@ def simulate(
                 entry.skipped = "no example message"
         todo = [(r, path, e) for (r, path), e in zip(planned, entries) if path is not None]
         if todo:
-            _publish_system(params, todo, count, start)
+            _publish_system(params, todo, count, start, generators or {})
     return report
 
 
@@ -152,11 +164,13 @@ def variants(body: bytes, kind: str, count: int | None, *, start: int | None = N
         return
     offset = random.randrange(1, 10**6) if start is None else start
     for i in range(count):
-        yield _json_variant(body, offset + i) if kind == "json" else _xml_variant(body, offset + i)
+        refused = i % REFUSED_MASTER_DATA_EVERY == REFUSED_MASTER_DATA_EVERY - 1
+        yield _json_variant(body, offset + i, refused) if kind == "json" else _xml_variant(body, offset + i, refused)
 
 
 def _publish_system(
-    params: list[pika.ConnectionParameters], todo: list, count: int | None, start: int | None = None
+    params: list[pika.ConnectionParameters], todo: list, count: int | None, start: int | None = None,
+    generators: dict | None = None,
 ) -> None:
     try:
         connection = pika.BlockingConnection(params)
@@ -183,7 +197,9 @@ def _publish_system(
                 if channel is None or channel.is_closed:
                     channel = connection.channel()
                     channel.confirm_delivery()
-                for variant in variants(body, kind, count, start=start):
+                generate = (generators or {}).get(route.contract.message_type)
+                bodies = generate(count or 1, start or 0) if generate else variants(body, kind, count, start=start)
+                for variant in bodies:
                     entry.message_ids.append(_publish(channel, route, entry, variant, kind))
             except pika.exceptions.ChannelClosedByBroker as exc:
                 entry.error = _explain_channel_error(entry, exc)
@@ -261,7 +277,7 @@ def _bump(value: str, offset: int) -> str:
     return f"{prefix}{(int(digits) + offset) % 10**width:0{width}d}"
 
 
-def _json_variant(body: bytes, offset: int) -> bytes:
+def _json_variant(body: bytes, offset: int, refused: bool = False) -> bytes:
     try:
         doc = json.loads(body)
     except ValueError as exc:
@@ -277,10 +293,15 @@ def _json_variant(body: bytes, offset: int) -> bytes:
             return [vary(v) for v in node]
         return node
 
-    return json.dumps(vary(doc), ensure_ascii=False, indent=2).encode("utf-8")
+    doc = vary(doc)
+    if refused and isinstance(doc, dict) and doc.get("object_type") in OBJECT_TYPES:
+        doc["object_type"], use = _not_the_sender_s(doc["object_type"], doc.get("transformer_use"))
+        if use is not None:
+            doc["transformer_use"] = use
+    return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-def _xml_variant(body: bytes, offset: int) -> bytes:
+def _xml_variant(body: bytes, offset: int, refused: bool = False) -> bytes:
     try:
         tree = etree.fromstring(body, _XML_PARSER).getroottree()
     except etree.XMLSyntaxError as exc:
@@ -293,8 +314,33 @@ def _xml_variant(body: bytes, offset: int) -> bytes:
             element.text = _bump(element.text.strip(), offset)
         elif name in CREDIT_CODE_ELEMENTS:
             element.text = _vary_credit_code(element.text.strip(), offset)
+    if refused:
+        _refused_master_data(tree.getroot())
     encoding = tree.docinfo.encoding or "UTF-8"
     return etree.tostring(tree, xml_declaration=True, encoding=encoding)
+
+
+def _refused_master_data(root) -> None:
+    """Make a master-data change one its sender may not write (other documents stay as they are)."""
+    if etree.QName(root).localname != "MasterDataChanged":
+        return
+    namespace = etree.QName(root).namespace
+    object_type, use = root.find(f"{{{namespace}}}ObjectType"), root.find(f"{{{namespace}}}TransformerUse")
+    if object_type is None or object_type.text not in OBJECT_TYPES:
+        return
+    object_type.text, new_use = _not_the_sender_s(object_type.text, None if use is None else use.text)
+    if use is not None:
+        use.text = new_use
+
+
+def _not_the_sender_s(object_type: str, use: str | None) -> tuple[str, str | None]:
+    """A transformer of the other use (written by the other system), or a plain object type of
+    the other platform: what the sender of ``object_type`` may not write."""
+    if use is not None:
+        return object_type, "dedicated" if use == "public" else "public"
+    owner = OBJECT_TYPES[object_type].owner
+    other = next(t for t in OBJECT_TYPES.values() if t.owner != owner and not t.relation and t.code != "transformer")
+    return other.code, None
 
 
 def _vary_credit_code(code: str, offset: int) -> str:
