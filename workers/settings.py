@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         description='RabbitMQ user that publishes for each source system, as JSON {"pms": "prod-pms"}; '
         "a system not named publishes as the user named by its code.",
     )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz (one small HTTP thread); unset: none served.",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address that port listens on: 0.0.0.0 every interface, 127.0.0.1 this host only."
+    )
     log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
@@ -97,6 +104,11 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"one of {', '.join(LOG_LEVELS)} is accepted")
         return level
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("source_users")
     @classmethod

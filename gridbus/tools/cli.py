@@ -40,13 +40,29 @@ def worker(route_names, routes_module, broker, store) -> None:
         runtime = build_lanes(settings, routes)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    probes = None
+    if settings.metrics_port is not None:
+        from gridbus.workers.probes import ProbeServer
+
+        try:
+            probes = ProbeServer(runtime.workers.values(), settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            raise click.UsageError(
+                f"GRIDBUS_METRICS_PORT={settings.metrics_port}: cannot listen on "
+                f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc})"
+            ) from exc
+        probes.start()
     runtime.install_signal_handlers()
     runtime.start_watchdog()
     # What start-up made (modules, contract models, routes) lives as long as the process: kept
     # out of the cyclic collector's full passes, which would walk it again every few thousand messages.
     gc.collect()
     gc.freeze()
-    runtime.run()
+    try:
+        runtime.run()
+    finally:
+        if probes is not None:
+            probes.stop()
 
 
 @main.group("topology")
