@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Mapping
 
 from gridbus.adapters.amqp import build_amqp_adapters
+from gridbus.workers.alerts import DeadLetterAlerts
 from gridbus.contracts.soap import soap_peer_wsdls
 from gridbus.routes.model import Route
 from gridbus.workers.breaker import CircuitBreaker, GuardedAdapter
 from gridbus.workers.amqp import Publisher
 from gridbus.workers.lanes import Lanes, plan_lanes
-from gridbus.workers.runtime import Worker
+from gridbus.workers.runtime import Worker, china_now
 from gridbus.workers.settings import Settings
 from gridbus.workers.store import Store
 
@@ -108,6 +111,16 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
     return worker
 
 
+def build_alerts(settings: Settings) -> DeadLetterAlerts | None:
+    """The dead-letter webhook of the process (one for every lane), or None when none is set."""
+    if settings.alert_webhook_url is None:
+        return None
+    return DeadLetterAlerts(
+        settings.alert_webhook_url, interval_s=settings.alert_interval_min * 60,
+        source=f"gridbus {settings.worker_name}@{socket.gethostname()} pid {os.getpid()}", clock=china_now,
+    )
+
+
 def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Lanes:
     """The worker process: one lane per set of synchronous peers the routes call (see
     ``workers.lanes``), or a single lane with ``settings.lanes`` off. The lanes share one
@@ -132,6 +145,7 @@ def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | N
     def name(lane) -> str:  # in each connection's name: operators tell the lanes apart in list_connections
         return settings.worker_name if len(lanes) == 1 else f"{settings.worker_name}/{lane.name}"
 
+    kwargs.setdefault("alerts", build_alerts(settings))
     workers = {
         lane.name: build_worker(settings, lane.routes, store=shared, breakers=breakers, name=name(lane), **kwargs)
         for lane in lanes

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         "0.0.0.0", description="Address that port listens on: 0.0.0.0 every interface, 127.0.0.1 this host only."
     )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="http(s) URL that gets one JSON POST per new dead-letter group (route, error type, message type) "
+        "and at most one per group every alert_interval_min; unset: no webhook.",
+    )
+    alert_interval_min: float = Field(
+        15.0, gt=0, description="Least time between two webhook notifications of one dead-letter group, in minutes."
+    )
     log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
@@ -109,6 +117,15 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _a_webhook_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _an_http_url(value):
+            raise ValueError("an http:// or https:// URL with a host is accepted")
+        return value
 
     @field_validator("source_users")
     @classmethod

@@ -19,6 +19,7 @@ from tests.conftest import BROKER_HOST
 from tests.support.amqp import UpstreamSystem, running_worker, wait_for
 from tests.support.connections import FreezableProxy
 from tests.support.fakes import RecordingAdapter
+from tests.support.processes import WorkerProcess
 from tests.support.routes import NOTES, REVISED_NOTES, ROUTES, note_body
 
 pytestmark = pytest.mark.broker
@@ -145,3 +146,41 @@ def test_an_unknown_path_or_method_is_refused(broker_url, store):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 405
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_worker_command_serves_its_probes_on_the_metrics_port(broker_url, tmp_path):
+    port = free_port()
+    worker = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/store.sqlite3", "tests.support.routes:SUBPROCESS_ROUTES",
+                           tmp_path, GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1").start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(base + "/readyz") == 200, timeout=30, what="the worker process ready")
+        assert get(base + "/healthz") == (200, '{"alive": true}')
+        found = samples(base)
+        assert value(found, "gridbus_messages_total", route="test.amqp-notes", outcome="delivered") == 0
+        assert value(found, "gridbus_ready", lane="worker") == 1  # one lane: the worker's own name
+
+        taken = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/other.sqlite3", "tests.support.routes:SUBPROCESS_ROUTES",
+                              tmp_path / "other", GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1")
+        (tmp_path / "other").mkdir()
+        taken.start()
+        assert taken.proc.wait(30) == 2, "a port already in use stops the second worker at start-up"
+        assert f"GRIDBUS_METRICS_PORT={port}: cannot listen on 127.0.0.1:{port}" in taken.logs()
+        taken.reap()
+    finally:
+        assert worker.terminate() == 0
+
+
+def _answers(url: str) -> int | None:
+    try:
+        return get(url)[0]
+    except OSError:  # not listening yet
+        return None
