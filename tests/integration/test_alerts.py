@@ -12,19 +12,12 @@ import pytest
 from gridbus.workers import alerts
 from gridbus.workers.alerts import DeadLetterAlerts
 from gridbus.workers.runtime import china_now
-from tests.support.amqp import UpstreamSystem, running_worker, wait_for
+from tests.support.amqp import running_worker, wait_for
 from tests.support.fakes import RecordingAdapter
 from tests.support.routes import NOTES, ROUTES, note_body
 from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def pms(vhost, system_users):
-    system = UpstreamSystem(vhost, *system_users["pms"])
-    yield system
-    system.close()
 
 
 @pytest.fixture

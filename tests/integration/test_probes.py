@@ -16,20 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gridbus.workers.probes import ProbeServer
 from tests.conftest import BROKER_HOST
-from tests.support.amqp import UpstreamSystem, running_worker, wait_for
+from tests.support.amqp import running_worker, wait_for
 from tests.support.connections import FreezableProxy
 from tests.support.fakes import RecordingAdapter
 from tests.support.processes import WorkerProcess
 from tests.support.routes import NOTES, REVISED_NOTES, ROUTES, note_body
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def pms(vhost, system_users):
-    system = UpstreamSystem(vhost, *system_users["pms"])
-    yield system
-    system.close()
 
 
 @contextmanager
