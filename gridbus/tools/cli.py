@@ -54,6 +54,7 @@ def worker(route_names, routes_module, broker, store) -> None:
         probes.start()
     runtime.install_signal_handlers()
     runtime.start_watchdog()
+    ingester = _start_ingester(settings, routes)
     # What start-up made (modules, contract models, routes) lives as long as the process: kept
     # out of the cyclic collector's full passes, which would walk it again every few thousand messages.
     gc.collect()
@@ -61,8 +62,26 @@ def worker(route_names, routes_module, broker, store) -> None:
     try:
         runtime.run()
     finally:
+        if ingester is not None:
+            ingester.stop()
         if probes is not None:
             probes.stop()
+
+
+def _start_ingester(settings, routes):
+    """The dead-letter ingester of this worker (GRIDBUS_ARCHIVE_INGEST), in a thread and on a
+    store connection of its own: the archive's commits never wait on the worker's."""
+    if not settings.archive_ingest or not settings.broker_url.startswith(("amqp://", "amqps://")):
+        return None
+    from gridbus.tools.archive import Ingester
+    from gridbus.tools.retention import Retention, RetentionSettings
+    from gridbus.workers.store import Store
+
+    store = Store(settings.store_url)
+    retention = Retention(store, RetentionSettings.of(settings), who=f"worker {settings.worker_name}")
+    ingester = Ingester(settings.broker_url, routes, store, retention=retention)
+    ingester.start()
+    return ingester
 
 
 @main.group("topology")
@@ -146,9 +165,9 @@ def stub(peer, port) -> None:
 
 
 def _register_ops() -> None:
-    from gridbus.tools import commands
+    from gridbus.tools import commands, dlq_cli
 
-    for command in (commands.dlq, commands.simulate, commands.trace):
+    for command in (dlq_cli.dlq, dlq_cli.audit, commands.simulate, commands.trace):
         main.add_command(command)
     topology_group.add_command(commands.users)
 
