@@ -5,6 +5,8 @@ adds the batch's outcomes, processing durations, retries and dead letters to pla
 under one lock taken once per batch, and ``Settlement`` hands it the batch's confirm wait and
 store commit time. Nothing of prometheus-client runs per message: ``WorkerCollector`` turns
 the tallies into metric families when ``/metrics`` is scraped (``workers.probes``).
+``ArchiveCollector`` reads the dead-letter archive's size and oldest letter from the store at
+scrape time, at most every 15 s.
 
 Names follow Prometheus's conventions (base units, ``_total`` counters) and OpenTelemetry's
 messaging conventions where they have one: ``messaging.process.duration`` is exposed as
@@ -22,8 +24,11 @@ from typing import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from gridbus.workers.logging import get_logger
 from gridbus.workers.parts import Part
 from gridbus.workers.pipeline import Delivery
+
+log = get_logger("gridbus.metrics")
 
 #: Upper bounds of the processing-duration buckets, in seconds: OpenTelemetry's advice for
 #: ``messaging.process.duration``.
@@ -196,8 +201,56 @@ class WorkerCollector(Collector):
         yield consuming
 
 
-def registry_of(meters: Iterable[Meter], readiness=None) -> CollectorRegistry:
-    """A registry of the process's own (not prometheus-client's global one) with the meters' families."""
+def registry_of(meters: Iterable[Meter], readiness=None, dead_letters=None) -> CollectorRegistry:
+    """A registry of the process's own (not prometheus-client's global one) with the meters'
+    families, and the archive's when ``dead_letters`` (the store's ``DeadLetters``) is given."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkerCollector(meters, readiness))
+    if dead_letters is not None:
+        registry.register(ArchiveCollector(dead_letters))
     return registry
+
+
+class ArchiveCollector(Collector):
+    """The dead-letter archive's unhandled letters and the oldest of them, by route, read from
+    the store (one indexed query, ``DeadLetters.groups``) at most every ``cache_s`` seconds:
+    every worker on a shared store exports the same values, so rules take ``max by (route)``."""
+
+    def __init__(self, dead_letters, cache_s: float = 15.0):
+        self.dead_letters, self.cache_s = dead_letters, cache_s
+        self._lock = threading.Lock()
+        self._read_at = -cache_s
+        self._by_route: dict[str, tuple[int, float]] = {}  # route -> (unhandled letters, oldest dead-lettered at)
+
+    def collect(self) -> Iterator:
+        by_route = self._read()
+        size = GaugeMetricFamily(
+            "gridbus_archive_dead_letters", "Unhandled letters in the dead-letter archive, by route.", labels=("route",)
+        )
+        oldest = GaugeMetricFamily(
+            "gridbus_archive_oldest_unhandled_timestamp_seconds",
+            "When the oldest unhandled letter of the route was dead-lettered, in seconds since the epoch.",
+            labels=("route",),
+        )
+        for route, (count, first) in sorted(by_route.items()):
+            size.add_metric((route,), count)
+            oldest.add_metric((route,), first)
+        yield size
+        yield oldest
+
+    def _read(self) -> dict[str, tuple[int, float]]:
+        with self._lock:
+            if time.monotonic() - self._read_at < self.cache_s:
+                return self._by_route
+            self._read_at = time.monotonic()
+            try:
+                groups = self.dead_letters.groups()
+            except Exception as exc:  # noqa: BLE001 - the store's trouble shows in /readyz; the scrape goes on
+                log.warning("metrics.archive_unread", error=f"{type(exc).__name__}: {exc}")
+                return self._by_route  # the last values read
+            by_route: dict[str, tuple[int, float]] = {}
+            for group in groups:
+                count, first = by_route.get(group.route, (0, group.first_seen))
+                by_route[group.route] = (count + group.count, min(first, group.first_seen))
+            self._by_route = by_route
+            return by_route

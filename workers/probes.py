@@ -6,8 +6,9 @@
   is ready when it is connected to a broker node, subscribed to every route's work queue, its
   store answers (``Database.ping``, at most once every ``STORE_CHECK_S``), and its batch in
   hand (if any) is not past the lane's deadline (the watchdog exits at that point).
-- ``/metrics``: prometheus-client's exposition of the lanes' meters (``workers.metrics``) and
-  of the readiness above, as ``gridbus_ready`` and ``gridbus_consuming``.
+- ``/metrics``: prometheus-client's exposition of the lanes' meters (``workers.metrics``), of
+  the dead-letter archive in their store, and of the readiness above, as ``gridbus_ready`` and
+  ``gridbus_consuming``.
 
 The server is the standard library's WSGI server, a thread per request; nothing here runs in
 the worker's loop: the checks read what the loop already keeps (``Worker.consuming``,
@@ -59,8 +60,10 @@ class Probes:
         self.workers = dict(workers)
         self._store_checks: dict[int, tuple[float, bool]] = {}  # id(database) -> (checked at, answered)
         self._lock = threading.Lock()
+        first = next(iter(self.workers.values()))  # the lanes' stores are one database
         self.registry = registry_of(
-            [w.meter for w in self.workers.values() if w.meter is not None], readiness=self._readiness_metrics
+            [w.meter for w in self.workers.values() if w.meter is not None], readiness=self._readiness_metrics,
+            dead_letters=first.store.dead_letters,
         )
         self._metrics_app = make_wsgi_app(self.registry)
 

@@ -6,6 +6,7 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from prometheus_client import generate_latest
@@ -35,10 +36,17 @@ def dead(message_type: str = "Note", error=None) -> Delivery:
     return d
 
 
+class _Archive:
+    """The archive's ``groups``, one group of one letter."""
+
+    def groups(self):
+        return [SimpleNamespace(route=NOTES.name, count=1, first_seen=1_000.0)]
+
+
 def exposed_names() -> set[str]:
     meter = Meter("amqp", [NOTES.name])
     meter.after_settle([dead()])
-    registry = registry_of([meter], readiness=lambda: {"amqp": (True, {NOTES.name: True})})
+    registry = registry_of([meter], readiness=lambda: {"amqp": (True, {NOTES.name: True})}, dead_letters=_Archive())
     return {s.name for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
 
 
@@ -49,6 +57,7 @@ def test_every_alert_rule_reads_metrics_the_worker_exposes():
     rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
     assert {rule["alert"] for rule in rules} >= {
         "GridbusDeadLetters", "GridbusRetriesPilingUp", "GridbusRouteWithoutConsumer", "GridbusNotReady",
+        "GridbusOldDeadLetter",
     }
     for rule in rules:
         used = set(re.findall(r"\b((?:gridbus|messaging)_[a-z_]+)\b", rule["expr"]))

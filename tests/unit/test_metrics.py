@@ -12,10 +12,12 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gridbus.contracts.errors import ContractViolation, RetriesExhausted
-from gridbus.workers.metrics import DURATION_BOUNDS, Buckets, Meter, registry_of
+from gridbus.workers.metrics import DURATION_BOUNDS, ArchiveCollector, Buckets, Meter, registry_of
 from gridbus.workers.pipeline import Delivery
 from gridbus.workers.probes import Probes
+from gridbus.workers.store import Store
 from gridbus.workers.store.db import Database
+from gridbus.workers.store.dead_letters import NewLetter, letter_id
 from tests.support.routes import NOTES, REVISED_NOTES, note_body
 
 class _Message:
@@ -110,7 +112,7 @@ def lane(tmp_path, **changes):
     worker = SimpleNamespace(
         name="amqp", node="amqp://127.0.0.1", consuming=True, message_deadline_s=300.0, routes=(NOTES,), meter=None,
         settlement=SimpleNamespace(busy_since=None),
-        store=SimpleNamespace(db=Database(f"sqlite:///{tmp_path}/store.sqlite3")),
+        store=SimpleNamespace(db=Database(f"sqlite:///{tmp_path}/store.sqlite3"), dead_letters=None),
     )
     for key, value in changes.items():
         setattr(worker, key, value)
@@ -148,3 +150,54 @@ def test_a_store_in_use_is_not_waited_for(tmp_path):
         thread.join()
     assert answered == [None]
     assert db.ping(0.05) is True
+
+
+# -- the dead-letter archive -------------------------------------------------------------------
+
+
+def archived(route: str, n: int, at: float, error_type: str = "contract-violation") -> NewLetter:
+    properties, headers, body = {"message_id": f"m{n}", "type": "Note"}, {"x-gridbus-route": route}, f"body {n}".encode()
+    return NewLetter(
+        letter_id=letter_id(f"gridbus.{route}.dlq", properties, headers, body), route=route, queue=f"gridbus.{route}.dlq",
+        message_id=f"m{n}", message_type="Note", error_type=error_type, reason="not a Note",
+        first_failure_at=at, last_failure_at=at, dead_lettered_at=at, attempts=1, business_keys=(),
+        properties=properties, headers=headers, body=body,
+    )
+
+
+def test_the_archive_gauges_count_unhandled_letters_and_their_oldest_by_route(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    try:
+        store.dead_letters.ingest([
+            archived(NOTES.name, 1, 1_000.0), archived(NOTES.name, 2, 2_000.0, "retries-exhausted"),
+            archived(NOTES.name, 3, 3_000.0), archived(REVISED_NOTES.name, 4, 4_000.0),
+        ], at=5_000.0)
+        collector = ArchiveCollector(store.dead_letters, cache_s=0)
+        registry = registry_of([], dead_letters=store.dead_letters)
+        found = {
+            (s.name, frozenset(s.labels.items())): s.value
+            for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples
+        }
+        assert found[("gridbus_archive_dead_letters", frozenset({("route", NOTES.name)}))] == 3
+        assert found[("gridbus_archive_dead_letters", frozenset({("route", REVISED_NOTES.name)}))] == 1
+        oldest = "gridbus_archive_oldest_unhandled_timestamp_seconds"
+        assert found[(oldest, frozenset({("route", NOTES.name)}))] == 1_000.0
+        assert found[(oldest, frozenset({("route", REVISED_NOTES.name)}))] == 4_000.0
+        store.close()  # a store that fails: the last values read, and the scrape goes on
+        assert [len(f.samples) for f in collector.collect()] == [0, 0]  # nothing read before
+    finally:
+        store.close()
+
+
+def test_the_archive_is_read_at_most_once_per_cache_period(tmp_path):
+    reads = []
+
+    class _Archive:
+        def groups(self):
+            reads.append(1)
+            return []
+
+    collector = ArchiveCollector(_Archive(), cache_s=60)
+    for _ in range(3):
+        list(collector.collect())
+    assert len(reads) == 1
