@@ -5,6 +5,7 @@ severed; the shared broker runs on) and regained after."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -15,8 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gridbus.workers.probes import ProbeServer
+from gridbus.workers.store import Store
 from tests.conftest import BROKER_HOST
-from tests.support.amqp import running_worker, wait_for
+from tests.support.amqp import declare_routes, running_worker, wait_for
 from tests.support.connections import FreezableProxy
 from tests.support.fakes import RecordingAdapter
 from tests.support.processes import WorkerProcess
@@ -149,16 +151,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_the_worker_command_serves_its_probes_on_the_metrics_port(broker_url, tmp_path):
+def test_the_worker_command_serves_its_probes_on_the_metrics_port(broker_url, tmp_path, pms):
+    """As a process: ready, alive, and /metrics counting a dead letter twice over, as the worker
+    settled it and as the worker's ingester archived it."""
+    from tests.support.routes import SUBPROCESS_ROUTES
+
+    # Declared first: the worker's ingester takes in only dead-letter queues that exist when it starts.
+    declare_routes(broker_url, SUBPROCESS_ROUTES)
     port = free_port()
-    worker = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/store.sqlite3", "tests.support.routes:SUBPROCESS_ROUTES",
+    store_url = f"sqlite:///{tmp_path}/store.sqlite3"
+    worker = WorkerProcess(broker_url, store_url, "tests.support.routes:SUBPROCESS_ROUTES",
                            tmp_path, GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1").start()
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(base + "/readyz") == 200, timeout=30, what="the worker process ready")
         assert get(base + "/healthz") == (200, '{"alive": true}')
-        found = samples(base)
-        assert value(found, "gridbus_messages_total", route="test.amqp-notes", outcome="delivered") == 0
+        pms.publish("pms.out", "note.amqp", b"not json", message_type="Note")
+        archive = Store(store_url)
+        try:
+            wait_for(lambda: archive.dead_letters.count() == 1, timeout=30, what="the dead letter archived")
+        finally:
+            archive.close()
+        found = samples(base)  # the first scrape: the archive is read now
+        route = "test.amqp-notes"
+        assert value(found, "gridbus_messages_total", route=route, outcome="delivered") == 0
+        assert value(found, "gridbus_messages_total", route=route, outcome="dead-lettered") == 1
+        assert value(found, "gridbus_dead_letters_total", route=route, error_type="contract-violation") == 1
+        assert value(found, "gridbus_archive_dead_letters", route=route) == 1
+        assert 0 < time.time() - value(found, "gridbus_archive_oldest_unhandled_timestamp_seconds", route=route) < 60
         assert value(found, "gridbus_ready", lane="worker") == 1  # one lane: the worker's own name
 
         taken = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/other.sqlite3", "tests.support.routes:SUBPROCESS_ROUTES",
