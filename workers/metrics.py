@@ -201,16 +201,6 @@ class WorkerCollector(Collector):
         yield consuming
 
 
-def registry_of(meters: Iterable[Meter], readiness=None, dead_letters=None) -> CollectorRegistry:
-    """A registry of the process's own (not prometheus-client's global one) with the meters'
-    families, and the archive's when ``dead_letters`` (the store's ``DeadLetters``) is given."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkerCollector(meters, readiness))
-    if dead_letters is not None:
-        registry.register(ArchiveCollector(dead_letters))
-    return registry
-
-
 class ArchiveCollector(Collector):
     """The dead-letter archive's unhandled letters and the oldest of them, by route, read from
     the store (one indexed query, ``DeadLetters.groups``) at most every ``cache_s`` seconds:
@@ -254,3 +244,14 @@ class ArchiveCollector(Collector):
                 by_route[group.route] = (count + group.count, min(first, group.first_seen))
             self._by_route = by_route
             return by_route
+
+
+def registry_of(meters: Iterable[Meter], readiness=None, dead_letters=None) -> CollectorRegistry:
+    """A registry of the process's own (not prometheus-client's global one) with the meters'
+    families, and the archive's when ``dead_letters`` (the store's ``DeadLetters``) is given."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(meters, readiness))
+    if dead_letters is not None:
+        registry.register(ArchiveCollector(dead_letters))
+    return registry
+
