@@ -145,7 +145,9 @@ def meter_alone(batch_size: int, template: str, batches: int = 2000) -> float:
     from gridbus.workers.metrics import Meter
 
     route = next(r for r in ROUTES if r.name == ROUTE)
-    batch = [Delivery(route=route, message=_Message(body, i + 1)) for i, body in enumerate(bodies(batch_size, template))]
+    batch = [
+        Delivery(route=route, message=_Message(body, i + 1)) for i, body in enumerate(bodies(batch_size, template))
+    ]
     for d in batch:
         d.outcome = "delivered"
     meter, best = Meter("bench", [route.name]), float("inf")
@@ -182,10 +184,12 @@ def main() -> int:
         for _ in range(args.repeat):
             off.append(one_round(args.n, args.batch, template))
             on.append(one_round(args.n, args.batch, template, metrics=True))
-        print(f"black-map batch path, metrics off: {min(off):6.1f} us/msg  (rounds: {', '.join(f'{t:.1f}' for t in off)})")
-        print(f"black-map batch path, metrics on : {min(on):6.1f} us/msg  (rounds: {', '.join(f'{t:.1f}' for t in on)})")
+        for label, times in (("off", off), ("on ", on)):
+            rounds = ", ".join(f"{t:.1f}" for t in times)
+            print(f"black-map batch path, metrics {label}: {min(times):6.1f} us/msg  (rounds: {rounds})")
         print(f"  metrics cost: {min(on) - min(off):+.1f} us/msg (best of {args.repeat} each, N={args.n})")
-        print(f"  the meter alone: {meter_alone(args.batch, template):.2f} us/msg (Meter.after_settle on settled batches)")
+        alone = meter_alone(args.batch, template)
+        print(f"  the meter alone: {alone:.2f} us/msg (Meter.after_settle on settled batches)")
         return 0
     best = min(one_round(args.n, args.batch, template) for _ in range(args.repeat))
     print(f"black-map batch path: {best:6.1f} us/msg  (N={args.n}, batches of {args.batch}, best of {args.repeat})")

@@ -202,8 +202,8 @@ class DeadLetterAlerts(Part):
                 problem = type(exc).__name__
             else:
                 if 200 <= answer.status_code < 300:
-                    log.info("alert.sent", url=self._shown_url, route=payload["route"], error_type=payload["error_type"],
-                             count=payload["count"], attempt=attempt)
+                    log.info("alert.sent", url=self._shown_url, route=payload["route"],
+                             error_type=payload["error_type"], count=payload["count"], attempt=attempt)
                     return True
                 problem = f"HTTP {answer.status_code}"
                 if 400 <= answer.status_code < 500 and answer.status_code not in (408, 425, 429):

@@ -164,12 +164,16 @@ class WorkerCollector(Collector):
         )
         batches = HistogramMetricFamily("gridbus_batch_size", "Messages per settled batch.", labels=("lane",))
         confirms = HistogramMetricFamily(
-            "gridbus_confirm_wait", "Wait for a batch's publisher confirms, in seconds.", labels=("lane",), unit="seconds"
+            "gridbus_confirm_wait", "Wait for a batch's publisher confirms, in seconds.", labels=("lane",),
+            unit="seconds",
         )
         commits = HistogramMetricFamily(
-            "gridbus_store_commit", "Commit of a batch's effects and outcomes, in seconds.", labels=("lane",), unit="seconds"
+            "gridbus_store_commit", "Commit of a batch's effects and outcomes, in seconds.", labels=("lane",),
+            unit="seconds",
         )
-        due = GaugeMetricFamily("gridbus_schedules_due", "Schedules due at the last poll, by internal route.", labels=("route",))
+        due = GaugeMetricFamily(
+            "gridbus_schedules_due", "Schedules due at the last poll, by internal route.", labels=("route",)
+        )
         for lane, snap in snapshots:
             for (route, outcome), n in sorted(snap["messages"].items()):
                 messages.add_metric((route, outcome), n)
@@ -189,7 +193,9 @@ class WorkerCollector(Collector):
             yield from self._readiness()
 
     def _readiness(self) -> Iterator:
-        ready = GaugeMetricFamily("gridbus_ready", "1 when the lane passes every readiness check (/readyz).", labels=("lane",))
+        ready = GaugeMetricFamily(
+            "gridbus_ready", "1 when the lane passes every readiness check (/readyz).", labels=("lane",)
+        )
         consuming = GaugeMetricFamily(
             "gridbus_consuming", "1 while this process consumes the route's work queue.", labels=("route",)
         )

@@ -40,7 +40,8 @@ def refused_burst(pms, n: int) -> None:
 def test_a_burst_of_fifty_dead_letters_of_one_group_is_one_notification(broker_url, store, pms, receiver):
     hook = webhook(receiver.url, interval_s=600)
     try:
-        with running_worker(ROUTES, broker_url, store, {"rec": RecordingAdapter()}, alerts=hook, batch_size=10) as worker:
+        with running_worker(ROUTES, broker_url, store, {"rec": RecordingAdapter()}, alerts=hook,
+                            batch_size=10) as worker:
             refused_burst(pms, 50)
             wait_for(lambda: worker.counts.get("dead-lettered") == 50, what="50 dead letters")
             wait_for(lambda: receiver.received(), what="a notification")
@@ -59,7 +60,8 @@ def test_dead_letters_after_the_first_notification_come_together_once_the_interv
 ):
     hook = webhook(receiver.url, interval_s=1.0)
     try:
-        with running_worker(ROUTES, broker_url, store, {"rec": RecordingAdapter()}, alerts=hook, batch_size=10) as worker:
+        with running_worker(ROUTES, broker_url, store, {"rec": RecordingAdapter()}, alerts=hook,
+                            batch_size=10) as worker:
             refused_burst(pms, 50)
             wait_for(lambda: worker.counts.get("dead-lettered") == 50, what="50 dead letters")
             wait_for(lambda: sum(n["count"] for n in receiver.received()) == 50, timeout=10, what="all 50 notified")

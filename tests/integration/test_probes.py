@@ -181,8 +181,9 @@ def test_the_worker_command_serves_its_probes_on_the_metrics_port(broker_url, tm
         assert 0 < time.time() - value(found, "gridbus_archive_oldest_unhandled_timestamp_seconds", route=route) < 60
         assert value(found, "gridbus_ready", lane="worker") == 1  # one lane: the worker's own name
 
-        taken = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/other.sqlite3", "tests.support.routes:SUBPROCESS_ROUTES",
-                              tmp_path / "other", GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1")
+        taken = WorkerProcess(broker_url, f"sqlite:///{tmp_path}/other.sqlite3",
+                              "tests.support.routes:SUBPROCESS_ROUTES", tmp_path / "other",
+                              GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1")
         (tmp_path / "other").mkdir()
         taken.start()
         assert taken.proc.wait(30) == 2, "a port already in use stops the second worker at start-up"

@@ -64,7 +64,8 @@ def test_a_batch_is_counted_by_route_outcome_and_error_type():
 
     assert value("gridbus_messages_total", route=NOTES.name, outcome="delivered") == 2
     assert value("gridbus_messages_total", route=NOTES.name, outcome="dead-lettered") == 2
-    assert value("gridbus_messages_total", route=REVISED_NOTES.name, outcome="dead-lettered") == 0  # there from the start
+    # there from the start
+    assert value("gridbus_messages_total", route=REVISED_NOTES.name, outcome="dead-lettered") == 0
     assert value("gridbus_retries_scheduled_total", route=NOTES.name) == 1
     assert value("gridbus_retries_scheduled_total", route=REVISED_NOTES.name) == 0
     assert value("gridbus_dead_letters_total", route=NOTES.name, error_type="contract-violation") == 1
@@ -156,9 +157,10 @@ def test_a_store_in_use_is_not_waited_for(tmp_path):
 
 
 def archived(route: str, n: int, at: float, error_type: str = "contract-violation") -> NewLetter:
-    properties, headers, body = {"message_id": f"m{n}", "type": "Note"}, {"x-gridbus-route": route}, f"body {n}".encode()
+    properties, headers, body = {"message_id": f"m{n}", "type": "Note"}, {"x-gridbus-route": route}, f"b{n}".encode()
+    queue = f"gridbus.{route}.dlq"
     return NewLetter(
-        letter_id=letter_id(f"gridbus.{route}.dlq", properties, headers, body), route=route, queue=f"gridbus.{route}.dlq",
+        letter_id=letter_id(queue, properties, headers, body), route=route, queue=queue,
         message_id=f"m{n}", message_type="Note", error_type=error_type, reason="not a Note",
         first_failure_at=at, last_failure_at=at, dead_lettered_at=at, attempts=1, business_keys=(),
         properties=properties, headers=headers, body=body,
