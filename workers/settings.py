@@ -92,6 +92,21 @@ class Settings(BaseSettings):
         description='RabbitMQ user that publishes for each source system, as JSON {"pms": "prod-pms"}; '
         "a system not named publishes as the user named by its code.",
     )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz (one small HTTP thread); unset: none served.",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address that port listens on: 0.0.0.0 every interface, 127.0.0.1 this host only."
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="http(s) URL that gets one JSON POST per new dead-letter group (route, error type, message type) "
+        "and at most one per group every alert_interval_min; unset: no webhook.",
+    )
+    alert_interval_min: float = Field(
+        15.0, gt=0, description="Least time between two webhook notifications of one dead-letter group, in minutes."
+    )
     log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
@@ -117,6 +132,20 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"one of {', '.join(LOG_LEVELS)} is accepted")
         return level
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _a_webhook_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _an_http_url(value):
+            raise ValueError("an http:// or https:// URL with a host is accepted")
+        return value
 
     @field_validator("source_users")
     @classmethod

@@ -42,6 +42,18 @@ def worker(route_names, routes_module, broker, store) -> None:
         runtime = build_lanes(settings, routes, store=shared)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    probes = None
+    if settings.metrics_port is not None:
+        from gridbus.workers.probes import ProbeServer
+
+        try:
+            probes = ProbeServer(runtime.workers.values(), settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            raise click.UsageError(
+                f"GRIDBUS_METRICS_PORT={settings.metrics_port}: cannot listen on "
+                f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc})"
+            ) from exc
+        probes.start()
     runtime.install_signal_handlers()
     runtime.start_watchdog()
     ingester = _start_ingester(settings, routes, shared)
@@ -54,6 +66,8 @@ def worker(route_names, routes_module, broker, store) -> None:
     finally:
         if ingester is not None:
             ingester.stop()
+        if probes is not None:
+            probes.stop()
 
 
 def _start_ingester(settings, routes, shared):

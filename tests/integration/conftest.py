@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from gridbus.workers.store import Store
+from tests.support.amqp import UpstreamSystem
 
 
 @pytest.fixture
@@ -16,6 +17,14 @@ def store(tmp_path):
     s = Store(f"sqlite:///{tmp_path}/store.sqlite3")
     yield s
     s.close()
+
+
+@pytest.fixture
+def pms(vhost, system_users):
+    """The pms system publishing as the suite's own pms user (a module may define its own)."""
+    system = UpstreamSystem(vhost, *system_users["pms"])
+    yield system
+    system.close()
 
 
 @pytest.fixture

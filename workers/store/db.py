@@ -167,6 +167,24 @@ class Database:
             finally:
                 cur.close()
 
+    def ping(self, wait_s: float) -> bool | None:
+        """Whether the database answers a trivial query (for ``/readyz``); None when another
+        user has held the connection for ``wait_s`` seconds already: in use, so not checked."""
+        if not self._lock.acquire(timeout=wait_s):
+            return None
+        try:
+            cur = self._conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+            finally:
+                cur.close()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means it does not answer
+            return False
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
