@@ -131,8 +131,9 @@ def stub(peer, port) -> None:
 
 def _register_ops() -> None:
     from gridbus.tools import commands
+    from gridbus.tools.console.commands import console
 
-    for command in (commands.dlq, commands.simulate, commands.trace):
+    for command in (commands.dlq, commands.simulate, commands.trace, console):
         main.add_command(command)
     topology_group.add_command(commands.users)
 
