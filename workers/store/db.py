@@ -25,6 +25,8 @@ class Dialect:
     placeholder: str
     #: column type of an auto-numbered primary key (the journal's ``seq``)
     serial: str
+    #: column type of raw bytes (a dead letter's body, kept byte for byte)
+    blob: str
     #: DELETE of at most ``{n}`` rows of ``{table}`` older than ``{{p}}`` (``at < cutoff``)
     purge_chunk: str
     #: ``column`` + this: the column's value is one of a set given as one parameter (``set_param``)
@@ -34,6 +36,7 @@ class Dialect:
 SQLITE = Dialect(
     placeholder="?",
     serial="INTEGER PRIMARY KEY AUTOINCREMENT",
+    blob="BLOB",
     purge_chunk="DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < {{p}} LIMIT {n})",
     in_set=" IN (SELECT value FROM json_each({p}))",
 )
@@ -41,6 +44,7 @@ SQLITE = Dialect(
 POSTGRESQL = Dialect(
     placeholder="%s",
     serial="BIGSERIAL PRIMARY KEY",
+    blob="BYTEA",
     # A TID scan of the rows picked (``ctid IN (...)`` would scan the table), skipping rows
     # another worker's purge holds, so two workers' purges never wait for each other.
     purge_chunk=(
@@ -90,13 +94,14 @@ class Database:
             raise ValueError(f"GRIDBUS_STORE_URL must start with sqlite:/// or postgresql://, got {url!r}")
 
     def create_tables(self, schema: Iterable[str]) -> None:
-        """Run the families' CREATE statements (``{serial}`` for an auto-numbered key) in one
-        transaction; they say IF NOT EXISTS, so opening an existing store changes nothing."""
+        """Run the families' CREATE statements (``{serial}`` for an auto-numbered key, ``{blob}``
+        for bytes) in one transaction; they say IF NOT EXISTS, so opening an existing store
+        changes nothing."""
         with self.transaction() as cur:
             if self.dialect is POSTGRESQL:
                 cur.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             for statement in schema:
-                cur.execute(statement.replace("{serial}", self.dialect.serial))
+                cur.execute(statement.replace("{serial}", self.dialect.serial).replace("{blob}", self.dialect.blob))
 
     def sql(self, template: str) -> str:
         """``template`` with each ``{p}`` replaced by this database's placeholder."""
