@@ -8,6 +8,8 @@ Pages (every one needs a login, see ``auth``):
 | ``/trace?key=KEY`` | viewer | the rows ``gridbus trace KEY`` prints |
 | ``/login``, ``/logout`` | - | a password login; logout is a POST with the CSRF token |
 
+and the dead-letter pages, replays and audit log (``dead_letter_pages``).
+
 The endpoints are plain functions run in Starlette's thread pool: the store's calls block.
 """
 
@@ -28,13 +30,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gridbus.tools.console import charts
+from gridbus.routes.model import Route as RouteDeclaration
+from gridbus.tools.console import charts, dead_letter_pages
 from gridbus.tools.console import overview as activity
 from gridbus.tools.console.accounts import Account, Accounts
 from gridbus.tools.console.auth import (
-    Refused, TrustedHeader, check_csrf, csrf_token, local_path, page, signed_in, start_session,
+    Refused, TrustedHeader, check_csrf, local_path, page, signed_in, start_session,
 )
-from gridbus.tools.console.rendering import SECURITY_HEADERS, environment
+from gridbus.tools.console.replayer import Replayer
+from gridbus.tools.console.rendering import SECURITY_HEADERS, environment, render
 from gridbus.workers.store import Store
 
 log = structlog.get_logger("gridbus.console")
@@ -49,7 +53,8 @@ class ConsoleConfig:
 
     store_url: str
     broker_url: str
-    routes: tuple[str, ...]
+    #: the routes the workers run: their names, and their contracts for an edited body
+    routes: tuple[RouteDeclaration, ...]
     #: signs the session cookies; a random one (sessions end with the process) when None
     secret: str | None = None
     session_hours: float = 8.0
@@ -68,6 +73,7 @@ def build_app(config: ConsoleConfig, store: Store | None = None) -> Starlette:
             Route("/trace", trace_page),
             Route("/login", login_page, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
+            *dead_letter_pages.routes(),
             Mount("/static", StaticFiles(packages=[("gridbus.tools.console", "static")]), name="static"),
         ],
         middleware=[
@@ -88,6 +94,7 @@ def build_app(config: ConsoleConfig, store: Store | None = None) -> Starlette:
     app.state.accounts = Accounts(store.db)
     app.state.trusted_header = config.trusted_header
     app.state.templates = environment()
+    app.state.replayer = Replayer(store, config.broker_url, {r.name: r for r in config.routes}, config.clock)
     return app
 
 
@@ -109,13 +116,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def render(request: Request, template: str, account: Account | None, status: int = 200, **context) -> HTMLResponse:
-    html = request.app.state.templates.get_template(template).render(
-        account=account, csrf=csrf_token(request), path=request.url.path, **context
-    )
-    return HTMLResponse(html, status_code=status)
 
 
 def refused(request: Request, exc: Refused) -> HTMLResponse:
@@ -161,8 +161,10 @@ def overview_page(request: Request, account: Account) -> Response:
     config: ConsoleConfig = request.app.state.config
     db = request.app.state.store.db
     now = config.clock()
+    names = [r.name for r in config.routes]
+    store = request.app.state.store
     rows = activity.with_depths(
-        activity.activity(db, config.routes, now), activity.queue_depths(config.broker_url, config.routes)
+        activity.activity(db, store.dead_letters, names, now), activity.queue_depths(config.broker_url, names)
     )
     throughput = activity.hourly_throughput(db, now)
     dead = activity.hourly_dead_letters(db, now)

@@ -1,10 +1,11 @@
 """What the overview page shows, read from the store and the broker; nothing here writes.
 
 - processed: messages finished (delivered or superseded), from the ``outcomes`` table, every route;
-- retried and dead-lettered: distinct messages with a ``retry-scheduled`` or ``dead-lettered``
-  line in the trace journal, which only holds messages whose business keys were read (a message
-  refused by its contract has none), so these are lower bounds; the dead-letter archive, where
-  it is kept, counts every dead letter;
+- retried: distinct messages with a ``retry-scheduled`` line in the trace journal, which only
+  holds messages whose business keys were read (a message refused by its contract has none), so
+  this is a lower bound;
+- dead-lettered: letters in the dead-letter archive by when they were dead-lettered (whatever
+  became of them since), and the oldest unhandled one per route;
 - depths: each route's work and dead-letter queue, by a passive declare on the broker (nothing
   is consumed; a queue that is missing or a broker that does not answer shows as unknown).
 """
@@ -20,6 +21,7 @@ from kombu import Connection
 
 from gridbus.contracts import naming
 from gridbus.workers.store.db import Database
+from gridbus.workers.store.dead_letters import DeadLetters
 
 HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
@@ -59,7 +61,7 @@ class Series:
     counts: list[int] = field(default_factory=list)
 
 
-def activity(db: Database, routes: Iterable[str], now: float) -> list[RouteActivity]:
+def activity(db: Database, archive: DeadLetters, routes: Iterable[str], now: float) -> list[RouteActivity]:
     """Per route, the last hour's and day's processed, retried and dead-lettered messages."""
     rows = {name: RouteActivity(name) for name in routes}
     hour, day = now - HOUR_S, now - DAY_S
@@ -70,18 +72,23 @@ def activity(db: Database, routes: Iterable[str], now: float) -> list[RouteActiv
     ):
         if route in rows:
             rows[route].processed_hour, rows[route].processed_day = int(last_hour), int(last_day)
-    for route, event, last_hour, last_day in db.query(
-        "SELECT route, event, COUNT(DISTINCT CASE WHEN at >= {p} THEN message_id END), COUNT(DISTINCT message_id) "
-        "FROM journal WHERE at >= {p} AND event IN ('retry-scheduled', 'dead-lettered') GROUP BY route, event",
+    for route, last_hour, last_day in db.query(
+        "SELECT route, COUNT(DISTINCT CASE WHEN at >= {p} THEN message_id END), COUNT(DISTINCT message_id) "
+        "FROM journal WHERE at >= {p} AND event = 'retry-scheduled' GROUP BY route",
         (hour, day),
     ):
-        row = rows.get(route)
-        if row is None:
-            continue
-        if event == "retry-scheduled":
-            row.retried_hour, row.retried_day = int(last_hour), int(last_day)
-        else:
-            row.dead_lettered_hour, row.dead_lettered_day = int(last_hour), int(last_day)
+        if route in rows:
+            rows[route].retried_hour, rows[route].retried_day = int(last_hour), int(last_day)
+    for route, last_hour, last_day in db.query(
+        "SELECT route, SUM(CASE WHEN dead_lettered_at >= {p} THEN 1 ELSE 0 END), COUNT(*) FROM dead_letters "
+        "WHERE dead_lettered_at >= {p} GROUP BY route",
+        (hour, day),
+    ):
+        if route in rows:
+            rows[route].dead_lettered_hour, rows[route].dead_lettered_day = int(last_hour), int(last_day)
+    for route, oldest in archive.oldest_unhandled().items():
+        if route in rows:
+            rows[route].oldest_dead_letter_at = oldest
     return list(rows.values())
 
 
@@ -90,7 +97,7 @@ def hourly_throughput(db: Database, now: float, hours: int = 24) -> Series:
     start = (now // HOUR_S - hours + 1) * HOUR_S
     counts = [0] * hours
     for bucket, count in db.query(
-        "SELECT CAST((at - {p}) / 3600 AS INTEGER), COUNT(*) FROM outcomes WHERE at >= {p} GROUP BY 1", (start, start)
+        "SELECT CAST(FLOOR((at - {p}) / 3600) AS INTEGER), COUNT(*) FROM outcomes WHERE at >= {p} GROUP BY 1", (start, start)
     ):
         if 0 <= int(bucket) < hours:
             counts[int(bucket)] += int(count)
@@ -98,12 +105,12 @@ def hourly_throughput(db: Database, now: float, hours: int = 24) -> Series:
 
 
 def hourly_dead_letters(db: Database, now: float, hours: int = 24) -> Series:
-    """Messages dead-lettered per hour over the last ``hours`` hours (from the trace journal)."""
+    """Letters dead-lettered per hour over the last ``hours`` hours (from the archive)."""
     start = (now // HOUR_S - hours + 1) * HOUR_S
     counts = [0] * hours
     for bucket, count in db.query(
-        "SELECT CAST((at - {p}) / 3600 AS INTEGER), COUNT(DISTINCT message_id) FROM journal "
-        "WHERE at >= {p} AND event = 'dead-lettered' GROUP BY 1",
+        "SELECT CAST(FLOOR((dead_lettered_at - {p}) / 3600) AS INTEGER), COUNT(*) FROM dead_letters "
+        "WHERE dead_lettered_at >= {p} GROUP BY 1",
         (start, start),
     ):
         if 0 <= int(bucket) < hours:

@@ -13,8 +13,14 @@ from datetime import datetime
 from typing import Any
 
 import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from gridbus.tools.console.accounts import Account
+from gridbus.tools.console.auth import csrf_token
 
 from gridbus.tools.letters import visible
+from gridbus.workers.store.dead_letters import STATUSES
 from gridbus.workers.runtime import CHINA_TZ
 
 #: Sent with every response: no script, no frame, no form to elsewhere, nothing cached.
@@ -34,6 +40,11 @@ class Lines(str):
     """Text shown on several lines (a body): its line feeds and tabs are kept, nothing else."""
 
 
+class Inert(str):
+    """Text already made inert by ``tools.letters.visible`` or ``shown`` (escaping it again would
+    double its backslashes); autoescape still applies."""
+
+
 def finalize(value: Any) -> Any:
     if value is None:
         return ""
@@ -41,6 +52,8 @@ def finalize(value: Any) -> Any:
         return value
     if hasattr(value, "__html__"):  # markup the templates build themselves (the charts)
         return value
+    if isinstance(value, Inert):
+        return str(value)
     if isinstance(value, Lines):
         return visible(str(value), layout=True)
     return visible(str(value))
@@ -63,5 +76,15 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["local_time"] = local_time
+    env.filters["lines"] = Lines
+    env.globals["statuses"] = STATUSES
     env.filters["count"] = lambda n: "?" if n is None else f"{n:,}"
     return env
+
+
+def render(request: Request, template: str, account: Account | None, status: int = 200, **context) -> HTMLResponse:
+    """``template`` rendered for ``account``, with the session's CSRF token for its forms."""
+    html = request.app.state.templates.get_template(template).render(
+        account=account, csrf=csrf_token(request), path=request.url.path, **context
+    )
+    return HTMLResponse(html, status_code=status)

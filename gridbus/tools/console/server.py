@@ -24,7 +24,7 @@ def config_from(settings: Settings, routes=None) -> ConsoleConfig:
     return ConsoleConfig(
         store_url=settings.store_url,
         broker_url=settings.broker_url,
-        routes=tuple(r.name for r in (routes if routes is not None else load_routes())),
+        routes=tuple(routes if routes is not None else load_routes()),
         secret=settings.console_secret,
         session_hours=settings.console_session_hours,
         trusted_header=trusted,
