@@ -28,8 +28,8 @@ from starlette.routing import Route
 
 from gridbus.tools.console.accounts import Account
 from gridbus.tools.console.auth import Refused, page
-from gridbus.tools.console.letter_view import view
-from gridbus.tools.console.rendering import render
+from gridbus.tools.console.letter_view import edit_box, view
+from gridbus.tools.console.rendering import Lines, render
 from gridbus.tools.console.replayer import ReplayRefused
 from gridbus.workers.runtime import CHINA_TZ
 from gridbus.workers.store.audit import ACTIONS, AuditEntry
@@ -242,7 +242,7 @@ def _edit_refused(request: Request, account: Account, letter, text: str, reason:
     store = request.app.state.store
     return render(request, "letter.html", account, v=view(letter), replays=store.replays.of_letter(letter.seq),
                   edited=None, status=422,
-                  error=f"not sent: {reason}", edit_text=text)
+                  error=f"not sent: {reason}", edit_text=edit_box(text) or Lines(text))
 
 
 @page("operator")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from gridbus.contracts.errors import GridbusError
+from gridbus.contracts.errors import GridbusError, escape_char
 from gridbus.contracts.xml import parse_xml
 from gridbus.tools.console.rendering import Inert, Lines
 from gridbus.tools.console.replayer import as_dead_letter
@@ -33,7 +33,7 @@ class LetterView:
     pretty: Lines | None
     raw: Lines | Inert
     #: the body as text an operator may edit, or None when it is not text (bytes, base64)
-    editable: str | None
+    editable: Inert | None
     codec: str | None
 
 
@@ -49,8 +49,18 @@ def view(letter: ArchivedLetter) -> LetterView:
     heading = f"{len(letter.body):,} bytes, shown as {body.shown_as}"
     return LetterView(
         letter, _pairs(letter.properties), _pairs(dead.trusted_headers), _pairs(dead.untrusted_headers), heading,
-        _pretty(letter.body, text), Lines(_cut(text)), text if len(text) <= BODY_CHARS else None, body.shown_as,
+        _pretty(letter.body, text), Lines(_cut(text)), edit_box(text), body.shown_as,
     )
+
+
+def edit_box(text: str) -> Inert | None:
+    """The body as the edit box holds it, or None when it cannot be edited here: only a body
+    shown whole, with no control, format or bidi character (those are shown as escapes, and
+    sending the escapes back would change the body). Autoescape still applies."""
+    text = text.replace("\r\n", "\n")
+    if len(text) > BODY_CHARS or not all(c in "\n\t\\" or escape_char(c) == c for c in text):
+        return None
+    return Inert(text)
 
 
 def _pairs(mapping: dict) -> list[tuple[str, str]]:
