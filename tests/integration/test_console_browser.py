@@ -197,7 +197,7 @@ def test_a_viewers_forged_replay_is_refused_and_nothing_is_sent(browser, console
     token = page.get_attribute("header form input[name=csrf]", "value")  # the viewer's own, valid token
     form = {"csrf": token, "scope": "all", "rate": "0", "replay_id": str(uuid.uuid4()), "route": route.name}
     forged = page.request.post(console.url + "/dead-letters/replay", form=form, max_redirects=0)
-    assert forged.status == 403 and "vera is a viewer: this needs the operator role" in forged.text()
+    assert forged.status == 403 and "vera has the viewer role: this needs the operator role" in forged.text()
     purge = page.request.post(console.url + "/dead-letters/purge", form={**form, "confirm": "yes"}, max_redirects=0)
     assert purge.status == 403
     page.context.close()
@@ -241,6 +241,7 @@ def test_the_overview_shows_the_counts_of_a_known_set(browser, console, route, b
     page.goto(console.url + "/dead-letters")
     [group] = page.locator("#groups tr.group").all()
     assert group.locator("td.count").inner_text() == "9"
+    screenshot(page, tmp_path, "console-groups")
     page.goto(f"{console.url}/dead-letters?older_than_days=1")
     assert page.locator("#groups td.count").inner_text() == "4"
     page.context.close()

@@ -101,7 +101,7 @@ def test_a_viewer_reads_but_every_post_is_refused(store):
     for path, form in (("/dead-letters/replay", {"scope": "all", "rate": "1"}), ("/dead-letters/note", {"note": "x"}),
                        ("/dead-letters/purge", {"scope": "all", "confirm": "yes"})):
         answer = client.post(path, data={"csrf": token, **form})
-        assert answer.status_code == 403 and "vera is a viewer" in answer.text
+        assert answer.status_code == 403 and "vera has the viewer role" in answer.text
     assert store.audit.rows() == []
 
 

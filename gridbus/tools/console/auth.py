@@ -110,7 +110,7 @@ def page(role: str) -> Callable:
 
 def _check_role(account: Account, role: str) -> None:
     if not account.may(role):
-        raise Refused(403, f"{account.name} is a {account.role}: this needs the {role} role")
+        raise Refused(403, f"{account.name} has the {account.role} role: this needs the {role} role")
 
 
 async def _call(endpoint: Callable, request: Request, *args):

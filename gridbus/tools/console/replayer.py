@@ -76,8 +76,12 @@ class Replayer:
         as confirms come) and send it from a thread; the same id again resumes it."""
         if not 0 <= rate <= MAX_RATE:
             raise ReplayRefused(f"a rate is between 0 (full speed) and {MAX_RATE:g} letters per second")
-        if selection.route is not None and selection.route not in self.routes:
-            raise ReplayRefused(f"letters of {inert(selection.route)} cannot be replayed: no such route runs here")
+        foreign = sorted({g.route for g in self.store.dead_letters.groups(selection)} - set(self.routes))
+        if foreign and self.store.replays.progress(replay_id) is None:
+            raise ReplayRefused(
+                f"letters of {', '.join(inert(r) for r in foreign[:3])} cannot be replayed: no such route runs here "
+                "(narrow the filter to one route, or purge them)"
+            )
         self.store.replays.begin(replay_id, selection, who, rate, self.clock())
         self.resume(replay_id, who)
 

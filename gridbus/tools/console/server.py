@@ -37,12 +37,24 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     if config.secret is None:
         log.warning("console.random_secret", detail="GRIDBUS_CONSOLE_SECRET unset: sessions end when the console stops")
     app = build_app(config)
-    server = uvicorn.Server(_uvicorn_config(app, host or settings.console_host,
-                                            settings.console_port if port is None else port))
+    host = host or settings.console_host
+    port = settings.console_port if port is None else port
+    server = uvicorn.Server(_uvicorn_config(app, host, port))
+    log.info("console.serving", url=f"http://{host}:{port}/", store=_without_password(config.store_url),
+             trusted_header=settings.console_trusted_header)
     try:
         server.run()
     finally:
         app.state.store.close()
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
 
 
 def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
