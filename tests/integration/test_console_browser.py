@@ -16,7 +16,6 @@ import time
 import uuid
 from pathlib import Path
 
-import amqp
 import pytest
 from kombu import Connection
 
@@ -30,6 +29,7 @@ from gridbus.workers import headers as H
 from gridbus.workers import topology
 from gridbus.workers.store import Store
 from gridbus.workers.store.dead_letters import NewLetter, letter_id
+from tests.support.amqp import QueueReader, declare_routes
 
 pytestmark = pytest.mark.broker
 
@@ -63,8 +63,7 @@ def route(broker_url):
         BLACK_MAP_PUBLISHED, name=f"pms.black-map-console-{suffix}",
         source=Source("pms", f"black-map-console-{suffix}.published"),
     )
-    with Connection(broker_url) as conn:
-        topology.declare(conn.default_channel, topology.derive([declared]))
+    declare_routes(broker_url, [declared])
     yield declared
     with Connection(broker_url) as conn:
         channel = conn.channel()
@@ -85,28 +84,9 @@ def console(tmp_path, broker_url, route):
 
 
 @pytest.fixture
-def work_queue(broker_url, route):
-    """A channel on the route's work queue, to see what arrived there."""
-    conn = amqp.Connection(**_amqp_params(broker_url))
-    conn.connect()
-    channel = conn.channel()
-    channel.auto_decode = False
-    yield naming.work_queue(route.name), channel
-    conn.close()
-
-
-def _amqp_params(url: str) -> dict:
-    info = Connection(url).info()
-    return {"host": f"{info['hostname']}:{info['port']}", "userid": info["userid"], "password": info["password"],
-            "virtual_host": info["virtual_host"]}
-
-
-def drain(channel, queue: str) -> list[amqp.Message]:
-    taken = []
-    while (delivery := channel.basic_get(queue)) is not None:
-        channel.basic_ack(delivery.delivery_tag)
-        taken.append(delivery)
-    return taken
+def work_queue(broker_url, route) -> QueueReader:
+    """What arrived in the route's work queue (taken off it, kept for assertions)."""
+    return QueueReader(broker_url, naming.work_queue(route.name))
 
 
 def archived(store: Store, route, count: int, *, at: float, body: bytes = b"<x/>", reason="schema: GraphVersion",
@@ -206,8 +186,7 @@ def test_a_viewers_forged_replay_is_refused_and_nothing_is_sent(browser, console
     no_token = page.request.post(console.url + "/dead-letters/replay", form={**form, "csrf": "x" * 43}, max_redirects=0)
     assert no_token.status == 403 and "CSRF" in no_token.text()
     page.context.close()
-    queue, channel = work_queue
-    assert drain(channel, queue) == []
+    assert work_queue.drain() == []
     assert console.store.replays.unfinished() == [] and console.store.audit.rows() == []
     assert {s.status for s in console.store.dead_letters.search() if s.seq in seqs} == {"unhandled"}
 
@@ -267,11 +246,10 @@ def test_a_group_replay_at_a_set_rate_delivers_every_letter_once_and_is_audited(
     elapsed = time.monotonic() - started
     assert page.inner_text("#progress") == "20 of 20 sent"
     assert elapsed >= 1.9  # letter n leaves n/10 s after the first: 20 letters take at least 1.9 s
-    queue, channel = work_queue
-    arrived = drain(channel, queue)
+    arrived = work_queue.drain()
     ids = [m.properties["message_id"] for m in arrived]
     assert sorted(ids) == sorted(expected) and len(set(ids)) == 20  # every letter once
-    assert {m.properties["application_headers"][H.REPLAYED_BY] for m in arrived} == {"otto"}
+    assert {m.headers[H.REPLAYED_BY] for m in arrived} == {"otto"}
     assert {console.store.dead_letters.get(s).status for s in seqs} == {"replayed"}
     page.goto(console.url + "/audit")
     row = page.locator("#audit tr[data-action=replay]")
@@ -290,8 +268,7 @@ def test_a_selection_replay_sends_only_the_ticked_letters(browser, console, rout
     page.fill("input[name=rate]", "0")
     page.click("#replay")
     wait_for_text(page, "#state", "done")
-    queue, channel = work_queue
-    ids = sorted(m.properties["message_id"] for m in drain(channel, queue))
+    ids = sorted(m.properties["message_id"] for m in work_queue.drain())
     assert ids == sorted(console.store.dead_letters.get(s).message_id for s in seqs[:2])
     assert [console.store.dead_letters.get(s).status for s in seqs] == ["replayed", "replayed", "unhandled", "unhandled"]
     page.context.close()
@@ -315,16 +292,15 @@ def test_an_edit_that_breaks_the_contract_is_refused_and_one_that_fixes_it_is_se
     page.click("#edit button")
     reason = page.inner_text("#edit-error")
     assert reason.startswith("not sent: contract-violation:") and "GraphVersion" in reason
-    queue, channel = work_queue
-    assert drain(channel, queue) == []  # nothing sent
+    assert work_queue.drain() == []  # nothing sent
     assert console.store.dead_letters.get(seq).status == "unhandled"
     page.fill("#edit textarea", text.replace("<GraphVersion>three</GraphVersion>", "<GraphVersion>4</GraphVersion>"))
     page.click("#edit button")
     new_id = page.inner_text("#edited-id")
     assert new_id != original_id
-    [copy] = drain(channel, queue)
+    [copy] = work_queue.drain()
     assert copy.properties["message_id"] == new_id
-    assert copy.properties["application_headers"][EDITED_FROM] == original_id
+    assert copy.headers[EDITED_FROM] == original_id
     assert copy.body == good.replace(b"<GraphVersion>3</GraphVersion>", b"<GraphVersion>4</GraphVersion>")  # GBK kept
     route.contract.decode(copy.body)  # what was sent meets the contract
     assert console.store.dead_letters.get(seq).status == "replayed"
