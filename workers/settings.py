@@ -51,6 +51,20 @@ class Settings(BaseSettings):
     store_retention_days: float = Field(
         3.0, description="How long processed message ids are kept, in days (see the README's Sizing the store)."
     )
+    journal_retention_days: float = Field(
+        400.0, gt=0, description="How long the trace journal keeps a line, in days; the worker removes older ones."
+    )
+    archive_ingest: bool = Field(
+        True, description="The worker takes the routes' dead-letter queues into the store's archive (a thread and "
+        "connection of its own). false: run `gridbus dlq ingest` somewhere instead."
+    )
+    archive_retention_days: float = Field(
+        90.0, gt=0, description="Dead letters dead-lettered longer ago than this, in days, are purged from the archive "
+        "by the worker (restorable for archive_restore_days, then removed)."
+    )
+    archive_restore_days: float = Field(
+        14.0, ge=0, description="How long a purged dead letter can be restored, in days, before the worker removes it."
+    )
     prefetch: int = Field(200, ge=1, description="Messages a worker takes from a queue before acking (per consumer).")
     batch_size: int = Field(100, ge=1, description="Messages processed between two confirm waits / store commits.")
     batch_linger_ms: float = Field(

@@ -42,11 +42,32 @@ def worker(route_names, routes_module, broker, store) -> None:
         raise click.UsageError(str(exc)) from exc
     runtime.install_signal_handlers()
     runtime.start_watchdog()
+    ingester = _start_ingester(settings, routes)
     # What start-up made (modules, contract models, routes) lives as long as the process: kept
     # out of the cyclic collector's full passes, which would walk it again every few thousand messages.
     gc.collect()
     gc.freeze()
-    runtime.run()
+    try:
+        runtime.run()
+    finally:
+        if ingester is not None:
+            ingester.stop()
+
+
+def _start_ingester(settings, routes):
+    """The dead-letter ingester of this worker (GRIDBUS_ARCHIVE_INGEST), in a thread and on a
+    store connection of its own: the archive's commits never wait on the worker's."""
+    if not settings.archive_ingest or not settings.broker_url.startswith(("amqp://", "amqps://")):
+        return None
+    from gridbus.tools.archive import Ingester
+    from gridbus.tools.retention import Retention, RetentionSettings
+    from gridbus.workers.store import Store
+
+    store = Store(settings.store_url)
+    retention = Retention(store, RetentionSettings.of(settings), who=f"worker {settings.worker_name}")
+    ingester = Ingester(settings.broker_url, routes, store, retention=retention)
+    ingester.start()
+    return ingester
 
 
 @main.group("topology")
@@ -130,10 +151,10 @@ def stub(peer, port) -> None:
 
 
 def _register_ops() -> None:
-    from gridbus.tools import commands
+    from gridbus.tools import commands, dlq_cli
     from gridbus.tools.console.commands import console
 
-    for command in (commands.dlq, commands.simulate, commands.trace, console):
+    for command in (dlq_cli.dlq, dlq_cli.audit, commands.simulate, commands.trace, console):
         main.add_command(command)
     topology_group.add_command(commands.users)
 

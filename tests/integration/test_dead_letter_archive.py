@@ -121,3 +121,53 @@ def test_values_keep_their_types():
     table = {"b": b"\x00", "t": datetime(2026, 1, 1, tzinfo=timezone.utc), "d": Decimal("0.1"),
              "nested": [{"$bytes": "not a tag"}, {"x": [1, 2.5, None, True]}], "s": "中文"}
     assert values.loads(values.dumps(table)) == table
+
+
+def test_retention_purges_removes_and_forgets_and_audits_its_settings(archive):
+    from gridbus.tools.retention import DAY_S, Retention, RetentionSettings
+
+    now = 100 * DAY_S
+    archive.dead_letters.ingest([letter(1, at=now - 40 * DAY_S), letter(2, at=now - 5 * DAY_S)], at=now)
+    archive.dead_letters.ingest([letter(3, at=now - 50 * DAY_S)], at=now)
+    archive.dead_letters.soft_delete(Selection(message_id="m3"), "alice", at=now - 20 * DAY_S)
+    archive.journal.append([(now - 400 * DAY_S, "HV1", "delivered", "r", "m0", ""), (now - DAY_S, "HV1", "delivered", "r", "m1", "")])
+    retention = Retention(archive, RetentionSettings(archive_days=30, restore_days=14, journal_days=365),
+                          clock=lambda: now, chunk=1)
+    assert retention.record_settings() and not retention.record_settings()  # audited once per change
+    assert retention.enforce() == {"purged": 1, "removed": 1, "journal": 1}
+    assert [s.message_id for s in archive.dead_letters.search(Selection(status="any"))] == ["m2", "m1"]
+    assert archive.dead_letters.get(archive.dead_letters.search(Selection(message_id="m1", status="any"))[0].seq).status == "deleted"
+    assert [r[3] for r in archive.journal.trace("HV1")] == ["m1"]
+    changed = Retention(archive, RetentionSettings(archive_days=60, restore_days=14, journal_days=365), clock=lambda: now)
+    assert changed.record_settings()
+    rows = archive.audit.rows(action="retention")
+    assert rows[0].detail["before"]["archive_days"] == 30 and rows[0].detail["archive_days"] == 60
+
+
+def test_the_cli_purges_restores_and_shows_the_audit_as_json(archive):
+    import json
+
+    from click.testing import CliRunner
+
+    from gridbus.tools import dlq_cli
+
+    archive.dead_letters.ingest([letter(i, at=1_000.0 + i, keys=(f"K{i}",)) for i in range(4)], at=2_000.0)
+    url, runner = archive.url, CliRunner()
+    listed = runner.invoke(dlq_cli.dlq, ["list", "--store", url, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(g["route"], g["count"]) for g in json.loads(listed.output)] == [("tc.agreement", 4)]
+    found = runner.invoke(dlq_cli.dlq, ["search", "--store", url, "--key", "K2", "--json"])
+    assert [s["message_id"] for s in json.loads(found.output)] == ["m2"]
+
+    refused = runner.invoke(dlq_cli.dlq, ["purge", "--store", url, "--until", "1970-01-01T08:16:42"])
+    assert refused.exit_code == 2 and "--yes" in refused.output and archive.dead_letters.count() == 4
+    purged = runner.invoke(dlq_cli.dlq, ["purge", "--store", url, "--until", "1970-01-01T08:16:42", "--yes",
+                                         "--operator", "alice", "--json"])
+    assert json.loads(purged.output)["purged"] == 2 and archive.dead_letters.count() == 2  # m0, m1 (before 1002)
+    restored = runner.invoke(dlq_cli.dlq, ["restore", "--store", url, "--id", "m1", "--operator", "bob"])
+    assert restored.exit_code == 0 and "restored 1" in restored.output
+    trail = runner.invoke(dlq_cli.audit, ["--store", url, "--json"])
+    assert [(r["action"], r["who"], r["count"]) for r in json.loads(trail.output)] == [
+        ("restore", "bob", 1), ("purge", "alice", 2)]
+    shown = runner.invoke(dlq_cli.audit, ["--store", url])
+    assert "purge" in shown.output and "alice" in shown.output

@@ -145,7 +145,8 @@ class Group:
 class Selection:
     """Which letters: every field given must match. since/until bound ``dead_lettered_at``
     (until exclusive); key: one of its business keys; text: a case-insensitive part of the
-    reason; seqs: these letters; status: unhandled (default), replayed, deleted or any."""
+    reason; seqs: these letters; routes: of one of these routes; status: unhandled (default),
+    replayed, deleted or any."""
 
     route: str | None = None
     error_type: str | None = None
@@ -156,6 +157,7 @@ class Selection:
     text: str | None = None
     message_id: str | None = None
     seqs: tuple[int, ...] | None = None
+    routes: tuple[str, ...] | None = None
     status: str = "unhandled"
 
     def __post_init__(self) -> None:
@@ -165,8 +167,9 @@ class Selection:
     def as_dict(self) -> dict:
         """The fields given, for the audit row and ``--json``."""
         chosen = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-        if "seqs" in chosen:
-            chosen["seqs"] = list(chosen["seqs"])
+        for many in ("seqs", "routes"):
+            if many in chosen:
+                chosen[many] = list(chosen[many])
         return chosen
 
     @classmethod
@@ -174,6 +177,8 @@ class Selection:
         data = dict(data)
         if data.get("seqs") is not None:
             data["seqs"] = tuple(int(s) for s in data["seqs"])
+        if data.get("routes") is not None:
+            data["routes"] = tuple(str(r) for r in data["routes"])
         return cls(**data)
 
     def where(self, db: Database) -> tuple[str, list]:
@@ -199,6 +204,9 @@ class Selection:
         if self.seqs is not None:
             clauses.append(db.in_set("seq"))
             params.append(db.set_param(int(s) for s in self.seqs))
+        if self.routes is not None:
+            clauses.append(db.in_set("route"))
+            params.append(db.set_param(self.routes))
         return " AND ".join(clauses), params
 
 
@@ -313,6 +321,13 @@ class DeadLetters:
             (at, who, self._db.set_param(seqs)),
         )
         return max(cur.rowcount, 0)
+
+    def record_replay(self, seq: int, who: str, at: float, entry: AuditEntry) -> None:
+        """Letter ``seq`` was sent again outside a replay (edited): marked replayed, and audited,
+        in one commit."""
+        with self._db.transaction() as cur:
+            self.mark_replayed(cur, [seq], who, at)
+            self._audit.write(cur, entry)
 
     def soft_delete(self, selection: Selection, who: str, at: float) -> int:
         """Purge the letters of ``selection`` (not yet deleted): hidden, restorable until the
