@@ -23,8 +23,8 @@ from gridbus.contracts import naming
 from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED
 from gridbus.routes.model import Source
 from gridbus.tools.console.app import ConsoleConfig, build_app
-from gridbus.tools.console.replayer import EDITED_FROM
 from gridbus.tools.console.server import ConsoleServer
+from gridbus.tools.replay import EDITED_FROM
 from gridbus.workers import headers as H
 from gridbus.workers import topology
 from gridbus.workers.store import Store
@@ -291,7 +291,9 @@ def test_an_edit_that_breaks_the_contract_is_refused_and_one_that_fixes_it_is_se
     page.fill("#edit textarea", text.replace("<GraphVersion>three</GraphVersion>", "<GraphVersion>-1</GraphVersion>"))
     page.click("#edit button")
     reason = page.inner_text("#edit-error")
-    assert reason.startswith("not sent: contract-violation:") and "GraphVersion" in reason
+    assert reason.startswith(f"not sent: the edited body of dead letter {seq} (message {original_id}) on route "
+                             f"{route.name} does not meet the contract BlackMapPublished:")
+    assert "GraphVersion" in reason and reason.endswith("nothing sent")
     assert work_queue.drain() == []  # nothing sent
     assert console.store.dead_letters.get(seq).status == "unhandled"
     page.fill("#edit textarea", text.replace("<GraphVersion>three</GraphVersion>", "<GraphVersion>4</GraphVersion>"))

@@ -13,7 +13,7 @@ from lxml import etree
 from gridbus.contracts.errors import GridbusError, escape_char
 from gridbus.contracts.xml import parse_xml
 from gridbus.tools.console.rendering import Inert, Lines
-from gridbus.tools.console.replayer import as_dead_letter
+from gridbus.tools.dlq_cli import as_dead_letter
 from gridbus.tools.letters import shown, visible
 from gridbus.workers.store.dead_letters import ArchivedLetter
 
