@@ -189,3 +189,14 @@ def test_the_pages_render_with_an_empty_store(store):
         assert answer.status_code == 200, path
     assert client.get("/dead-letters/999").status_code == 404
     assert client.get("/dead-letters?since=soon").status_code == 400
+
+
+def test_a_replay_that_cannot_begin_is_refused_on_the_form(store):
+    client, token = logged_in(make_app(store), "otto")
+    form = {"csrf": token, "scope": "all", "rate": "5", "route": "(unrouted)",
+            "replay_id": "3f1c9a52-8d0e-4c55-9a43-8d1c1f0f2a11"}
+    answer = client.post("/dead-letters/replay", data=form)
+    assert answer.status_code == 400 and "unrouted messages cannot be replayed" in answer.text
+    assert store.replays.progress(form["replay_id"]) is None and store.audit.rows() == []
+    too_fast = client.post("/dead-letters/replay", data={**form, "route": "", "rate": "1e9"})
+    assert too_fast.status_code == 400 and "letters per second" in too_fast.text

@@ -28,6 +28,8 @@ from gridbus.workers.store.dead_letters import ArchivedLetter, Selection
 log = structlog.get_logger("gridbus.console")
 
 MAX_RATE = 10_000.0
+#: Longest wait for a replay to begin (its letters taken on) before its page is shown.
+BEGIN_TIMEOUT_S = 10.0
 #: Longest reason kept for a replay's page.
 MAX_REASON_CHARS = 500
 
@@ -53,9 +55,15 @@ class Replayer:
         as confirms come) and send it from a thread; the same id again resumes it."""
         if not 0 <= rate <= MAX_RATE:
             raise ReplayRefused(f"a rate is between 0 (full speed) and {MAX_RATE:g} letters per second")
-        self._run_in_thread(replay_id, who, lambda: replay.replay(
+        running = self._run_in_thread(replay_id, who, lambda: replay.replay(
             self.broker_url, self.routes.values(), self.store, selection, replay_id=replay_id, rate=rate,
             operator=who, clock=self.clock))
+        # the replay's page is shown next: wait until it has begun, or say why it could not
+        deadline = time.monotonic() + BEGIN_TIMEOUT_S
+        while self.store.replays.progress(replay_id) is None:
+            if not running.thread.is_alive() or time.monotonic() > deadline:
+                raise ReplayRefused(running.error or "the replay did not begin: try again")
+            time.sleep(0.02)
 
     def resume(self, replay_id: str, who: str) -> None:
         """Send what is left of replay ``replay_id`` (begun here or elsewhere), unless it is done
@@ -76,15 +84,17 @@ class Replayer:
         running = self._running.get(replay_id)
         return running is not None and running.thread.is_alive()
 
-    def _run_in_thread(self, replay_id: str, who: str, send: Callable[[], object]) -> None:
+    def _run_in_thread(self, replay_id: str, who: str, send: Callable[[], object]) -> Running:
+        """The run sending ``replay_id``: the one already under way here, or a new one."""
         with self._lock:
             running = self._running.get(replay_id)
             if running is not None and running.thread.is_alive():
-                return
+                return running
             running = self._running[replay_id] = Running(threading.Thread())
             running.thread = threading.Thread(target=self._run, args=(replay_id, who, running, send),
                                               name=f"gridbus-replay-{replay_id[:8]}", daemon=True)
             running.thread.start()
+            return running
 
     def _run(self, replay_id: str, who: str, running: Running, send: Callable[[], object]) -> None:
         try:
