@@ -43,6 +43,9 @@ from gridbus.workers.store.replays import ReplayProgress
 REPLAY_ID = "x-gridbus-replay-id"  # the replay that sent this copy
 EDITED_FROM = "x-gridbus-edited-from"  # message id of the letter whose edited body this copy carries
 
+#: Least time between two progress reports, in seconds (each counts the replay's letters).
+PROGRESS_EVERY_S = 1.0
+
 #: Most characters of each body version kept in the audit row (a body is at most 1 MiB anyway).
 AUDIT_BODY_MAX_CHARS = 64 * 1024
 
@@ -69,14 +72,16 @@ def replay(
     confirm_timeout: float = 30.0,
     progress: Callable[[ReplayProgress], None] | None = None,
     after_confirm: Callable[[list[ArchivedLetter]], None] | None = None,
+    after_mark: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> ReplayProgress:
     """Replay the letters of ``selection`` (a new replay), or resume replay ``replay_id``.
 
     rate: letters per second at most (0: as fast as the broker confirms); chunk: letters per
-    confirm wait (smaller when the rate asks for it, so a chunk takes about a tenth of a second);
-    progress: called after each chunk; after_confirm: called between a chunk's confirms and its
-    marking (tests cut a replay off there). Raises ``DlqError`` when it cannot go on; what was not
+    confirm wait (smaller when the rate asks for it, so a chunk takes about a fifth of a second);
+    progress: called at most every ``PROGRESS_EVERY_S`` and at the end; after_confirm: called between a chunk's confirms and its
+    marking, after_mark after it with the letters sent so far by this call (tests cut a replay
+    off there). Raises ``DlqError`` when it cannot go on; what was not
     sent stays in the replay, to resume."""
     by_name = {r.name: r for r in routes}
     who = operator_name(operator)
@@ -90,28 +95,35 @@ def replay(
             selection = replace(selection, routes=tuple(sorted(by_name)))
         begun = store.replays.begin(replay_id or uuid.uuid4().hex, selection, who, rate, clock())
     replay_id = begun.replay_id
-    step = max(1, min(chunk, int(rate / 10) or 1)) if rate > 0 else chunk
+    step = max(1, min(chunk, int(rate / 5) or 1)) if rate > 0 else chunk
     with Connection(broker_url, connect_timeout=10) as conn:
         publisher = _publisher(conn, confirm_timeout)
-        started, sent_here = time.monotonic(), 0
+        started, sent_here, last, told = time.monotonic(), 0, 0, -PROGRESS_EVERY_S
         while True:
-            letters = store.replays.pending(replay_id, limit=step)
+            letters = store.replays.pending(replay_id, limit=step, after=last)
             if not letters:
                 break
+            last = letters[-1].seq
             confirmed = _send(publisher, letters, by_name, who, replay_id, clock)
             if after_confirm is not None:
                 after_confirm(confirmed)
             store.replays.confirmed(replay_id, [x.seq for x in confirmed], who, clock())
             sent_here += len(confirmed)
+            if after_mark is not None:
+                after_mark(sent_here)
             if rate > 0:  # pace: n letters of this run take at least n / rate seconds
                 time.sleep(max(0.0, started + sent_here / rate - time.monotonic()))
-            if progress is not None:
+            if progress is not None and time.monotonic() >= told + PROGRESS_EVERY_S:
+                told = time.monotonic()
                 progress(store.replays.progress(replay_id))
             if len(confirmed) < len(letters):
                 raise DlqError(_refused(letters, confirmed, replay_id))
         publisher.close()
     store.replays.finish(replay_id, clock())
-    return store.replays.progress(replay_id)
+    done = store.replays.progress(replay_id)
+    if progress is not None:
+        progress(done)
+    return done
 
 
 def _send(publisher: Publisher, letters: list[ArchivedLetter], by_name: dict, who: str, replay_id: str,

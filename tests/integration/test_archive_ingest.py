@@ -121,3 +121,33 @@ def test_killed_between_the_commit_and_the_ack_archives_each_letter_once(broker_
         assert {s.message_id for s in store.dead_letters.search()} == ids and store.dead_letters.count() == 4
     finally:
         store.close()
+
+
+def test_a_worker_archives_the_dead_letters_it_makes(broker_url, vhost, system_users, tmp_path):
+    from tests.support.amqp import UpstreamSystem, declare_routes
+    from tests.support.amqp import wait_for
+    from tests.support.processes import WorkerProcess
+    from tests.support.routes import AMQP_ONLY_NOTES, note_body
+
+    declare_routes(broker_url, [AMQP_ONLY_NOTES])
+    url = f"sqlite:///{tmp_path}/store.sqlite3"
+    worker = WorkerProcess(broker_url, url, "tests.support.routes:SUBPROCESS_ROUTES", tmp_path)
+    pms = UpstreamSystem(vhost, *system_users["pms"])
+    try:
+        message_id = pms.publish("pms.out", "note.amqp", note_body(uuid.uuid4().hex, version="2"), message_type="Note")
+    finally:
+        pms.close()
+    worker.start()
+    try:
+        def archived_letter():
+            store = Store(url)
+            try:
+                return store.dead_letters.search(Selection(message_id=message_id))
+            finally:
+                store.close()
+
+        [letter] = wait_for(archived_letter, timeout=30, what="the dead letter archived by the worker")
+        assert letter.route == AMQP_ONLY_NOTES.name and letter.error_type == "contract-violation"
+        assert worker.terminate() == 0
+    finally:
+        worker.close()

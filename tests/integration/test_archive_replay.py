@@ -96,14 +96,14 @@ from gridbus.tools.replay import replay
 from gridbus.workers.store import Store
 from gridbus.workers.store.dead_letters import Selection
 
-def cut(progress):
-    if progress.sent >= 1000:
+def cut(sent):
+    if sent >= 1000:
         os.kill(os.getpid(), signal.SIGKILL)
 
 def cut_before_marking(confirmed):
     os.kill(os.getpid(), signal.SIGKILL)
 
-hooks = {"progress": cut} if sys.argv[4] == "after-marking" else {"after_confirm": cut_before_marking}
+hooks = {"after_mark": cut} if sys.argv[4] == "after-marking" else {"after_confirm": cut_before_marking}
 replay(sys.argv[1], make_routes(sys.argv[2]), Store(sys.argv[3]), Selection(), replay_id="r-cut", operator="ops-1",
        chunk=200, **hooks)
 """

@@ -31,6 +31,12 @@ class Dialect:
     purge_chunk: str
     #: ``column`` + this: the column's value is one of a set given as one parameter (``set_param``)
     in_set: str
+    #: ``column`` + this: the column's value is one of many numbers given as one parameter
+    in_numbers: str = " IN (SELECT value FROM json_each({p}))"
+    #: ``column`` + this: the column's value is one the subquery ``{q}`` gives
+    in_subquery: str = " IN ({q})"
+    #: how a transaction starts
+    begin: str = "BEGIN"
 
 
 SQLITE = Dialect(
@@ -39,6 +45,10 @@ SQLITE = Dialect(
     blob="BLOB",
     purge_chunk="DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE at < {{p}} LIMIT {n})",
     in_set=" IN (SELECT value FROM json_each({p}))",
+    # The write lock from the start: a transaction that read first and then wrote would be refused
+    # at once (SQLITE_BUSY, no waiting) while another process wrote; taken up front, it waits
+    # (busy_timeout), so an operator's command can write while a worker runs.
+    begin="BEGIN IMMEDIATE",
 )
 
 POSTGRESQL = Dialect(
@@ -52,6 +62,13 @@ POSTGRESQL = Dialect(
         "SELECT ctid FROM {table} WHERE at < {{p}} LIMIT {n} FOR UPDATE SKIP LOCKED))"
     ),
     in_set=" = ANY({p})",
+    # The subquery's rows first, as an array, then the column's index: the planner cannot walk
+    # the whole table in the column's order hoping to meet them (it did, before ANALYZE, for
+    # the archive's search by business key: 1.5 s at 100,000 letters instead of 4 ms).
+    in_subquery=" = ANY(ARRAY({q}))",
+    # A join, not ``= ANY``: before ANALYZE the planner scans the table and compares each row
+    # with every element (10,000 letters of a replay: 18 s at 100,000 archived).
+    in_numbers=" IN (SELECT unnest({p}::bigint[]))",
 )
 
 #: Key of the PostgreSQL advisory lock held while creating the tables: workers starting
@@ -116,6 +133,15 @@ class Database:
         one statement for ten thousand keys, with no limit on how many."""
         return column + self.dialect.in_set
 
+    def in_numbers(self, column: str) -> str:
+        """``column`` (a BIGINT) is one of the numbers given as one parameter, ``set_param(numbers)``:
+        thousands of them, as a join whatever the planner knows of the table."""
+        return column + self.dialect.in_numbers
+
+    def in_subquery(self, column: str, query: str) -> str:
+        """``column`` is one of the values ``query`` selects (a one-column subquery)."""
+        return column + self.dialect.in_subquery.replace("{q}", query)
+
     def set_param(self, values: Iterable[str]) -> Any:
         """The parameter of ``in_set``: a JSON array for SQLite, a list (an array) for PostgreSQL."""
         values = list(values)
@@ -130,7 +156,7 @@ class Database:
         """A cursor inside BEGIN ... COMMIT; an exception out of the block rolls it all back."""
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN")
+            cur.execute(self.dialect.begin)
             try:
                 yield cur
             except BaseException:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
 from gridbus.workers.store import values
@@ -51,7 +51,11 @@ _INSERT = (
     "INSERT INTO dead_letters (letter_id, route, queue, message_id, message_type, error_type, reason, "
     "first_failure_at, last_failure_at, dead_lettered_at, attempts, business_keys, properties, headers, body, "
     "archived_at, replays) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 0) "
-    "ON CONFLICT (letter_id) DO NOTHING RETURNING seq"
+    "ON CONFLICT (letter_id) DO NOTHING"
+)
+_INSERT_KEY = (
+    "INSERT INTO dead_letter_keys (key, seq) SELECT {p}, seq FROM dead_letters WHERE letter_id = {p} "
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -196,13 +200,13 @@ class Selection:
             clauses.append("dead_lettered_at < {p}")
             params.append(self.until)
         if self.key is not None:
-            clauses.append("seq IN (SELECT seq FROM dead_letter_keys WHERE key = {p})")
+            clauses.append(db.in_subquery("seq", "SELECT seq FROM dead_letter_keys WHERE key = {p}"))
             params.append(self.key)
         if self.text:
             clauses.append("LOWER(reason) LIKE {p} ESCAPE '\\'")
             params.append("%" + _like_escaped(self.text.lower()) + "%")
         if self.seqs is not None:
-            clauses.append(db.in_set("seq"))
+            clauses.append(db.in_numbers("seq"))
             params.append(db.set_param(int(s) for s in self.seqs))
         if self.routes is not None:
             clauses.append(db.in_set("route"))
@@ -240,20 +244,15 @@ class DeadLetters:
     def ingest(self, letters: Iterable[NewLetter], at: float) -> int:
         """Archive ``letters`` in one commit; returns how many were new (a letter already
         archived, by ``letter_id``, is left as it is)."""
-        new = 0
+        letters = list(letters)
+        if not letters:
+            return 0
         with self._db.transaction() as cur:
-            for letter in letters:
-                cur.execute(self._db.sql(_INSERT), _insert_params(letter, at))
-                row = cur.fetchone()
-                if row is None:
-                    continue
-                new += 1
-                keys = sorted(set(letter.business_keys))
-                if keys:
-                    cur.executemany(
-                        self._db.sql("INSERT INTO dead_letter_keys (key, seq) VALUES ({p}, {p}) ON CONFLICT DO NOTHING"),
-                        [(key, row[0]) for key in keys],
-                    )
+            cur.executemany(self._db.sql(_INSERT), [_insert_params(x, at) for x in letters])
+            new = max(cur.rowcount, 0)
+            keys = [(key, x.letter_id) for x in letters for key in sorted(set(x.business_keys))]
+            if keys:  # a letter archived before has its keys already: ON CONFLICT keeps them once
+                cur.executemany(self._db.sql(_INSERT_KEY), keys)
         return new
 
     # -- reads ----------------------------------------------------------------------------------
@@ -383,8 +382,8 @@ class DeadLetters:
             if not seqs:
                 return 0
             param = self._db.set_param(seqs)
-            cur.execute(self._db.sql("DELETE FROM dead_letter_keys WHERE " + self._db.in_set("seq")), (param,))
-            cur.execute(self._db.sql("DELETE FROM dead_letters WHERE " + self._db.in_set("seq")), (param,))
+            cur.execute(self._db.sql("DELETE FROM dead_letter_keys WHERE " + self._db.in_numbers("seq")), (param,))
+            cur.execute(self._db.sql("DELETE FROM dead_letters WHERE " + self._db.in_numbers("seq")), (param,))
             self._audit.write(cur, AuditEntry(
                 at, who, "remove", f"removed {len(seqs)} purged dead letter(s) for good", len(seqs),
                 {"deleted_before": cutoff}))
@@ -404,8 +403,8 @@ def _insert_params(letter: NewLetter, at: float) -> tuple:
     )
 
 
-def _summary(r) -> LetterSummary:
-    return LetterSummary(
+def _fields(r) -> dict:
+    return dict(
         seq=int(r[0]), letter_id=r[1], route=r[2], queue=r[3], message_id=r[4], message_type=r[5],
         error_type=r[6], reason=r[7], first_failure_at=_float(r[8]), last_failure_at=_float(r[9]),
         dead_lettered_at=float(r[10]), attempts=int(r[11]), business_keys=tuple(json.loads(r[12])),
@@ -414,11 +413,14 @@ def _summary(r) -> LetterSummary:
     )
 
 
+def _summary(r) -> LetterSummary:
+    return LetterSummary(**_fields(r))
+
+
 def archived_letter(r) -> ArchivedLetter:
     """A row of ``FULL_COLUMNS`` as a letter."""
-    summary = _summary(r[:19])
     return ArchivedLetter(
-        **asdict(summary), properties=values.loads(r[19]), headers=values.loads(r[20]), body=bytes(r[21])
+        **_fields(r), properties=values.loads(r[19]), headers=values.loads(r[20]), body=bytes(r[21])
     )
 
 

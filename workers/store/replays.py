@@ -94,16 +94,31 @@ class Replays:
             ))
         return self.progress(replay_id)
 
-    def pending(self, replay_id: str, limit: int = 500) -> list[ArchivedLetter]:
+    def pending(self, replay_id: str, limit: int = 500, after: int = 0) -> list[ArchivedLetter]:
         """The next letters of the replay to send, oldest first: not confirmed yet, not purged,
-        and not replayed by anyone since the replay began."""
-        columns = ", ".join(f"d.{c.strip()}" for c in FULL_COLUMNS.split(","))
-        rows = self._db.query(
-            f"SELECT {columns} {_PENDING_SQL} AND d.deleted_at IS NULL AND d.replays = i.replays_before "
-            f"ORDER BY i.seq LIMIT {int(limit)}",
-            (replay_id,),
-        )
-        return [archived_letter(r) for r in rows]
+        and not replayed by anyone since the replay began; ``after``: only letters numbered
+        above it (the caller's last, so a long replay does not scan what it sent).
+
+        Two index lookups, the replay's items and then their letters by number, rather than a
+        join the planner may turn into a scan of the whole archive."""
+        while True:
+            items = self._db.query(
+                "SELECT seq, replays_before FROM replay_items WHERE replay_id = {p} AND sent_at IS NULL "
+                f"AND seq > {{p}} ORDER BY seq LIMIT {int(limit)}",
+                (replay_id, int(after)),
+            )
+            if not items:
+                return []
+            before = {int(seq): int(replays) for seq, replays in items}
+            rows = self._db.query(
+                f"SELECT {FULL_COLUMNS} FROM dead_letters WHERE " + self._db.in_set("seq"),
+                (self._db.set_param(list(before)),),
+            )
+            found = sorted((archived_letter(r) for r in rows), key=lambda x: x.seq)
+            due = [x for x in found if x.deleted_at is None and x.replays == before[x.seq]]
+            if due:
+                return due
+            after = max(before)  # every one of these was passed over: look further
 
     def confirmed(self, replay_id: str, seqs: list[int], who: str, at: float) -> None:
         """The broker confirmed the copies of these letters: sent by this replay, and replayed."""
@@ -112,10 +127,10 @@ class Replays:
         with self._db.transaction() as cur:
             cur.execute(
                 self._db.sql(
-                    "UPDATE replay_items SET sent_at = {p} WHERE replay_id = {p} AND sent_at IS NULL AND "
-                    + self._db.in_set("seq") + " RETURNING seq"
-                ),
-                (at, replay_id, self._db.set_param(seqs)),
+                    "UPDATE replay_items SET sent_at = {p} WHERE replay_id = {p} AND seq BETWEEN {p} AND {p} "
+                    "AND sent_at IS NULL AND " + self._db.in_set("seq") + " RETURNING seq"
+                ),  # the range keeps it to the chunk's part of the replay's index
+                (at, replay_id, min(seqs), max(seqs), self._db.set_param(seqs)),
             )
             newly = [int(r[0]) for r in cur.fetchall()]  # a confirm told twice marks the letter once
             self._letters.mark_replayed(cur, newly, who, at)
