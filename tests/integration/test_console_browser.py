@@ -39,7 +39,8 @@ PASSWORDS = {"vera": "viewer-password-1", "otto": "operator-password-1", "ada": 
 ROLES = {"vera": "viewer", "otto": "operator", "ada": "admin"}
 DAY_S = 86_400.0
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install -e '.[test]')")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the browser tests need playwright (pip install -e '.[test]')")
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
@@ -270,7 +271,8 @@ def test_a_selection_replay_sends_only_the_ticked_letters(browser, console, rout
     wait_for_text(page, "#state", "done")
     ids = sorted(m.properties["message_id"] for m in work_queue.drain())
     assert ids == sorted(console.store.dead_letters.get(s).message_id for s in seqs[:2])
-    assert [console.store.dead_letters.get(s).status for s in seqs] == ["replayed", "replayed", "unhandled", "unhandled"]
+    statuses = [console.store.dead_letters.get(s).status for s in seqs]
+    assert statuses == ["replayed", "replayed", "unhandled", "unhandled"]
     page.context.close()
 
 
@@ -282,7 +284,7 @@ def test_an_edit_that_breaks_the_contract_is_refused_and_one_that_fixes_it_is_se
     good = (EXAMPLES / "pms.BlackMapPublished.gbk.xml").read_bytes()
     broken = good.replace(b"<GraphVersion>3</GraphVersion>", b"<GraphVersion>three</GraphVersion>")
     [seq] = archived(console.store, route, 1, at=time.time() - 60, body=broken,
-                     reason="element GraphVersion: 'three' is not a valid value of the atomic type 'xs:positiveInteger'")
+                     reason="element GraphVersion: 'three' is not a valid value of 'xs:positiveInteger'")
     original_id = console.store.dead_letters.get(seq).message_id
     page = log_in(browser, console, "otto")
     page.goto(f"{console.url}/dead-letters/{seq}")

@@ -26,8 +26,8 @@ def free_port() -> int:
 def test_user_add_list_remove(tmp_path):
     store = f"sqlite:///{tmp_path}/store.sqlite3"
     runner = CliRunner()
-    added = runner.invoke(main, ["console", "user", "add", "ada", "--role", "admin", "--password-stdin", "--store", store],
-                          input="a-long-enough-password\n")
+    added = runner.invoke(main, ["console", "user", "add", "ada", "--role", "admin", "--password-stdin",
+                                 "--store", store], input="a-long-enough-password\n")
     assert added.exit_code == 0 and added.output == "created ada (admin)\n"
     again = runner.invoke(main, ["console", "user", "add", "ada", "--role", "viewer", "--store", store],
                           input="another-long-password\nanother-long-password\n")

@@ -138,9 +138,10 @@ def test_the_trusted_header_is_believed_only_from_the_proxy(store):
     assert "ada" in client.get("/", headers={"X-Forwarded-User": "ada"}).text
     assert client.get("/", headers={"X-Forwarded-User": "mallory"}, follow_redirects=False).status_code == 303
     elsewhere = make_app(store, trusted_header=TrustedHeader("x-forwarded-user", ("10.0.0.1",)))
-    assert TestClient(elsewhere).get("/", headers={"X-Forwarded-User": "ada"}, follow_redirects=False).status_code == 303
+    sso = {"X-Forwarded-User": "ada"}
+    assert TestClient(elsewhere).get("/", headers=sso, follow_redirects=False).status_code == 303
     off = make_app(store)  # off by default
-    assert TestClient(off).get("/", headers={"X-Forwarded-User": "ada"}, follow_redirects=False).status_code == 303
+    assert TestClient(off).get("/", headers=sso, follow_redirects=False).status_code == 303
 
 
 def test_a_login_goes_back_only_to_a_path_of_the_console():
@@ -176,7 +177,8 @@ def test_a_filter_reads_dates_in_china_time_and_age_in_days():
 def test_whatever_a_publisher_wrote_is_printed_inert():
     env = environment()
     template = env.from_string("<p>{{ v }}</p><pre>{{ body }}</pre><i>{{ done }}</i>")
-    html = template.render(v="\x1b[2J<script>x</script>\u202e\x9b", body=Lines("a\n\tb\x1b]0;t\x07"), done=Inert("\\x1b"))
+    html = template.render(v="\x1b[2J<script>x</script>\u202e\x9b", body=Lines("a\n\tb\x1b]0;t\x07"),
+                           done=Inert("\\x1b"))
     assert html == ("<p>\\x1b[2J&lt;script&gt;x&lt;/script&gt;\\u202e\\x9b</p><pre>a\n\tb\\x1b]0;t\\x07</pre>"
                     "<i>\\x1b</i>")
     assert finalize(None) == "" and finalize(3) == 3

@@ -59,7 +59,8 @@ def check_csrf(request: Request, form) -> None:
     sent = form.get(CSRF_FIELD)
     expected = request.session.get(CSRF_FIELD)
     if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise Refused(403, "the form is stale or did not come from this console (CSRF token missing or wrong): reload the page")
+        raise Refused(403, "the form is stale or did not come from this console (CSRF token missing or wrong): "
+                           "reload the page")
 
 
 def signed_in(request: Request) -> Account | None:

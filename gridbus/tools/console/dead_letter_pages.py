@@ -148,10 +148,13 @@ def letters_page(request: Request, account: Account) -> Response:
     store = request.app.state.store
     selection = selection_of(filters, _now(request))
     before = request.query_params.get("before")
-    letters = store.dead_letters.search(selection, limit=PAGE_SIZE, before=int(before) if (before or "").isdigit() else None)
-    done = {k: int(request.query_params[k]) for k in ("purged", "restored") if request.query_params.get(k, "").isdigit()}
-    return render(request, "letters.html", account, letters=letters, filters=filters, total=store.dead_letters.count(selection),
-                  query=_query, page_size=PAGE_SIZE, replay_id=str(uuid.uuid4()), done=done)
+    before = int(before) if (before or "").isdigit() else None
+    letters = store.dead_letters.search(selection, limit=PAGE_SIZE, before=before)
+    params = request.query_params
+    done = {k: int(params[k]) for k in ("purged", "restored") if params.get(k, "").isdigit()}
+    return render(request, "letters.html", account, letters=letters, filters=filters,
+                  total=store.dead_letters.count(selection), query=_query, page_size=PAGE_SIZE,
+                  replay_id=str(uuid.uuid4()), done=done)
 
 
 @page("viewer")
@@ -276,4 +279,5 @@ def restore(request: Request, account: Account, form) -> Response:
     seqs = _seqs(form) if form.get("scope") == "selected" else None
     selection = selection_of({**filters, "status": "deleted"}, _now(request), seqs or None)
     count = request.app.state.store.dead_letters.restore(selection, account.name, _now(request))
-    return RedirectResponse(f"/dead-letters/letters?{_query(filters, status='unhandled', restored=count)}", status_code=303)
+    query = _query(filters, status="unhandled", restored=count)
+    return RedirectResponse(f"/dead-letters/letters?{query}", status_code=303)

@@ -64,8 +64,8 @@ def edit_box(text: str) -> Inert | None:
 
 
 def _pairs(mapping: dict) -> list[tuple[str, str]]:
-    return [(Inert(shown(k, 200)), Inert(shown(v, VALUE_CHARS))) for k, v in sorted(mapping.items(), key=lambda kv: str(kv[0]))
-            if k != "application_headers"]
+    ordered = sorted(mapping.items(), key=lambda kv: str(kv[0]))
+    return [(Inert(shown(k, 200)), Inert(shown(v, VALUE_CHARS))) for k, v in ordered if k != "application_headers"]
 
 
 def _cut(text: str) -> str:

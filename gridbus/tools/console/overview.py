@@ -97,7 +97,8 @@ def hourly_throughput(db: Database, now: float, hours: int = 24) -> Series:
     start = (now // HOUR_S - hours + 1) * HOUR_S
     counts = [0] * hours
     for bucket, count in db.query(
-        "SELECT CAST(FLOOR((at - {p}) / 3600) AS INTEGER), COUNT(*) FROM outcomes WHERE at >= {p} GROUP BY 1", (start, start)
+        "SELECT CAST(FLOOR((at - {p}) / 3600) AS INTEGER), COUNT(*) FROM outcomes WHERE at >= {p} GROUP BY 1",
+        (start, start),
     ):
         if 0 <= int(bucket) < hours:
             counts[int(bucket)] += int(count)

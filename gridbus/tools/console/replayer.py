@@ -111,7 +111,8 @@ class Replayer:
         """Send ``new_body`` in place of the letter's once its route's contract accepts it;
         returns the new message id. ``ReplayRefused`` with the reason otherwise (nothing sent)."""
         if letter.status != "unhandled":
-            raise ReplayRefused(f"letter {letter.seq} is {letter.status}: only an unhandled letter is edited and replayed")
+            raise ReplayRefused(
+                f"letter {letter.seq} is {letter.status}: only an unhandled letter is edited and replayed")
         try:
             result = replay.edit_and_replay(self.broker_url, self.routes.values(), self.store, letter.seq, new_body,
                                             operator=who, clock=self.clock)
