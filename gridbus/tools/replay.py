@@ -91,7 +91,9 @@ def replay(
         raise DlqError(f"there is no replay {visible(replay_id or '-')} to resume (`gridbus dlq replays` lists them)")
     else:
         _refuse_unrouted(selection)
-        if selection.route is None and selection.routes is None:
+        if selection.route is None and selection.routes is None and selection.seqs is None:
+            # only the letters of these routes (never the unrouted ones); letters chosen by
+            # number are taken as chosen: one of another route stops the replay when it comes up
             selection = replace(selection, routes=tuple(sorted(by_name)))
         begun = store.replays.begin(replay_id or uuid.uuid4().hex, selection, who, rate, clock())
     replay_id = begun.replay_id

@@ -9,43 +9,14 @@ import subprocess
 import sys
 import uuid
 
-import amqp
 import pytest
-from kombu import Connection
 
-from tests.integration.test_dlq import REPO, _amqp_params, broker_dead_letter, dead_letter, make_routes, queue_count
+from tests.integration.test_dlq import REPO, broker_dead_letter, dead_letter, queue_count
 from gridbus.tools.archive import Ingester
-from gridbus.workers import topology
 from gridbus.workers.store import Store
 from gridbus.workers.store.dead_letters import Selection
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def routes(broker_url):
-    """Two routes of their own in the session's vhost, their queues deleted afterwards."""
-    declared = make_routes(uuid.uuid4().hex[:8])
-    topo = topology.derive(declared)
-    with Connection(broker_url) as conn:
-        topology.declare(conn.default_channel, topo)
-    yield declared
-    with Connection(broker_url) as conn:
-        channel = conn.channel()
-        for queue in topo.queues:
-            if any(queue.name.startswith(r.name) for r in declared):
-                channel.queue_delete(queue.name)
-
-
-@pytest.fixture
-def channel(broker_url):
-    conn = amqp.Connection(**_amqp_params(broker_url))
-    conn.connect()
-    ch = conn.channel()
-    ch.auto_decode = False
-    ch.confirm_select()
-    yield ch
-    conn.close()
 
 
 def ingest(broker_url, routes, store_url) -> int:
@@ -56,7 +27,8 @@ def ingest(broker_url, routes, store_url) -> int:
         store.close()
 
 
-def test_letters_wait_in_their_queue_until_the_ingester_runs(broker_url, routes, channel, tmp_path):
+def test_letters_wait_in_their_queue_until_the_ingester_runs(broker_url, own_routes, own_channel, tmp_path):
+    routes, channel = own_routes, own_channel
     pms, mkt = routes
     body = "<黑图 id='1'>\x1b[31m</黑图>".encode("gb18030")
     ids = [dead_letter(channel, pms, body=body, content_type="application/xml; charset=gb18030") for _ in range(3)]
@@ -98,7 +70,8 @@ Ingester(sys.argv[1], make_routes(sys.argv[2]), Store(sys.argv[3]), after_commit
 """
 
 
-def test_killed_between_the_commit_and_the_ack_archives_each_letter_once(broker_url, routes, channel, tmp_path):
+def test_killed_between_the_commit_and_the_ack_archives_each_letter_once(broker_url, own_routes, own_channel, tmp_path):
+    routes, channel = own_routes, own_channel
     pms, _ = routes
     ids = {dead_letter(channel, pms) for _ in range(4)}
     url = f"sqlite:///{tmp_path}/store.sqlite3"

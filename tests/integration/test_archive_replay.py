@@ -13,44 +13,17 @@ from datetime import datetime, timezone
 
 import amqp
 import pytest
-from kombu import Connection
 
-from tests.integration.test_dlq import REPO, _amqp_params, drain, make_routes
+from tests.integration.test_dlq import REPO, drain
 from gridbus.tools.archive import archived
 from gridbus.tools.dlq import DlqError
 from gridbus.tools.letters import DeadLetter
 from gridbus.tools.replay import EDITED_FROM, REPLAY_ID, edit_and_replay, replay
 from gridbus.workers import headers as H
-from gridbus.workers import topology
 from gridbus.workers.store import Store
 from gridbus.workers.store.dead_letters import Selection
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def routes(broker_url):
-    """Two routes of their own in the session's vhost, their queues deleted afterwards."""
-    declared = make_routes(uuid.uuid4().hex[:8])
-    topo = topology.derive(declared)
-    with Connection(broker_url) as conn:
-        topology.declare(conn.default_channel, topo)
-    yield declared
-    with Connection(broker_url) as conn:
-        channel = conn.channel()
-        for queue in topo.queues:
-            if any(queue.name.startswith(r.name) for r in declared):
-                channel.queue_delete(queue.name)
-
-
-@pytest.fixture
-def channel(broker_url):
-    conn = amqp.Connection(**_amqp_params(broker_url))
-    conn.connect()
-    ch = conn.channel()
-    ch.auto_decode = False
-    yield ch
-    conn.close()
 
 
 def take(ch, queue: str, expected: int, quiet_s: float = 0.3) -> list[amqp.Message]:
@@ -118,7 +91,8 @@ def _cut_replay(broker_url, routes, url, where):
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()
 
 
-def test_a_replay_of_2000_cut_off_halfway_and_resumed_sends_each_once(broker_url, routes, channel, tmp_path):
+def test_a_replay_of_2000_cut_off_halfway_and_resumed_sends_each_once(broker_url, own_routes, own_channel, tmp_path):
+    routes, channel = own_routes, own_channel
     pms, _ = routes
     url = f"sqlite:///{tmp_path}/store.sqlite3"
     store = Store(url)
@@ -147,7 +121,8 @@ def test_a_replay_of_2000_cut_off_halfway_and_resumed_sends_each_once(broker_url
         store.close()
 
 
-def test_cut_between_confirm_and_mark_resends_only_that_chunk_under_the_same_ids(broker_url, routes, channel, tmp_path):
+def test_cut_between_confirm_and_mark_resends_only_that_chunk_under_the_same_ids(broker_url, own_routes, own_channel, tmp_path):
+    routes, channel = own_routes, own_channel
     pms, _ = routes
     url = f"sqlite:///{tmp_path}/store.sqlite3"
     store = Store(url)
@@ -167,7 +142,8 @@ def test_cut_between_confirm_and_mark_resends_only_that_chunk_under_the_same_ids
         store.close()
 
 
-def test_a_replay_keeps_to_its_rate(broker_url, routes, channel, store):
+def test_a_replay_keeps_to_its_rate(broker_url, own_routes, own_channel, store):
+    routes, channel = own_routes, own_channel
     pms, _ = routes
     fill(store, pms, 300)
     began = time.monotonic()
@@ -197,7 +173,8 @@ class Strict:
         return data
 
 
-def test_edit_and_replay_checks_the_contract_and_sends_under_a_new_id(broker_url, routes, channel, store):
+def test_edit_and_replay_checks_the_contract_and_sends_under_a_new_id(broker_url, own_routes, own_channel, store):
+    routes, channel = own_routes, own_channel
     from dataclasses import replace
 
     pms, mkt = routes

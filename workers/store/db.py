@@ -31,8 +31,6 @@ class Dialect:
     purge_chunk: str
     #: ``column`` + this: the column's value is one of a set given as one parameter (``set_param``)
     in_set: str
-    #: ``column`` + this: the column's value is one of many numbers given as one parameter
-    in_numbers: str = " IN (SELECT value FROM json_each({p}))"
     #: ``column`` + this: the column's value is one the subquery ``{q}`` gives
     in_subquery: str = " IN ({q})"
     #: how a transaction starts
@@ -66,9 +64,6 @@ POSTGRESQL = Dialect(
     # the whole table in the column's order hoping to meet them (it did, before ANALYZE, for
     # the archive's search by business key: 1.5 s at 100,000 letters instead of 4 ms).
     in_subquery=" = ANY(ARRAY({q}))",
-    # A join, not ``= ANY``: before ANALYZE the planner scans the table and compares each row
-    # with every element (10,000 letters of a replay: 18 s at 100,000 archived).
-    in_numbers=" IN (SELECT unnest({p}::bigint[]))",
 )
 
 #: Key of the PostgreSQL advisory lock held while creating the tables: workers starting
@@ -132,11 +127,6 @@ class Database:
         """``column`` is one of a set of values given as one parameter, ``set_param(values)``:
         one statement for ten thousand keys, with no limit on how many."""
         return column + self.dialect.in_set
-
-    def in_numbers(self, column: str) -> str:
-        """``column`` (a BIGINT) is one of the numbers given as one parameter, ``set_param(numbers)``:
-        thousands of them, as a join whatever the planner knows of the table."""
-        return column + self.dialect.in_numbers
 
     def in_subquery(self, column: str, query: str) -> str:
         """``column`` is one of the values ``query`` selects (a one-column subquery)."""

@@ -206,7 +206,7 @@ class Selection:
             clauses.append("LOWER(reason) LIKE {p} ESCAPE '\\'")
             params.append("%" + _like_escaped(self.text.lower()) + "%")
         if self.seqs is not None:
-            clauses.append(db.in_numbers("seq"))
+            clauses.append(db.in_set("seq"))
             params.append(db.set_param(int(s) for s in self.seqs))
         if self.routes is not None:
             clauses.append(db.in_set("route"))
@@ -382,8 +382,8 @@ class DeadLetters:
             if not seqs:
                 return 0
             param = self._db.set_param(seqs)
-            cur.execute(self._db.sql("DELETE FROM dead_letter_keys WHERE " + self._db.in_numbers("seq")), (param,))
-            cur.execute(self._db.sql("DELETE FROM dead_letters WHERE " + self._db.in_numbers("seq")), (param,))
+            cur.execute(self._db.sql("DELETE FROM dead_letter_keys WHERE " + self._db.in_set("seq")), (param,))
+            cur.execute(self._db.sql("DELETE FROM dead_letters WHERE " + self._db.in_set("seq")), (param,))
             self._audit.write(cur, AuditEntry(
                 at, who, "remove", f"removed {len(seqs)} purged dead letter(s) for good", len(seqs),
                 {"deleted_before": cutoff}))
