@@ -50,11 +50,19 @@ class FieldChange(StrictModel):
 
 class ContractChangeRequired(JsonOutbound):
     """A sales company's archive in the trading center differs from marketing's: the trading
-    center's data wins, marketing must start a contract change (合同变更)."""
+    center's data wins, marketing must start a contract change (合同变更).
+
+    sales_company_id: gridbus's stable id of the company (the archive id it was first accepted
+    under), the same across renames, new archive ids and credit-code corrections.
+    previous_credit_code: set when this change corrects the company's credit code (which
+    ``changed_fields`` then names as ``credit_code`` too); ``credit_code`` is the new one.
+    """
 
     message_type: ClassVar[str] = "ContractChangeRequired"
 
+    sales_company_id: str
     credit_code: str
+    previous_credit_code: str | None = None
     archive_id: str
     archive_revision: Annotated[int, Field(ge=1)]
     company_name: str | None = None

@@ -1,8 +1,8 @@
 """Retail user review as a durable process (flows 6-8, seed 000 §1).
 
 A binding is one retail user unit bound to one sales company for one contract period. It lives
-in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the company's credit
-code) and moves through these states, one message at a time:
+in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the sales company's
+stable id, which a corrected credit code does not change) and moves through these states, one message at a time:
 
     review passed ──> agreement-requested ──signed──> ownership-scheduled ──due──> ownership-established
                          │                    └──(effective in < 15 days)──────────> ownership-established
@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 from gridbus.contracts.internal import OwnershipDue
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
-from gridbus.mappings.retail import COMPANY, reason
+from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
 from gridbus.contracts.errors import UnknownReference
 
@@ -95,12 +95,12 @@ def claim_user(state: State, decision: Decision, user_unit_id: str, now: datetim
     decision.put(USER_UNIT, user_unit_id, {"decisions": decisions, "last_decided_at": now.isoformat()})
 
 
-def count_binding(state: State, decision: Decision, credit_code: str) -> None:
+def count_binding(state: State, decision: Decision, company_id: str) -> None:
     """A new binding bumps its sales company's binding count, which a deregistration reads: so a
     deregistration decided at the same moment as a new binding is refused and decided again
     with that binding in view, and no binding to a deregistered company slips through."""
-    record = state.get(COMPANY_BINDINGS, credit_code)
-    decision.put(COMPANY_BINDINGS, credit_code, {"bindings": (record.data["bindings"] if record else 0) + 1})
+    record = state.get(COMPANY_BINDINGS, company_id)
+    decision.put(COMPANY_BINDINGS, company_id, {"bindings": (record.data["bindings"] if record else 0) + 1})
 
 
 def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> Decision:
@@ -117,7 +117,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         return decision
 
     problems = []
-    company = state.get(COMPANY, code)
+    company = company_by_code(state, code)
     if company is None:
         problems.append(
             reason("sales-company-unknown", "SalesCompanyCreditCode", f"no accepted archive of sales company {code}")
@@ -150,6 +150,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         "user_unit_id": user,
         "customer_no": review.customer_no,
         "credit_code": code,
+        "company_id": company.key if company is not None else None,
         "period_start": review.period_start.isoformat(),
         "period_end": review.period_end.isoformat(),
         "metering_points": points,
@@ -161,8 +162,8 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         decision.change([user, code], f"binding of {user} to {code} for {period} refused: {', '.join(p['code'] for p in problems)}")
         return decision
     binding["state"] = AGREEMENT_REQUESTED
-    decision.put(KIND, key, binding, ref=code)
-    count_binding(state, decision, code)
+    decision.put(KIND, key, binding, ref=company.key)
+    count_binding(state, decision, company.key)
     decision.result = {"decision": "accepted", "reasons": [], "binding": binding}
     decision.change(
         trace_keys_of(binding),
@@ -185,7 +186,8 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
     if record is None:
         raise UnknownReference(f"no binding of user unit {user} awaits tripartite agreement {signing.agreement_no}")
     binding = dict(record.data)
-    if binding["credit_code"] != code:
+    company = company_by_code(state, code)
+    if binding["credit_code"] != code and (company is None or company.key != binding["company_id"]):
         raise UnknownReference(
             f"agreement {signing.agreement_no} binds user unit {user} to sales company {binding['credit_code']}, "
             f"not {code}"
@@ -197,7 +199,7 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
     if signing.outcome == "refused":
         binding["state"] = AGREEMENT_REFUSED
         binding["refusal_reason"] = signing.refusal_reason
-        decision.put(KIND, record.key, binding, ref=code)
+        decision.put(KIND, record.key, binding, ref=binding["company_id"])
         decision.result = {"decision": "refused", "binding": binding}
         decision.change(
             trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {AGREEMENT_REFUSED} (agreement refused)"
@@ -234,7 +236,7 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
         )
         decision.result = {"decision": "signed", "binding": binding}
         what = f"agreement archived; takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
-    decision.put(KIND, record.key, binding, ref=code)
+    decision.put(KIND, record.key, binding, ref=binding["company_id"])
     decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {binding['state']} ({what})")
     return decision
 
@@ -256,7 +258,7 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
         return decision
     binding["state"] = OWNERSHIP_ESTABLISHED
     binding["established_at"] = now.isoformat()
-    decision.put(KIND, key, binding, ref=binding["credit_code"])
+    decision.put(KIND, key, binding, ref=binding["company_id"])
     decision.result = {"decision": "established", "binding": binding, "ownership": binding}
     decision.change(trace_keys_of(binding), f"binding {key}: {OWNERSHIP_SCHEDULED} -> {OWNERSHIP_ESTABLISHED} (schedule fell due)")
     return decision

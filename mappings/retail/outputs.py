@@ -66,7 +66,9 @@ def contract_change(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> 
     if not changes:
         return None
     return ContractChangeRequired(
+        sales_company_id=ctx.decision["company_id"],
         credit_code=archive.credit_code,
+        previous_credit_code=ctx.decision["previous_credit_code"],
         archive_id=archive.archive_id,
         archive_revision=archive.archive_revision,
         company_name=archive.name,

@@ -125,27 +125,39 @@ def test_fig9_archives_are_each_rejected_for_their_invalid_credit_code(broker_ur
     assert any(r["Code"] == "date-order" for r in reasons(by_row[7]))
 
 
-def test_trading_center_wins_and_a_second_claimant_of_the_code_is_refused(broker_url, store, tc_stub, tc, mkt_inbox):
-    code = valid_credit_code()
-    archive_id = unique("SCA")
+def test_trading_center_wins_a_rename_and_a_corrected_code_change_the_same_company(
+    broker_url, store, tc_stub, tc, mkt_inbox
+):
+    code, corrected = valid_credit_code(), valid_credit_code()
+    archive_id, renamed_id = unique("SCA"), unique("SCA")
     with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
         publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id))
         settled(worker, 1, "first archive")
         publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id, revision=2, Address="厦门市湖里区云顶北路16号",
                                          RegisteredCapital="30000"))
         settled(worker, 2, "changed archive")
-        publish(tc, ARCHIVE, archive_xml(code, archive_id=unique("SCA"), name="另一家售电有限公司"))
-        settled(worker, 3, "second claimant")
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=renamed_id, name="厦门鹭江新能源售电有限公司",
+                                         Address="厦门市湖里区云顶北路16号", RegisteredCapital="30000"))
+        settled(worker, 3, "renamed under a new archive id")
+        publish(tc, ARCHIVE, archive_xml(corrected, archive_id=archive_id, revision=3,
+                                         name="厦门鹭江新能源售电有限公司", Address="厦门市湖里区云顶北路16号",
+                                         RegisteredCapital="30000"))
+        settled(worker, 4, "corrected credit code")
     decisions = [(c.payload["ArchiveRevision"], c.payload["Decision"]) for c in calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)]
-    assert decisions == [("1", "accepted"), ("2", "accepted"), ("1", "rejected")]
-    claimant = calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)[2]
-    assert [r["Code"] for r in reasons(claimant)] == ["credit-code-claimed"]
-    [change] = marketing(mkt_inbox, "ContractChangeRequired", credit_code=code)
-    assert change["archive_revision"] == 2
-    assert {f["field"]: (f["old_value"], f["new_value"]) for f in change["changed_fields"]} == {
+    assert decisions == [("1", "accepted"), ("2", "accepted"), ("1", "accepted")]
+    assert [c.payload["Decision"] for c in calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=corrected)] == ["accepted"]
+    changes = marketing(mkt_inbox, "ContractChangeRequired", sales_company_id=archive_id)
+    assert [c["archive_revision"] for c in changes] == [2, 1, 3]
+    assert {f["field"]: (f["old_value"], f["new_value"]) for f in changes[0]["changed_fields"]} == {
         "address": ("厦门市思明区鹭江道98号建设科技大厦17层", "厦门市湖里区云顶北路16号"),
         "registered_capital_10k_yuan": ("20000", "30000"),
     }
+    assert [(f["field"], f["new_value"]) for f in changes[1]["changed_fields"]] == [("name", "厦门鹭江新能源售电有限公司")]
+    assert (changes[2]["credit_code"], changes[2]["previous_credit_code"]) == (corrected, code)
+    assert [(f["field"], f["old_value"], f["new_value"]) for f in changes[2]["changed_fields"]] == [
+        ("credit_code", code, corrected)]
+    [company] = [r for r in store.state.find_records("sales-company") if r.key == archive_id]
+    assert (company.data["credit_code"], company.data["archive_ids"]) == (corrected, [archive_id, renamed_id])
 
 
 def test_archive_feedback_reaches_a_trading_center_that_was_down_for_a_while(broker_url, store, tc_stub, tc):

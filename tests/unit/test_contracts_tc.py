@@ -517,6 +517,7 @@ def test_soap_requests_refuse_extra_fields_and_naive_times():
 
 OUTBOUND = {
     mkt.ContractChangeRequired: mkt.ContractChangeRequired(
+        sales_company_id="SCA-2026-000317",
         credit_code="91350200776049653A",
         archive_id="SCA-2026-000317",
         archive_revision=2,

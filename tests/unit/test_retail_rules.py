@@ -72,27 +72,66 @@ def test_an_implausible_capital_is_named():
     assert [p["code"] for p in problems] == ["capital-implausible"]
 
 
+def company_record(store, archive_id):
+    return store.state.get_record("sales-company", archive_id)
+
+
 def test_trading_center_wins_and_names_the_changed_fields(store):
     code = valid_credit_code()
     first = decide(store, archive_review.decide, archive(code, archive_id="A"), "m1")
     assert first.result["company"] == "created" and first.result["contract_change"] == []
     second = decide(store, archive_review.decide, archive(code, archive_id="A", revision=2, ShortName="鹭江"), "m2")
     assert second.result["contract_change"] == [{"field": "short_name", "old_value": "鹭江新能", "new_value": "鹭江"}]
-    assert store.state.get_record("sales-company", code).data["fields"]["short_name"] == "鹭江"
+    assert company_record(store, "A").data["fields"]["short_name"] == "鹭江"
     same = decide(store, archive_review.decide, archive(code, archive_id="A", revision=3, ShortName="鹭江"), "m3")
     assert same.result["company"] == "unchanged" and same.result["contract_change"] == []
 
 
-def test_another_company_claiming_a_held_code_is_rejected_and_changes_nothing(store):
+def test_a_corrected_credit_code_is_a_change_of_the_same_company(store):
+    """The trading center corrects a company's code under the same archive id: one company, its
+    code replaced, the correction named to marketing, and its bindings still found by the new code."""
+    old, new = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(old, archive_id="A"), "m1")
+    decide(store, bindings.decide_review, review("U1", old), "r1")
+    corrected = decide(store, archive_review.decide, archive(new, archive_id="A", revision=2), "m2").result
+    assert (corrected["company"], corrected["company_id"], corrected["previous_credit_code"]) == ("changed", "A", old)
+    assert corrected["contract_change"] == [{"field": "credit_code", "old_value": old, "new_value": new}]
+    [company] = store.state.find_records("sales-company")
+    assert (company.key, company.ref, company.data["credit_code"]) == ("A", new, new)
+    # the old code names no company any more; the new one names the same company and its binding
+    assert [r["code"] for r in decide(store, bindings.decide_review, review("U2", old), "r2").result["reasons"]] == [
+        "sales-company-unknown"]
+    signed = decide(store, bindings.decide_signing, signing("U1", new, 30), "s1")
+    assert signed.result["decision"] == "signed"
+    deregistered = decide(store, archive_review.decide, archive(new, archive_id="A", revision=3, status="deregistered"),
+                          "m3").result
+    assert [b["user_unit_id"] for b in deregistered["dissolutions"]] == ["U1"]
+
+
+def test_a_renamed_company_under_a_new_archive_id_is_the_same_company(store):
     code = valid_credit_code()
     decide(store, archive_review.decide, archive(code, archive_id="A"), "m1")
-    claim = decide(store, archive_review.decide, archive(code, archive_id="B", name="另一家售电有限公司"), "m2")
+    renamed = decide(store, archive_review.decide, archive(code, archive_id="B", name="厦门鹭江新能源售电有限公司"), "m2")
+    assert (renamed.result["decision"], renamed.result["company"], renamed.result["company_id"]) == (
+        "accepted", "changed", "A")
+    assert renamed.result["contract_change"] == [
+        {"field": "name", "old_value": "厦门鹭江新能售电有限公司", "new_value": "厦门鹭江新能源售电有限公司"}]
+    [company] = store.state.find_records("sales-company")
+    assert company.data["archive_ids"] == ["A", "B"] and company.data["name"] == "厦门鹭江新能源售电有限公司"
+    # a later revision under either archive id is an archive of that one company
+    again = decide(store, archive_review.decide, archive(code, archive_id="A", revision=2, ShortName="鹭江"), "m3")
+    assert again.result["company_id"] == "A" and len(store.state.find_records("sales-company")) == 1
+
+
+def test_a_code_correction_onto_another_companys_code_is_refused_and_changes_nothing(store):
+    mine, theirs = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(mine, archive_id="A"), "m1")
+    decide(store, archive_review.decide, archive(theirs, archive_id="B", name="另一家售电有限公司"), "m2")
+    claim = decide(store, archive_review.decide, archive(theirs, archive_id="A", revision=2), "m3")
     assert claim.result["decision"] == "rejected"
     assert [r["code"] for r in claim.result["reasons"]] == ["credit-code-claimed"]
-    assert store.state.get_record("sales-company", code).data["archive_id"] == "A"
-    # the same company under a new archive id is an update, not a claim
-    renewed = decide(store, archive_review.decide, archive(code, archive_id="C"), "m3")
-    assert renewed.result["decision"] == "accepted"
+    assert "另一家售电有限公司" in claim.result["reasons"][0]["message"]
+    assert company_record(store, "A").data["credit_code"] == mine
 
 
 # -- the binding process --------------------------------------------------------------------------------
@@ -192,7 +231,7 @@ def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(s
     assert sorted(b["user_unit_id"] for b in result["dissolutions"]) == ["U1", "U2", "U3"]
     assert result["contract_change"] == [] and sorted(result["trace_keys"]) == ["U1", "U2", "U3"]
     assert store.schedules.pending() == []
-    states = {r.data["user_unit_id"]: r.data["state"] for r in store.state.find_records(bindings.KIND, ref=company)}
+    states = {r.data["user_unit_id"]: r.data["state"] for r in store.state.find_records(bindings.KIND, ref=f"A-{company}")}
     assert states == {"U1": "dissolution-required", "U2": "dissolution-required", "U3": "dissolution-required",
                       "U4": "agreement-refused"}
 
