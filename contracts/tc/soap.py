@@ -100,7 +100,12 @@ class AgreementInfo(_Request):
 
 
 class ArchivalResult(_Request):
-    """Operation ReceiveArchivalResult: the signed agreement is archived (协议归档)."""
+    """Operation ReceiveArchivalResult: the signed agreement is archived (协议归档), or refused.
+
+    refused: the signing result cannot be archived as it is (its effective time lies outside the
+    contract period); ``archived_at`` is None and ``reasons`` say why (at least one). The binding
+    still awaits a signing result the trading center corrects.
+    """
 
     message_type: ClassVar[str] = "ArchivalResult"
     operation: ClassVar[str] = "ReceiveArchivalResult"
@@ -108,8 +113,19 @@ class ArchivalResult(_Request):
     agreement_no: str
     user_unit_id: str
     sales_company_credit_code: str
-    archived_at: AwareDatetime
+    decision: Literal["archived", "refused"] = "archived"
+    archived_at: AwareDatetime | None = None
     effective_time: AwareDatetime
+    reasons: tuple[ReviewReason, ...] = ()
+
+    @model_validator(mode="after")
+    def _archived_or_refused_with_reasons(self) -> Self:
+        if self.decision == "archived" and self.archived_at is None:
+            raise ValueError("an archived agreement needs archived_at")
+        if self.decision == "refused" and self.archived_at is not None:
+            raise ValueError("a refused agreement was not archived: archived_at must be None")
+        _reasons_given_when_not_passed("accepted" if self.decision == "archived" else "refused", self.reasons)
+        return self
 
     def to_soap(self) -> dict[str, Any]:
         return {
@@ -117,8 +133,10 @@ class ArchivalResult(_Request):
             "AgreementNo": self.agreement_no,
             "UserUnitId": self.user_unit_id,
             "SalesCompanyCreditCode": self.sales_company_credit_code,
+            "Decision": self.decision,
             "ArchivedAt": self.archived_at,
             "EffectiveTime": self.effective_time,
+            "Reasons": _reasons(self.reasons),
         }
 
 

@@ -171,6 +171,8 @@ def decide(archive: SalesCompanyArchivePushed, state: State, now: datetime) -> D
             binding["state"] = bindings.DISSOLUTION_REQUIRED
             binding["dissolved_by"] = archive.archive_id
             binding["dissolved_at"] = now.isoformat()
+            # the relationship ends on the deregistration's effective date, or today if that has passed
+            binding["dissolved_on"] = max(filter(None, (china_date(now), archive.effective_date))).isoformat()
             decision.put(bindings.KIND, record.key, binding, ref=company_id)
             decision.cancels.append(Cancel(bindings.OWNERSHIP_ROUTE, record.key))
             decision.change(

@@ -37,6 +37,7 @@ from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
 from gridbus.contracts.errors import UnknownReference
+from gridbus.contracts.times import china_date, china_midnight, china_time, first_of_next_month
 
 KIND = "binding"
 USER_UNIT = "user-unit"
@@ -137,6 +138,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
                     "one sales company per contract period",
                 )
             )
+    problems += period_problems(review, existing, now)
     points = [{"metering_point_id": p.metering_point_id, "category": p.category} for p in review.metering_points]
     if not any(p["category"] in MARKET_CATEGORIES for p in points):
         problems.append(
@@ -173,6 +175,49 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
     return decision
 
 
+def period_problems(review: UserUnitReviewPassed, existing: Iterable[Record], now: datetime) -> list[dict[str, str]]:
+    """Binding changes take effect from the next month (provincial retail rules): the period
+    starts on the first day of a month after the review's month, has not begun yet (China-local
+    days), and starts no earlier than the month after the day a dissolved binding of the user
+    ends (a deregistration may take effect on a later date than the day it arrives)."""
+    start, problems = review.period_start, []
+    if start.day != 1:
+        problems.append(reason("period-start-mid-month", "PeriodStart",
+                               f"period starts {start.isoformat()}; a binding starts on the first day of a month"))
+    earliest = first_of_next_month(china_date(review.reviewed_at))
+    if start < earliest:
+        problems.append(reason(
+            "period-start-not-next-month", "PeriodStart",
+            f"period starts {start.isoformat()}, but a binding reviewed on {china_date(review.reviewed_at).isoformat()} "
+            f"takes effect from the next month: {earliest.isoformat()} at the earliest"))
+    today = china_date(now)
+    if start <= today:
+        problems.append(reason("period-already-begun", "PeriodStart",
+                               f"period starts {start.isoformat()}, which has begun (today is {today.isoformat()})"))
+    for dissolved in (r.data for r in existing if r.data["state"] == DISSOLUTION_REQUIRED):
+        after = first_of_next_month(date.fromisoformat(dissolved["dissolved_on"]))
+        if start < after:
+            problems.append(reason(
+                "period-start-before-dissolution-month-ends", "PeriodStart",
+                f"the user's binding to {dissolved['credit_code']} is dissolved on {dissolved['dissolved_on']}; "
+                f"a new binding starts {after.isoformat()} at the earliest"))
+            break
+    return problems
+
+
+def effective_time_problems(signing: TripartiteAgreementSigned, binding: dict[str, Any]) -> list[dict[str, str]]:
+    """The agreement takes effect within its contract period: from 00:00 of the first day to the
+    end of the last day, China time."""
+    start = date.fromisoformat(binding["period_start"])
+    end = date.fromisoformat(binding["period_end"])
+    effective = signing.effective_time
+    if china_midnight(start) <= effective < china_midnight(end + timedelta(days=1)):
+        return []
+    return [reason("effective-time-outside-period", "EffectiveTime",
+                   f"effective time {china_time(effective).isoformat()} is outside the contract period "
+                   f"{start.isoformat()}..{end.isoformat()} of agreement {binding['agreement_no']}")]
+
+
 # -- agreement signed or refused -----------------------------------------------------------------------
 
 
@@ -206,6 +251,12 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
         )
         return decision
 
+    problems = effective_time_problems(signing, binding)
+    if problems:  # the binding still awaits a signing result the trading center corrects
+        decision.result = {"decision": "effective-time-refused", "reasons": problems, "binding": binding}
+        decision.change(trace_keys_of(binding), f"signing result for {signing.agreement_no} refused: "
+                                                f"{', '.join(p['code'] for p in problems)}; binding stays {binding['state']}")
+        return decision
     effective = signing.effective_time
     binding["effective_time"] = effective.isoformat()
     binding["signed_at"] = signing.decided_at.isoformat()

@@ -23,7 +23,12 @@ from gridbus.contracts.mkt.retail import (
     RelationshipDissolutionRequired,
     RetailMeteringPoint as MarketingMeteringPoint,
 )
-from gridbus.contracts.tc import RetailMeteringPoint, SalesCompanyArchivePushed, UserUnitReviewPassed
+from gridbus.contracts.tc import (
+    RetailMeteringPoint,
+    SalesCompanyArchivePushed,
+    TripartiteAgreementSigned,
+    UserUnitReviewPassed,
+)
 from gridbus.contracts.tc.soap import (
     AgreementInfo,
     ArchivalResult,
@@ -149,17 +154,21 @@ def agreement_info(review: UserUnitReviewPassed, ctx: MappingContext) -> Agreeme
 # -- tripartite agreement (flow 7) -------------------------------------------------------------------------
 
 
-def archival_result(message, ctx: MappingContext) -> ArchivalResult | None:
-    if ctx.decision["decision"] != "signed":
+def archival_result(signing: TripartiteAgreementSigned, ctx: MappingContext) -> ArchivalResult | None:
+    decision = ctx.decision["decision"]
+    if decision not in ("signed", "effective-time-refused"):
         return None
     binding = _binding(ctx)
+    archived = decision == "signed"
     return ArchivalResult(
         **_header(ctx),
         agreement_no=binding["agreement_no"],
         user_unit_id=binding["user_unit_id"],
-        sales_company_credit_code=binding["credit_code"],
-        archived_at=datetime.fromisoformat(binding["archived_at"]),
-        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        sales_company_credit_code=signing.sales_company_credit_code,
+        decision="archived" if archived else "refused",
+        archived_at=datetime.fromisoformat(binding["archived_at"]) if archived else None,
+        effective_time=signing.effective_time,
+        reasons=_reasons(ctx.decision),
     )
 
 

@@ -255,7 +255,7 @@ def test_redelivered_and_repeated_messages_change_nothing_a_second_time(broker_u
     bodies = [
         (ARCHIVE, archive_xml(code, archive_id=archive_id)),
         (REVIEW, review_xml(user, code)),
-        (SIGNING, signing_xml(agreement, user, code, decided_at=START, effective_time=START.replace(day=30))),
+        (SIGNING, signing_xml(agreement, user, code, decided_at=START, effective_time=START.replace(month=12, day=1, hour=0))),
     ]
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         n = 0
@@ -284,7 +284,7 @@ def test_deregistration_requires_dissolution_of_every_bound_user(broker_url, sto
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         archive_id = register_company(tc, worker, code)
         review_and_sign(tc, worker, code, users[0], clock, effective_in_days=40)  # scheduled
-        review_and_sign(tc, worker, code, users[1], clock, effective_in_days=5)  # established
+        review_and_sign(tc, worker, code, users[1], clock, effective_in_days=8)  # established
         before = sum(worker.counts.values())
         publish(tc, SIGNING, signing_xml(f"TA202612-{users[1]}", users[1], code, decided_at=START,
                                          effective_time=START))  # a repeat: nothing
@@ -316,6 +316,36 @@ def test_a_second_sales_company_in_one_period_is_refused_with_its_reason(broker_
     assert refusal["Code"] == "one-sales-company-per-period"
     assert first in refusal["Message"]
     assert marketing(mkt_inbox, "AgreementDraftRequested", sales_company_credit_code=second, user_unit_id=user) == []
+
+
+def test_binding_changes_take_effect_from_the_next_month(broker_url, store, tc_stub, tc, mkt_inbox):
+    """A mid-month start is refused with its reason; a signing result whose effective time lies
+    outside the contract period is refused back to the trading center, and its correction archived."""
+    code, user, mid_month, clock = valid_credit_code(), unique("RU"), unique("RU"), Clock(START)
+    agreement = f"TA202612-{user}"
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        publish(tc, REVIEW, review_xml(mid_month, code, period_start=date(2026, 12, 15), period_end=date(2027, 12, 14)))
+        publish(tc, REVIEW, review_xml(user, code))
+        settled(worker, 3, "two reviews")
+        publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
+                                         effective_time=datetime(2026, 11, 25, tzinfo=CHINA)))
+        settled(worker, 4, "signing before the period")
+        publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
+                                         effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+        settled(worker, 5, "corrected signing")
+        assert worker.counts == {"delivered": 5}
+    [refused] = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=mid_month)
+    assert refused.payload["Decision"] == "refused"
+    assert [r["Code"] for r in reasons(refused)] == ["period-start-mid-month"]
+    assert marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=mid_month) == []
+    first, second = calls(tc_stub, "ReceiveArchivalResult", AgreementNo=agreement)
+    assert (first.payload["Decision"], first.payload.get("ArchivedAt")) == ("refused", None)
+    [why] = reasons(first)
+    assert (why["Code"], why["Field"]) == ("effective-time-outside-period", "EffectiveTime")
+    assert "2026-12-01..2027-11-30" in why["Message"]
+    assert second.payload["Decision"] == "archived" and second.payload["ArchivedAt"]
+    assert len(marketing(mkt_inbox, "OwnershipEstablished", user_unit_id=user)) == 1
 
 
 def test_signing_result_for_an_unknown_agreement_is_dead_lettered_with_the_reason(broker_url, store, tc_stub, tc):

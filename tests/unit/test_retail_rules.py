@@ -3,7 +3,7 @@ wins, deregistration, and the binding process with its 15-day rule."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -186,7 +186,7 @@ def test_a_refused_agreement_frees_the_period(store, company):
     assert decide(store, bindings.decide_review, review("U1", other), "m3").result["decision"] == "accepted"
 
 
-@pytest.mark.parametrize("days, state", [(1, "ownership-established"), (14.9, "ownership-established"),
+@pytest.mark.parametrize("days, state", [(8, "ownership-established"), (14.9, "ownership-established"),
                                          (15, "ownership-established"), (15.1, "ownership-scheduled"),
                                          (40, "ownership-scheduled")])
 def test_ownership_at_once_under_15_days_else_scheduled_for_effective_minus_15(store, company, days, state):
@@ -222,7 +222,7 @@ def test_signing_for_an_agreement_no_binding_awaits_is_an_unknown_reference(stor
 
 def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(store, company):
     bound(store, company, "U1", 40)  # scheduled
-    bound(store, company, "U2", 3)  # established
+    bound(store, company, "U2", 8)  # established
     decide(store, bindings.decide_review, review("U3", company), "m3")  # agreement requested
     decide(store, bindings.decide_review, review("U4", company), "m4")
     decide(store, bindings.decide_signing, signing("U4", company, outcome="refused"), "m5")  # refused: not bound
@@ -263,3 +263,76 @@ def test_a_binding_made_while_its_company_is_deregistered_is_not_missed(store, c
     again = decide(store, archive_review.decide,
                    archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "d")
     assert [b["user_unit_id"] for b in again.result["dissolutions"]] == ["U9"]
+
+
+# -- binding changes take effect from the next month -----------------------------------------------
+
+
+@pytest.mark.parametrize("start, end, now, codes", [
+    (date(2026, 12, 1), date(2027, 11, 30), NOW, []),
+    (date(2026, 12, 15), date(2027, 11, 30), NOW, ["period-start-mid-month"]),
+    (date(2026, 11, 1), date(2027, 10, 31), NOW, ["period-start-not-next-month", "period-already-begun"]),
+    # reviewed in November, decided on 1 December (after an outage): the period has begun
+    (date(2026, 12, 1), date(2027, 11, 30), datetime(2026, 12, 1, 9, tzinfo=CHINA), ["period-already-begun"]),
+    # 16:30 UTC on 30 November is already 1 December in China
+    (date(2026, 12, 1), date(2027, 11, 30), datetime(2026, 11, 30, 16, 30, tzinfo=timezone.utc),
+     ["period-already-begun"]),
+])
+def test_a_binding_starts_on_the_first_of_a_month_after_the_review(store, company, start, end, now, codes):
+    result = decide(store, bindings.decide_review, review("U1", company, period_start=start, period_end=end), "m1",
+                    now=now).result
+    assert [r["code"] for r in result["reasons"]] == codes
+    assert all(r["field"] == "PeriodStart" for r in result["reasons"])
+
+
+def test_the_review_month_is_the_china_local_one():
+    """A review at 17:00 UTC on 30 November happened on 1 December in China: December is its month."""
+    late = UserUnitReviewPassed.decode(review_xml("U1", valid_credit_code(),
+                                                  reviewed_at=datetime(2026, 11, 30, 17, tzinfo=timezone.utc)))
+    codes = [p["code"] for p in bindings.period_problems(late, [], datetime(2026, 11, 30, 17, tzinfo=timezone.utc))]
+    assert codes == ["period-start-not-next-month", "period-already-begun"]
+
+
+def test_after_a_dissolution_a_new_binding_starts_no_earlier_than_the_next_month(store, company):
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    bound(store, company, "U1", 8)
+    arrived = datetime(2026, 12, 10, 9, tzinfo=CHINA)
+    decide(store, archive_review.decide,  # deregistered with effect from 15 January
+           archive(company, archive_id=f"A-{company}", revision=2, status="deregistered", EffectiveDate="2027-01-15"),
+           "d1", now=arrived)
+    reviewed = datetime(2026, 12, 11, 10, tzinfo=CHINA)
+    too_soon = decide(store, bindings.decide_review,
+                      review("U1", other, period_start=date(2027, 1, 1), period_end=date(2027, 12, 31),
+                             reviewed_at=reviewed), "r1", now=reviewed).result
+    assert [r["code"] for r in too_soon["reasons"]] == ["period-start-before-dissolution-month-ends"]
+    assert "2027-02-01 at the earliest" in too_soon["reasons"][0]["message"]
+    next_month = decide(store, bindings.decide_review,
+                        review("U1", other, period_start=date(2027, 2, 1), period_end=date(2028, 1, 31),
+                               reviewed_at=reviewed), "r2", now=reviewed).result
+    assert next_month["decision"] == "accepted"
+
+
+@pytest.mark.parametrize("effective, refused", [
+    (datetime(2026, 12, 1, tzinfo=CHINA), False),
+    (datetime(2026, 11, 30, 16, tzinfo=timezone.utc), False),  # 00:00 on 1 December in China
+    (datetime(2026, 11, 30, 23, 59, tzinfo=CHINA), True),
+    (datetime(2027, 11, 30, 23, 59, tzinfo=CHINA), False),
+    (datetime(2027, 12, 1, tzinfo=CHINA), True),
+])
+def test_an_effective_time_outside_the_contract_period_is_refused_and_the_binding_waits(store, company, effective,
+                                                                                          refused):
+    decide(store, bindings.decide_review, review("U1", company), "m1")
+    message = TripartiteAgreementSigned.decode(signing_xml(
+        "TA202612-U1", "U1", company, decided_at=NOW, effective_time=effective))
+    result = decide(store, bindings.decide_signing, message, "m2").result
+    if refused:
+        assert result["decision"] == "effective-time-refused"
+        assert [(r["code"], r["field"]) for r in result["reasons"]] == [("effective-time-outside-period", "EffectiveTime")]
+        [binding] = store.state.find_records(bindings.KIND, key_prefix="U1|")
+        assert binding.data["state"] == bindings.AGREEMENT_REQUESTED  # a corrected result can still come
+        corrected = TripartiteAgreementSigned.decode(signing_xml(
+            "TA202612-U1", "U1", company, decided_at=NOW, effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+        assert decide(store, bindings.decide_signing, corrected, "m3").result["decision"] == "signed"
+    else:
+        assert result["decision"] == "signed"
