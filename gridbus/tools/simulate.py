@@ -9,7 +9,7 @@ With ``count`` the example is varied into that many messages: new message ids, a
 different business identifiers (application number, archive id, user unit, agreement number,
 and a different valid credit code), so the route sees distinct business objects. Variant ``i``
 of every route of one run names the same objects: the ``i``-th review is of the ``i``-th
-company's user, and the ``i``-th signing result is for that user's agreement.
+company's user, and the ``i``-th draft review and signing result are for that user's agreement.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ _XML_PARSER = etree.XMLParser(
 _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 
 #: Identifiers varied per copy: JSON keys and XML element names.
-VARIED_JSON_KEYS = frozenset({"application_no"})
+VARIED_JSON_KEYS = frozenset({"application_no", "agreement_no", "user_unit_id"})
+CREDIT_CODE_JSON_KEYS = frozenset({"sales_company_credit_code"})
 VARIED_XML_ELEMENTS = frozenset({"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo"})
 CREDIT_CODE_ELEMENTS = frozenset({"CreditCode", "SalesCompanyCreditCode"})
 
@@ -270,7 +271,7 @@ def _json_variant(body: bytes, offset: int) -> bytes:
     def vary(node):
         if isinstance(node, dict):
             return {
-                key: _bump(value, offset) if key in VARIED_JSON_KEYS and isinstance(value, str) else vary(value)
+                key: _json_value(key, value, offset) if isinstance(value, str) else vary(value)
                 for key, value in node.items()
             }
         if isinstance(node, list):
@@ -278,6 +279,14 @@ def _json_variant(body: bytes, offset: int) -> bytes:
         return node
 
     return json.dumps(vary(doc), ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def _json_value(key: str, value: str, offset: int) -> str:
+    if key in VARIED_JSON_KEYS:
+        return _bump(value, offset)
+    if key in CREDIT_CODE_JSON_KEYS:
+        return _vary_credit_code(value, offset)
+    return value
 
 
 def _xml_variant(body: bytes, offset: int) -> bytes:

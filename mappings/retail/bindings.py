@@ -2,23 +2,32 @@
 
 A binding is one retail user unit bound to one sales company for one contract period. It lives
 in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the sales company's
-stable id, which a corrected credit code does not change) and moves through these states, one message at a time:
+stable id, which a corrected credit code does not change) and moves through these states, one
+message at a time:
 
-    review passed ──> agreement-requested ──signed──> ownership-scheduled ──due──> ownership-established
-                         │                    └──(effective in < 15 days)──────────> ownership-established
-                         └──refused──> agreement-refused
+    review passed ─┬─> agreement-requested ──approved──> agreement-approved ──signed──> ownership-scheduled ──due──┐
+                   │        └──rejected──> agreement-rejected        └──refused──> agreement-refused            │
+                   │                                                 └──(effective in < 15 days)──> ownership-established
+                   └──(a valid agreement covers the period)──> ownership-scheduled / ownership-established
     any holding state ──(sales company deregistered)──> dissolution-required
 
 - **Review passed** (trading center's formal review of the user unit): refused when the sales
   company has no accepted archive or is deregistered, when the user already has another
-  binding for an overlapping period (one sales company per contract period), or when the
-  user has no metering point that can join the market. Otherwise the tripartite agreement
-  signing starts: a draft request to marketing and the agreement information to the trading
-  center. Either way the review result goes back to the trading center.
+  binding for an overlapping period (one sales company per contract period), when the period
+  does not start on the first of a month after the review's (binding changes take effect from
+  the next month), or when the user has no metering point that can join the market. Otherwise,
+  if the user has no valid tripartite agreement with the company, the signing sub-flow (seed
+  000 Fig. 2) starts with a draft request to marketing; if it has one (signed for an earlier
+  period and valid until the new period's end), signing is skipped and ownership establishment
+  starts from the period's first day. Either way the review result goes back to the trading center.
+- **Draft approved** by marketing (drafting, review and approval happen there): the agreement
+  information goes to the trading center for signing. Rejected: the binding ends, the period is
+  free, and the trading center is told the review is refused.
 - **Agreement signed** on the trading center's external system: gridbus archives it, syncs the
   archival result back, and starts ownership establishment at once when the agreement takes
   effect in less than 15 days, else schedules it for effective time minus 15 days (a durable
-  schedule in the store, see ``contracts.state``). Refused: the binding ends, the period is free.
+  schedule in the store, see ``contracts.state``). An effective time outside the contract period
+  is refused back and the binding waits for the correction. Refused: the binding ends, the period is free.
 - **Ownership establishment**: marketing converts the user's large-industrial and general
   commercial/industrial metering points to market retail billing (the others are untouched),
   is told the ownership is established, and the ownership relation goes to the trading center.
@@ -33,6 +42,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
@@ -44,13 +54,18 @@ USER_UNIT = "user-unit"
 COMPANY_BINDINGS = "company-bindings"
 
 AGREEMENT_REQUESTED = "agreement-requested"
+AGREEMENT_APPROVED = "agreement-approved"
+AGREEMENT_REJECTED = "agreement-rejected"
 AGREEMENT_REFUSED = "agreement-refused"
 OWNERSHIP_SCHEDULED = "ownership-scheduled"
 OWNERSHIP_ESTABLISHED = "ownership-established"
 DISSOLUTION_REQUIRED = "dissolution-required"
 
 #: States in which the binding holds its period: no other sales company may bind the user then.
-HOLDING = frozenset({AGREEMENT_REQUESTED, OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
+HOLDING = frozenset({AGREEMENT_REQUESTED, AGREEMENT_APPROVED, OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
+
+#: States of a binding whose tripartite agreement is signed and archived.
+SIGNED = frozenset({OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
 
 #: Ownership establishment starts this long before the agreement takes effect.
 OWNERSHIP_LEAD = timedelta(days=15)
@@ -163,16 +178,78 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         decision.result = {"decision": "refused", "reasons": problems, "binding": binding}
         decision.change([user, code], f"binding of {user} to {code} for {period} refused: {', '.join(p['code'] for p in problems)}")
         return decision
-    binding["state"] = AGREEMENT_REQUESTED
-    decision.put(KIND, key, binding, ref=company.key)
     count_binding(state, decision, company.key)
     decision.result = {"decision": "accepted", "reasons": [], "binding": binding}
+    covering = covering_agreement(existing, company.key, review.period_start, review.period_end)
+    if covering is None:
+        binding["state"] = AGREEMENT_REQUESTED
+        decision.put(KIND, key, binding, ref=company.key)
+        decision.change(
+            trace_keys_of(binding),
+            f"binding {key} to {code} for {period}: {AGREEMENT_REQUESTED} (agreement {binding['agreement_no']} "
+            "to be drafted and approved by marketing, then signed on the trading center)",
+        )
+        return decision
+    # The user already has a valid tripartite agreement with this company: no signing sub-flow.
+    binding["agreement_no"] = covering.data["agreement_no"]
+    binding["signing"] = "covered"
+    binding["covering_binding"] = covering.key
+    effective = china_midnight(review.period_start)
+    binding["effective_time"] = effective.isoformat()
+    what = start_ownership(decision, key, binding, effective, now)
+    decision.put(KIND, key, binding, ref=company.key)
     decision.change(
         trace_keys_of(binding),
-        f"binding {key} to {code} for {period}: {AGREEMENT_REQUESTED} (agreement {binding['agreement_no']} "
-        "to be drafted by marketing and signed on the trading center)",
+        f"binding {key} to {code} for {period}: agreement {binding['agreement_no']} (valid until "
+        f"{valid_until(covering.data)}) already covers the period, no signing needed; {binding['state']} ({what})",
     )
     return decision
+
+
+def valid_until(binding: dict[str, Any]) -> str:
+    """The last valid day of the binding's tripartite agreement."""
+    return binding.get("valid_until") or binding["period_end"]
+
+
+def covering_agreement(existing: Iterable[Record], company_id: str, start: date, end: date) -> Record | None:
+    """A signed agreement of the user with this company, of an earlier period, still valid on the
+    new period's last day: the review's branch of seed 000 §1 (the user has a tripartite agreement)."""
+    for record in existing:
+        data = record.data
+        if (data["state"] in SIGNED and data["company_id"] == company_id and data.get("signing") != "covered"
+                and date.fromisoformat(data["period_end"]) < start and date.fromisoformat(valid_until(data)) >= end):
+            return record
+    return None
+
+
+def start_ownership(decision: Decision, key: str, binding: dict[str, Any], effective: datetime, now: datetime) -> str:
+    """The 15-day rule on a binding whose agreement is archived: ownership establishment at once
+    when ``effective`` is less than 15 days away, else a schedule for effective minus 15 days.
+    Sets the binding's state and the decision's result; says what it did, for the journal."""
+    due = effective - OWNERSHIP_LEAD
+    if due <= now:
+        binding["state"] = OWNERSHIP_ESTABLISHED
+        binding["established_at"] = now.isoformat()
+        decision.result["ownership"] = binding
+        return f"takes effect {effective.isoformat()}, less than 15 days away: ownership established"
+    binding["state"] = OWNERSHIP_SCHEDULED
+    binding["ownership_due_at"] = due.isoformat()
+    decision.schedules.append(
+        Schedule(
+            route=OWNERSHIP_ROUTE,
+            key=key,
+            due_at=due,
+            payload={
+                "schema_version": "1",
+                "user_unit_id": binding["user_unit_id"],
+                "period_start": binding["period_start"],
+                "agreement_no": binding["agreement_no"],
+                "due_at": due.isoformat(),
+            },
+            trace_keys=trace_keys_of(binding),
+        )
+    )
+    return f"takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
 
 
 def period_problems(review: UserUnitReviewPassed, existing: Iterable[Record], now: datetime) -> list[dict[str, str]]:
@@ -221,23 +298,74 @@ def effective_time_problems(signing: TripartiteAgreementSigned, binding: dict[st
 # -- agreement signed or refused -----------------------------------------------------------------------
 
 
-def decide_signing(signing: TripartiteAgreementSigned, state: State, now: datetime) -> Decision:
-    decision = Decision()
-    user, code = signing.user_unit_id, signing.sales_company_credit_code
-    claim_user(state, decision, user, now)
+def awaiting_binding(state: State, user: str, agreement: str, credit_code: str) -> Record:
+    """The binding whose own agreement is ``agreement``, with the company of ``credit_code``
+    (also after a code correction); ``UnknownReference`` when there is none."""
     record = next(
-        (r for r in state.find(KIND, key_prefix=f"{user}|") if r.data["agreement_no"] == signing.agreement_no), None
+        (r for r in state.find(KIND, key_prefix=f"{user}|")
+         if r.data["agreement_no"] == agreement and r.data.get("signing") != "covered"),
+        None,
     )
     if record is None:
-        raise UnknownReference(f"no binding of user unit {user} awaits tripartite agreement {signing.agreement_no}")
-    binding = dict(record.data)
-    company = company_by_code(state, code)
-    if binding["credit_code"] != code and (company is None or company.key != binding["company_id"]):
+        raise UnknownReference(f"no binding of user unit {user} awaits tripartite agreement {agreement}")
+    company = company_by_code(state, credit_code)
+    if record.data["credit_code"] != credit_code and (company is None or company.key != record.data["company_id"]):
         raise UnknownReference(
-            f"agreement {signing.agreement_no} binds user unit {user} to sales company {binding['credit_code']}, "
-            f"not {code}"
+            f"agreement {agreement} binds user unit {user} to sales company {record.data['credit_code']}, "
+            f"not {credit_code}"
         )
+    return record
+
+
+# -- agreement draft approved or rejected by marketing ---------------------------------------------------
+
+
+def decide_draft_review(review: AgreementDraftReviewed, state: State, now: datetime) -> Decision:
+    """Marketing drafted, reviewed and approved the agreement (seed 000 Fig. 2): only now does it
+    go to the trading center for signing. A rejected draft ends the binding, the period is free."""
+    decision = Decision()
+    user = review.user_unit_id
+    claim_user(state, decision, user, now)
+    record = awaiting_binding(state, user, review.agreement_no, review.sales_company_credit_code)
+    binding = dict(record.data)
     if binding["state"] != AGREEMENT_REQUESTED:
+        decision.result = {"decision": "repeat", "state": binding["state"]}
+        decision.change(trace_keys_of(binding), f"draft review of {review.agreement_no} again: binding already {binding['state']}")
+        return decision
+    if review.outcome == "rejected":
+        binding["state"] = AGREEMENT_REJECTED
+        binding["rejection_reason"] = review.rejection_reason
+        decision.result = {
+            "decision": "draft-rejected",
+            "binding": binding,
+            "reasons": [reason("agreement-draft-rejected", "AgreementNo",
+                               f"marketing rejected the draft of agreement {review.agreement_no}: {review.rejection_reason}")],
+        }
+    else:
+        binding["state"] = AGREEMENT_APPROVED
+        binding["approved_at"] = review.decided_at.isoformat()
+        decision.result = {"decision": "draft-approved", "binding": binding}
+    decision.put(KIND, record.key, binding, ref=binding["company_id"])
+    then = "sent to the trading center for signing" if binding["state"] == AGREEMENT_APPROVED else "the period is free"
+    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {binding['state']} "
+                                            f"(draft {review.outcome} by marketing; {then})")
+    return decision
+
+
+# -- agreement signed or refused -----------------------------------------------------------------------
+
+
+def decide_signing(signing: TripartiteAgreementSigned, state: State, now: datetime) -> Decision:
+    decision = Decision()
+    user = signing.user_unit_id
+    claim_user(state, decision, user, now)
+    record = awaiting_binding(state, user, signing.agreement_no, signing.sales_company_credit_code)
+    binding = dict(record.data)
+    if binding["state"] == AGREEMENT_REQUESTED:
+        raise UnknownReference(
+            f"agreement {signing.agreement_no} was not sent for signing: marketing has not approved its draft"
+        )
+    if binding["state"] != AGREEMENT_APPROVED:
         decision.result = {"decision": "repeat", "state": binding["state"]}
         decision.change(trace_keys_of(binding), f"signing result for {signing.agreement_no} again: binding already {binding['state']}")
         return decision
@@ -247,7 +375,7 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
         decision.put(KIND, record.key, binding, ref=binding["company_id"])
         decision.result = {"decision": "refused", "binding": binding}
         decision.change(
-            trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {AGREEMENT_REFUSED} (agreement refused)"
+            trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_APPROVED} -> {AGREEMENT_REFUSED} (agreement refused)"
         )
         return decision
 
@@ -261,34 +389,13 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
     binding["effective_time"] = effective.isoformat()
     binding["signed_at"] = signing.decided_at.isoformat()
     binding["archived_at"] = now.isoformat()
-    due = effective - OWNERSHIP_LEAD
-    if due <= now:
-        binding["state"] = OWNERSHIP_ESTABLISHED
-        binding["established_at"] = now.isoformat()
-        decision.result = {"decision": "signed", "binding": binding, "ownership": binding}
-        what = f"agreement archived; takes effect {effective.isoformat()}, less than 15 days away: ownership established"
-    else:
-        binding["state"] = OWNERSHIP_SCHEDULED
-        binding["ownership_due_at"] = due.isoformat()
-        decision.schedules.append(
-            Schedule(
-                route=OWNERSHIP_ROUTE,
-                key=record.key,
-                due_at=due,
-                payload={
-                    "schema_version": "1",
-                    "user_unit_id": user,
-                    "period_start": binding["period_start"],
-                    "agreement_no": binding["agreement_no"],
-                    "due_at": due.isoformat(),
-                },
-                trace_keys=trace_keys_of(binding),
-            )
-        )
-        decision.result = {"decision": "signed", "binding": binding}
-        what = f"agreement archived; takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
+    if signing.valid_until is not None:
+        binding["valid_until"] = signing.valid_until.isoformat()
+    decision.result = {"decision": "signed", "binding": binding}
+    what = start_ownership(decision, record.key, binding, effective, now)
     decision.put(KIND, record.key, binding, ref=binding["company_id"])
-    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {binding['state']} ({what})")
+    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_APPROVED} -> {binding['state']} "
+                                            f"(agreement archived; {what})")
     return decision
 
 
@@ -320,6 +427,10 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
 
 def review_trace_keys(review: UserUnitReviewPassed) -> tuple[str, ...]:
     return (review.user_unit_id, review.sales_company_credit_code)
+
+
+def draft_trace_keys(review: AgreementDraftReviewed) -> tuple[str, ...]:
+    return (review.user_unit_id, review.sales_company_credit_code, review.agreement_no)
 
 
 def signing_trace_keys(signing: TripartiteAgreementSigned) -> tuple[str, ...]:

@@ -12,10 +12,10 @@ from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.tc import SalesCompanyArchivePushed
 from gridbus.mappings.events import METERING_CATEGORIES, _event, _Payload
-from gridbus.mappings.retail.bindings import AGREEMENT_REFUSED, AGREEMENT_REQUESTED, DISSOLUTION_REQUIRED
+from gridbus.mappings.retail.bindings import AGREEMENT_REFUSED, AGREEMENT_REJECTED, DISSOLUTION_REQUIRED
 
 _COMPANY_VERBS = {"created": "created", "changed": "changed"}
-_CLOSED = frozenset({AGREEMENT_REFUSED, DISSOLUTION_REQUIRED})
+_CLOSED = frozenset({AGREEMENT_REFUSED, AGREEMENT_REJECTED, DISSOLUTION_REQUIRED})
 
 
 def sales_company(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> CanonicalEvent | None:
@@ -45,16 +45,18 @@ def sales_company(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> Ca
 def binding(message, ctx: MappingContext) -> CanonicalEvent | None:
     """The binding the decision created or moved on; nothing for a repeat or a refused review."""
     data = ctx.decision.get("binding")
-    return _agreement_event(data, ctx) if data and "state" in data else None  # a refused review has no state
+    if not data or "state" not in data:  # a refused review has no state
+        return None
+    return _agreement_event(data, ctx, created=ctx.decision["decision"] == "accepted")
 
 
 def dissolved_binding(message, ctx: MappingContext) -> CanonicalEvent:
     return _agreement_event(ctx.item, ctx)
 
 
-def _agreement_event(data: dict, ctx: MappingContext) -> CanonicalEvent:
+def _agreement_event(data: dict, ctx: MappingContext, created: bool = False) -> CanonicalEvent:
     state = data["state"]
-    verb = "created" if state == AGREEMENT_REQUESTED else "closed" if state in _CLOSED else "changed"
+    verb = "created" if created else "closed" if state in _CLOSED else "changed"
     payload = _Payload("CustomerAgreement")
     root = payload.root
     payload.add(root, "mRID", data["agreement_no"])

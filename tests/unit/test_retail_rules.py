@@ -8,9 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import archive_review, bindings
-from tests.support.retail import CHINA, archive_xml, review_xml, signing_xml, valid_credit_code
+from tests.support.retail import CHINA, archive_xml, draft_review_json, review_xml, signing_xml, valid_credit_code
 from gridbus.contracts.errors import UnknownReference
 from gridbus.workers.store import Store
 
@@ -44,6 +45,18 @@ def signing(user, code, days: float | None = None, outcome="signed", agreement=N
     return TripartiteAgreementSigned.decode(signing_xml(
         agreement or f"TA202612-{user}", user, code, outcome=outcome, decided_at=NOW, effective_time=effective,
         refusal_reason="用户未签字" if outcome == "refused" else None))
+
+
+def approved(user, code, outcome="approved", agreement=None):
+    return AgreementDraftReviewed.decode(draft_review_json(
+        agreement or f"TA202612-{user}", user, code, outcome=outcome,
+        rejection_reason="负荷性质与申请不符" if outcome == "rejected" else None))
+
+
+def requested(store, user, code, message_id, **kwargs):
+    """The review accepted and marketing's draft approved: the agreement awaits signing."""
+    decide(store, bindings.decide_review, review(user, code, **kwargs), message_id)
+    return decide(store, bindings.decide_draft_review, approved(user, code), f"{message_id}-approved")
 
 
 # -- archive review --------------------------------------------------------------------------------
@@ -92,7 +105,7 @@ def test_a_corrected_credit_code_is_a_change_of_the_same_company(store):
     code replaced, the correction named to marketing, and its bindings still found by the new code."""
     old, new = valid_credit_code(), valid_credit_code()
     decide(store, archive_review.decide, archive(old, archive_id="A"), "m1")
-    decide(store, bindings.decide_review, review("U1", old), "r1")
+    requested(store, "U1", old, "r1")
     corrected = decide(store, archive_review.decide, archive(new, archive_id="A", revision=2), "m2").result
     assert (corrected["company"], corrected["company_id"], corrected["previous_credit_code"]) == ("changed", "A", old)
     assert corrected["contract_change"] == [{"field": "credit_code", "old_value": old, "new_value": new}]
@@ -139,7 +152,7 @@ def test_a_code_correction_onto_another_companys_code_is_refused_and_changes_not
 
 def bound(store, code, user, days, serial=[0]):
     serial[0] += 1
-    decide(store, bindings.decide_review, review(user, code), f"r{serial[0]}")
+    requested(store, user, code, f"r{serial[0]}")
     return decide(store, bindings.decide_signing, signing(user, code, days), f"s{serial[0]}")
 
 
@@ -180,7 +193,7 @@ def test_one_sales_company_per_contract_period(store, company):
 def test_a_refused_agreement_frees_the_period(store, company):
     other = valid_credit_code()
     decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
-    decide(store, bindings.decide_review, review("U1", company), "m1")
+    requested(store, "U1", company, "m1")
     refused = decide(store, bindings.decide_signing, signing("U1", company, outcome="refused"), "m2")
     assert refused.result["binding"]["state"] == bindings.AGREEMENT_REFUSED
     assert decide(store, bindings.decide_review, review("U1", other), "m3").result["decision"] == "accepted"
@@ -224,7 +237,7 @@ def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(s
     bound(store, company, "U1", 40)  # scheduled
     bound(store, company, "U2", 8)  # established
     decide(store, bindings.decide_review, review("U3", company), "m3")  # agreement requested
-    decide(store, bindings.decide_review, review("U4", company), "m4")
+    requested(store, "U4", company, "m4")
     decide(store, bindings.decide_signing, signing("U4", company, outcome="refused"), "m5")  # refused: not bound
     result = decide(store, archive_review.decide,
                     archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "m6").result
@@ -322,7 +335,7 @@ def test_after_a_dissolution_a_new_binding_starts_no_earlier_than_the_next_month
 ])
 def test_an_effective_time_outside_the_contract_period_is_refused_and_the_binding_waits(store, company, effective,
                                                                                           refused):
-    decide(store, bindings.decide_review, review("U1", company), "m1")
+    requested(store, "U1", company, "m1")
     message = TripartiteAgreementSigned.decode(signing_xml(
         "TA202612-U1", "U1", company, decided_at=NOW, effective_time=effective))
     result = decide(store, bindings.decide_signing, message, "m2").result
@@ -330,9 +343,70 @@ def test_an_effective_time_outside_the_contract_period_is_refused_and_the_bindin
         assert result["decision"] == "effective-time-refused"
         assert [(r["code"], r["field"]) for r in result["reasons"]] == [("effective-time-outside-period", "EffectiveTime")]
         [binding] = store.state.find_records(bindings.KIND, key_prefix="U1|")
-        assert binding.data["state"] == bindings.AGREEMENT_REQUESTED  # a corrected result can still come
+        assert binding.data["state"] == bindings.AGREEMENT_APPROVED  # a corrected result can still come
         corrected = TripartiteAgreementSigned.decode(signing_xml(
             "TA202612-U1", "U1", company, decided_at=NOW, effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
         assert decide(store, bindings.decide_signing, corrected, "m3").result["decision"] == "signed"
     else:
         assert result["decision"] == "signed"
+
+
+# -- the signing sub-flow in the seed's order (Fig. 2) -------------------------------------------------
+
+
+def test_the_agreement_goes_for_signing_only_once_marketing_approved_its_draft(store, company):
+    accepted = decide(store, bindings.decide_review, review("U1", company), "m1")
+    assert accepted.result["binding"]["state"] == bindings.AGREEMENT_REQUESTED
+    with pytest.raises(UnknownReference, match="not approved its draft"):  # signed before it was sent
+        bindings.decide_signing(signing("U1", company, 8), store.state.view(), NOW)
+    draft = decide(store, bindings.decide_draft_review, approved("U1", company), "m2")
+    assert (draft.result["decision"], draft.result["binding"]["state"]) == ("draft-approved", bindings.AGREEMENT_APPROVED)
+    again = decide(store, bindings.decide_draft_review, approved("U1", company), "m3")
+    assert again.result == {"decision": "repeat", "state": bindings.AGREEMENT_APPROVED}
+    assert decide(store, bindings.decide_signing, signing("U1", company, 8), "m4").result["decision"] == "signed"
+
+
+def test_a_rejected_draft_ends_the_binding_and_frees_the_period(store, company):
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    decide(store, bindings.decide_review, review("U1", company), "m1")
+    rejected = decide(store, bindings.decide_draft_review, approved("U1", company, outcome="rejected"), "m2").result
+    assert rejected["decision"] == "draft-rejected" and rejected["binding"]["state"] == bindings.AGREEMENT_REJECTED
+    [why] = rejected["reasons"]
+    assert why["code"] == "agreement-draft-rejected" and "负荷性质与申请不符" in why["message"]
+    assert decide(store, bindings.decide_review, review("U1", other), "m3").result["decision"] == "accepted"
+    with pytest.raises(UnknownReference, match="TA-NONE"):
+        bindings.decide_draft_review(approved("U1", company, agreement="TA-NONE"), store.state.view(), NOW)
+
+
+def test_a_user_with_a_valid_agreement_skips_the_signing_sub_flow(store, company):
+    """Signed for 2026-12..2027-11 and valid until 2028-11-30: the review of the next period with
+    the same company needs no new agreement, and ownership follows the 15-day rule from its first day."""
+    requested(store, "U1", company, "m1")
+    decide(store, bindings.decide_signing, TripartiteAgreementSigned.decode(signing_xml(
+        "TA202612-U1", "U1", company, decided_at=NOW, effective_time=datetime(2026, 12, 1, tzinfo=CHINA),
+        valid_until=date(2028, 11, 30))), "m2")
+    later = datetime(2027, 11, 20, 10, tzinfo=CHINA)  # 11 days before the next period
+    next_period = decide(store, bindings.decide_review, review(
+        "U1", company, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30),
+        reviewed_at=datetime(2027, 11, 18, 9, tzinfo=CHINA)), "m3", now=later).result
+    assert next_period["decision"] == "accepted"
+    binding = next_period["binding"]
+    assert (binding["state"], binding["agreement_no"], binding["signing"]) == (
+        bindings.OWNERSHIP_ESTABLISHED, "TA202612-U1", "covered")
+    assert binding["effective_time"] == "2027-12-01T00:00:00+08:00"
+    assert next_period["ownership"] is binding
+    # beyond the agreement's validity, or with another company, the sub-flow runs again
+    beyond = decide(store, bindings.decide_review, review(
+        "U1", company, period_start=date(2028, 12, 1), period_end=date(2029, 11, 30),
+        reviewed_at=datetime(2028, 11, 1, 9, tzinfo=CHINA)), "m4", now=datetime(2028, 11, 1, 9, tzinfo=CHINA)).result
+    assert beyond["binding"]["state"] == bindings.AGREEMENT_REQUESTED
+
+
+def test_without_valid_until_an_agreement_covers_only_its_own_period(store, company):
+    bound(store, company, "U1", 8)
+    later = datetime(2027, 11, 20, 10, tzinfo=CHINA)
+    next_period = decide(store, bindings.decide_review, review(
+        "U1", company, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30), reviewed_at=later),
+        "m2", now=later).result
+    assert next_period["binding"]["state"] == bindings.AGREEMENT_REQUESTED
