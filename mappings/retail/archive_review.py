@@ -1,7 +1,8 @@
 """Review of a sales-company archive pushed by the trading center (flow 5, seed 000 §1).
 
 An archive is accepted when it is complete, its unified social credit code is valid (GB 32100
-with the GB 11714 organisation check), no other company holds that code, and its dates and
+with the GB 11714 organisation check) and an enterprise's (``91``, see
+``identifiers.SALES_COMPANY_PREFIXES``), no other company holds that code, and its dates and
 capital make sense. Every problem found is reported, each with the field it concerns, so the
 trading center can correct everything in one go.
 
@@ -17,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from gridbus.contracts.identifiers import credit_code_problems
+from gridbus.contracts.identifiers import sales_company_code_problems
 from gridbus.contracts.tc import SalesCompanyArchivePushed
 from gridbus.contracts.state import Cancel, Decision, Record, State
 from gridbus.contracts.times import china_date
@@ -50,7 +51,7 @@ def field_problems(archive: SalesCompanyArchivePushed, today: date) -> list[dict
     for attribute, element in REQUIRED.items():
         if _missing(getattr(archive, attribute)):
             problems.append(reason("missing", element, f"{element} is required and was not given"))
-    for problem in credit_code_problems(archive.credit_code):
+    for problem in sales_company_code_problems(archive.credit_code):
         problems.append(reason(f"credit-code-{problem.code}", "CreditCode", problem.message))
     established, effective = archive.established_on, archive.effective_date
     if established is not None and established > today:

@@ -79,6 +79,14 @@ def test_every_problem_is_reported_with_its_field():
     ]
 
 
+def test_a_sales_company_must_be_an_enterprise():
+    from gridbus.contracts.identifiers import complete_credit_code
+
+    individual = complete_credit_code("9235020077604965")  # a valid code of an individual business (个体工商户)
+    problems = archive_review.field_problems(archive(individual, archive_id="A"), NOW.date())
+    assert [(p["code"], p["field"]) for p in problems] == [("credit-code-not-enterprise", "CreditCode")]
+
+
 def test_an_implausible_capital_is_named():
     problems = archive_review.field_problems(archive(valid_credit_code(), archive_id="A", RegisteredCapital="20000000"),
                                              NOW.date())
