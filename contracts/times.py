@@ -9,6 +9,9 @@ a China-local day, so a UTC instant after 16:00 belongs to the next day.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime
 
 #: UTC+8, without daylight saving time.
 CHINA = timezone(timedelta(hours=8), "UTC+08:00")
@@ -33,3 +36,8 @@ def china_midnight(day: date) -> datetime:
 
 def first_of_next_month(day: date) -> date:
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+#: A time gridbus sends: any offset accepted, kept as the same instant in UTC+8, so it is written
+#: ``...+08:00`` (the type of every datetime field of an outbound contract).
+ChinaTime = Annotated[AwareDatetime, AfterValidator(china_time)]

@@ -17,6 +17,7 @@ from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
+from gridbus.contracts.times import china_time
 
 #: Marketing's metering-point categories -> (canonical customer kind, becomes a market retail
 #: metering point when the customer joins the retail market). Large-industrial (大工业) and
@@ -161,11 +162,12 @@ class _Payload:
 
 
 def _lexical(value: object) -> str:
-    """XML Schema lexical form: ISO 8601 with offset, plain decimals, lowercase booleans."""
+    """XML Schema lexical form: ISO 8601 with offset +08:00 (the same instant), plain decimals,
+    lowercase booleans."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.isoformat()
+        return china_time(value).isoformat()
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)

@@ -18,9 +18,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
+from gridbus.contracts.times import ChinaTime
 
 #: Marketing's metering-point categories (大工业, 一般工商业, 居民, 农业).
 MeteringCategory = Literal["large_industrial", "general_commercial_industrial", "residential", "agricultural"]
@@ -67,7 +68,7 @@ class ContractChangeRequired(JsonOutbound):
     archive_revision: Annotated[int, Field(ge=1)]
     company_name: str | None = None
     changed_fields: Annotated[tuple[FieldChange, ...], Field(min_length=1)]
-    required_at: AwareDatetime
+    required_at: ChinaTime
 
 
 class RelationshipDissolutionRequired(JsonOutbound):
@@ -86,7 +87,7 @@ class RelationshipDissolutionRequired(JsonOutbound):
     period_end: date
     reason: Literal["sales_company_deregistered"]
     effective_date: date | None = None
-    required_at: AwareDatetime
+    required_at: ChinaTime
 
 
 class RetailMeteringPoint(StrictModel):
@@ -106,7 +107,7 @@ class AgreementDraftRequested(JsonOutbound):
     period_start: date
     period_end: date
     metering_points: Annotated[tuple[RetailMeteringPoint, ...], Field(min_length=1)]
-    requested_at: AwareDatetime
+    requested_at: ChinaTime
 
 
 class ConvertedMeteringPoint(StrictModel):
@@ -127,9 +128,9 @@ class BillingSchemeAdjustment(JsonOutbound):
     customer_no: str
     sales_company_credit_code: str
     agreement_no: str
-    effective_time: AwareDatetime
+    effective_time: ChinaTime
     metering_points: Annotated[tuple[ConvertedMeteringPoint, ...], Field(min_length=1)]
-    adjusted_at: AwareDatetime
+    adjusted_at: ChinaTime
 
 
 class OwnershipEstablished(JsonOutbound):
@@ -143,5 +144,5 @@ class OwnershipEstablished(JsonOutbound):
     agreement_no: str
     period_start: date
     period_end: date
-    effective_time: AwareDatetime
-    established_at: AwareDatetime
+    effective_time: ChinaTime
+    established_at: ChinaTime

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridbus.contracts.soap import SoapRequest as _Request
 from gridbus.contracts.tc.user_unit_review import RetailMeteringPoint
+from gridbus.contracts.times import ChinaTime
 
 
 class ReviewReason(BaseModel):
@@ -114,8 +115,8 @@ class ArchivalResult(_Request):
     user_unit_id: str
     sales_company_credit_code: str
     decision: Literal["archived", "refused"] = "archived"
-    archived_at: AwareDatetime | None = None
-    effective_time: AwareDatetime
+    archived_at: ChinaTime | None = None
+    effective_time: ChinaTime
     reasons: tuple[ReviewReason, ...] = ()
 
     @model_validator(mode="after")
@@ -155,7 +156,7 @@ class OwnershipRelation(_Request):
     agreement_no: str
     period_start: date
     period_end: date
-    effective_time: AwareDatetime
+    effective_time: ChinaTime
     metering_points: tuple[RetailMeteringPoint, ...] = Field(min_length=1)
 
     def to_soap(self) -> dict[str, Any]:

@@ -8,6 +8,8 @@ no user name, no legal representative.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.tc import SalesCompanyArchivePushed
@@ -66,10 +68,10 @@ def _agreement_event(data: dict, ctx: MappingContext, created: bool = False) -> 
     payload.add(root, "periodStart", data["period_start"])
     payload.add(root, "periodEnd", data["period_end"])
     payload.add(root, "status", state)
-    if data.get("effective_time"):
-        payload.add(root, "effectiveTime", data["effective_time"])
+    if data.get("effective_time"):  # stored as received: written in +08:00 like every time sent
+        payload.add(root, "effectiveTime", datetime.fromisoformat(data["effective_time"]))
     if data.get("ownership_due_at"):
-        payload.add(root, "ownershipDueAt", data["ownership_due_at"])
+        payload.add(root, "ownershipDueAt", datetime.fromisoformat(data["ownership_due_at"]))
     for point in data["metering_points"]:
         kind, market_eligible = METERING_CATEGORIES[point["category"]]
         usage = payload.add(root, "UsagePoint")

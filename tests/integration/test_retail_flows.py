@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import replace
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -358,8 +358,9 @@ def test_binding_changes_take_effect_from_the_next_month(broker_url, store, tc_s
         publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
                                          effective_time=datetime(2026, 11, 25, tzinfo=CHINA)))
         settled(worker, 5, "signing before the period")
+        # corrected, and sent in UTC: 16:00 UTC on 30 November is 00:00 on 1 December in China
         publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
-                                         effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+                                         effective_time=datetime(2026, 11, 30, 16, tzinfo=timezone.utc)))
         settled(worker, 6, "corrected signing")
         assert worker.counts == {"delivered": 6}
     [refused] = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=mid_month)
@@ -372,7 +373,12 @@ def test_binding_changes_take_effect_from_the_next_month(broker_url, store, tc_s
     assert (why["Code"], why["Field"]) == ("effective-time-outside-period", "EffectiveTime")
     assert "2026-12-01..2027-11-30" in why["Message"]
     assert second.payload["Decision"] == "archived" and second.payload["ArchivedAt"]
-    assert len(marketing(mkt_inbox, "OwnershipEstablished", user_unit_id=user)) == 1
+    # every time sent on is written in +08:00, the instant unchanged
+    assert second.payload["EffectiveTime"] == "2026-12-01T00:00:00+08:00"
+    [established] = marketing(mkt_inbox, "OwnershipEstablished", user_unit_id=user)
+    assert established["effective_time"] == "2026-12-01T00:00:00+08:00"
+    [relation] = calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)
+    assert relation.payload["EffectiveTime"] == "2026-12-01T00:00:00+08:00"
 
 
 # -- the signing sub-flow in the seed's order (Fig. 2) ---------------------------------------------------
