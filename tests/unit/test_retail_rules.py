@@ -418,3 +418,56 @@ def test_without_valid_until_an_agreement_covers_only_its_own_period(store, comp
         "U1", company, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30), reviewed_at=later),
         "m2", now=later).result
     assert next_period["binding"]["state"] == bindings.AGREEMENT_REQUESTED
+
+
+# -- canonical events in CIM names ------------------------------------------------------------------------
+
+
+def event_payload(event):
+    from lxml import etree
+
+    root = etree.fromstring(event.encode())
+    [payload] = root.find("{http://iec.ch/TC57/2011/schema/message}Payload")
+    namespace = etree.QName(payload).namespace
+    return payload, lambda path: payload.findtext("/".join(f"{{{namespace}}}{p}" for p in path.split("/")))
+
+
+def event_context(decision, item=None):
+    from gridbus.contracts.base import MappingContext
+
+    return MappingContext(route="r", step="event", message_id="m-1", correlation_id="c", source_message_id="s",
+                          source_system="tc", now=NOW, decision=decision, item=item)
+
+
+def test_a_sales_company_event_is_a_cim_service_supplier_named_by_its_credit_code(store):
+    from gridbus.mappings.retail import events
+
+    old, new = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(old, archive_id="A"), "m1")
+    message = archive(new, archive_id="A", revision=2)
+    decision = decide(store, archive_review.decide, message, "m2")
+    event = events.sales_company(message, event_context(decision.result))
+    assert (event.noun, event.verb) == ("ServiceSupplier", "changed")
+    payload, text = event_payload(event)
+    assert text("mRID") == "A"  # the stable id: a corrected code is the same supplier
+    assert (text("kind"), text("name")) == ("retailer", "厦门鹭江新能售电有限公司")
+    assert (text("Names/name"), text("Names/NameType/name")) == (new, "unifiedSocialCreditCode")
+    assert text("changedField") == "credit_code"
+
+
+def test_a_customer_agreement_event_uses_cim_validity_and_refers_to_its_parties_by_mrid(store, company):
+    from gridbus.mappings.retail import events
+
+    message = review("U1", company)
+    decision = decide(store, bindings.decide_review, message, "m1")
+    event = events.binding(message, event_context(decision.result))
+    assert (event.noun, event.verb) == ("CustomerAgreement", "created")
+    payload, text = event_payload(event)
+    assert text("mRID") == "TA202612-U1" and text("status/value") == "agreement-requested"
+    assert (text("validityInterval/start"), text("validityInterval/end")) == (
+        "2026-12-01T00:00:00+08:00", "2027-12-01T00:00:00+08:00")
+    assert (text("ServiceSupplier/mRID"), text("Customer/mRID")) == (f"A-{company}", "0731000012345")
+    points = [(p[0].text, p[1].text, p[2].text) for p in payload if p.tag.endswith("UsagePoint")]
+    assert points == [("MP-LI-1", "large_industrial", "true"), ("MP-GCI-1", "general_commercial_industrial", "true"),
+                      ("MP-RES-1", "residential", "false")]
+    assert "customerKind" not in event.encode().decode() and "长沙" not in event.encode().decode()
