@@ -47,7 +47,8 @@ from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
 from gridbus.contracts.errors import UnknownReference
-from gridbus.contracts.times import china_date, china_midnight, china_time, first_of_next_month
+from gridbus.contracts.times import china_midnight
+from gridbus.mappings.retail.periods import effective_time_problems, period_problems
 
 KIND = "binding"
 USER_UNIT = "user-unit"
@@ -153,7 +154,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
                     "one sales company per contract period",
                 )
             )
-    problems += period_problems(review, existing, now)
+    problems += period_problems(review, [r.data for r in existing if r.data["state"] == DISSOLUTION_REQUIRED], now)
     points = [{"metering_point_id": p.metering_point_id, "category": p.category} for p in review.metering_points]
     if not any(p["category"] in MARKET_CATEGORIES for p in points):
         problems.append(
@@ -250,52 +251,6 @@ def start_ownership(decision: Decision, key: str, binding: dict[str, Any], effec
         )
     )
     return f"takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
-
-
-def period_problems(review: UserUnitReviewPassed, existing: Iterable[Record], now: datetime) -> list[dict[str, str]]:
-    """Binding changes take effect from the next month (provincial retail rules): the period
-    starts on the first day of a month after the review's month, has not begun yet (China-local
-    days), and starts no earlier than the month after the day a dissolved binding of the user
-    ends (a deregistration may take effect on a later date than the day it arrives)."""
-    start, problems = review.period_start, []
-    if start.day != 1:
-        problems.append(reason("period-start-mid-month", "PeriodStart",
-                               f"period starts {start.isoformat()}; a binding starts on the first day of a month"))
-    earliest = first_of_next_month(china_date(review.reviewed_at))
-    if start < earliest:
-        problems.append(reason(
-            "period-start-not-next-month", "PeriodStart",
-            f"period starts {start.isoformat()}, but a binding reviewed on {china_date(review.reviewed_at).isoformat()} "
-            f"takes effect from the next month: {earliest.isoformat()} at the earliest"))
-    today = china_date(now)
-    if start <= today:
-        problems.append(reason("period-already-begun", "PeriodStart",
-                               f"period starts {start.isoformat()}, which has begun (today is {today.isoformat()})"))
-    for dissolved in (r.data for r in existing if r.data["state"] == DISSOLUTION_REQUIRED):
-        after = first_of_next_month(date.fromisoformat(dissolved["dissolved_on"]))
-        if start < after:
-            problems.append(reason(
-                "period-start-before-dissolution-month-ends", "PeriodStart",
-                f"the user's binding to {dissolved['credit_code']} is dissolved on {dissolved['dissolved_on']}; "
-                f"a new binding starts {after.isoformat()} at the earliest"))
-            break
-    return problems
-
-
-def effective_time_problems(signing: TripartiteAgreementSigned, binding: dict[str, Any]) -> list[dict[str, str]]:
-    """The agreement takes effect within its contract period: from 00:00 of the first day to the
-    end of the last day, China time."""
-    start = date.fromisoformat(binding["period_start"])
-    end = date.fromisoformat(binding["period_end"])
-    effective = signing.effective_time
-    if china_midnight(start) <= effective < china_midnight(end + timedelta(days=1)):
-        return []
-    return [reason("effective-time-outside-period", "EffectiveTime",
-                   f"effective time {china_time(effective).isoformat()} is outside the contract period "
-                   f"{start.isoformat()}..{end.isoformat()} of agreement {binding['agreement_no']}")]
-
-
-# -- agreement signed or refused -----------------------------------------------------------------------
 
 
 def awaiting_binding(state: State, user: str, agreement: str, credit_code: str) -> Record:

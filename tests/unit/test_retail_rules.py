@@ -10,7 +10,7 @@ import pytest
 from gridbus.contracts.internal import OwnershipDue
 from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
-from gridbus.mappings.retail import archive_review, bindings
+from gridbus.mappings.retail import archive_review, bindings, periods
 from tests.support.retail import CHINA, archive_xml, draft_review_json, review_xml, signing_xml, valid_credit_code
 from gridbus.contracts.errors import UnknownReference
 from gridbus.workers.store import Store
@@ -310,7 +310,7 @@ def test_the_review_month_is_the_china_local_one():
     """A review at 17:00 UTC on 30 November happened on 1 December in China: December is its month."""
     late = UserUnitReviewPassed.decode(review_xml("U1", valid_credit_code(),
                                                   reviewed_at=datetime(2026, 11, 30, 17, tzinfo=timezone.utc)))
-    codes = [p["code"] for p in bindings.period_problems(late, [], datetime(2026, 11, 30, 17, tzinfo=timezone.utc))]
+    codes = [p["code"] for p in periods.period_problems(late, [], datetime(2026, 11, 30, 17, tzinfo=timezone.utc))]
     assert codes == ["period-start-not-next-month", "period-already-begun"]
 
 
