@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from click.testing import CliRunner
 from kombu import Connection
 
 from gridbus.contracts.identifiers import is_valid_credit_code
-from gridbus.routes import ROUTES
+from gridbus.routes import ROUTES, route_by_name
+from gridbus.workers.store import Store
 from tests.conftest import BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost
 from gridbus.workers import topology
 from gridbus.tools import commands
@@ -26,7 +28,6 @@ pytestmark = pytest.mark.broker
 SYSTEMS = sorted({r.source.system for r in ROUTES if not r.source.internal})
 #: What the upstream systems publish; gridbus sends its internal routes' messages itself.
 PUBLISHED = tuple(r for r in ROUTES if not r.source.internal)
-SYSTEMS_IN_ORDER = tuple(dict.fromkeys(r.source.system for r in PUBLISHED))
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +78,11 @@ def test_examples_arrive_confirmed_with_the_routes_properties(sim_url, credentia
     report = simulate(sim_url, ROUTES, user_credentials=credentials)
 
     assert report.ok and report.published == len(PUBLISHED)
-    # one system at a time, each on a connection of its own: grouped by system, in route order within it
-    assert [r.route for r in report.routes] == [r.name for s in SYSTEMS_IN_ORDER for r in PUBLISHED if r.source.system == s]
-    published_as = {r.route: r for r in report.routes}
-    for route in PUBLISHED:
-        published = published_as[route.name]
-        assert published.published == 1
+    # grouped by system: one connection per system user
+    assert sorted(r.route for r in report.routes) == sorted(r.name for r in PUBLISHED)
+    by_name = {r.route: r for r in report.routes}
+    for route, published in ((route, by_name[route.name]) for route in PUBLISHED):
+        assert published.route == route.name and published.published == 1
         user = credentials[route.source.system][0]
         [message] = take_all(sim_url, route.work_queue, 1)
         props = message.properties
@@ -125,8 +125,27 @@ def test_variants_are_valid_and_distinct(sim_url, credentials):
         (s.agreement_no, s.user_unit_id, s.sales_company_credit_code) for s in signings)
 
 
+def test_master_data_variants_include_changes_their_sender_may_not_write(sim_url, credentials):
+    routes = [route_by_name("pms.master-data-changed"), route_by_name("mkt.master-data-changed")]
+    report = simulate(sim_url, routes, count=8, user_credentials=credentials)
+    assert report.ok and report.published == 16
+    store = Store("sqlite:///:memory:")
+    for route in routes:
+        changes = [route.contract.decode(m.body) for m in take_all(sim_url, route.work_queue, 8)]
+        assert len({c.business_code for c in changes}) == 8 and len({c.change_order_no for c in changes}) == 8
+        outcomes = []
+        for change in changes:
+            view = store.state.view()
+            now = datetime.now(timezone.utc)
+            decision = route.decide(change, view, now)
+            assert store.state.commit_decision(route.name, str(uuid.uuid4()), decision, view.read, now)
+            outcomes.append(decision.result.get("error") or decision.result["decision"])
+        refusal = "write-not-permitted" if route.source.system == "pms" else "not-system-of-record"
+        assert outcomes == ["accepted"] * 3 + [refusal] + ["accepted"] * 3 + [refusal], route.name
+
+
 def test_as_guest_the_user_id_is_guest(sim_url):
-    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    route = route_by_name("pms.black-map-published")
     report = simulate(sim_url, [route])
     assert report.ok and report.routes[0].user == "guest"
     [message] = take_all(sim_url, route.work_queue, 1)
@@ -140,7 +159,7 @@ def test_route_without_an_example_is_skipped(sim_url, credentials, tmp_path: Pat
 
 
 def test_errors_are_reported_per_route(sim_url, credentials, fresh_broker_url):
-    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    route = route_by_name("pms.black-map-published")
 
     wrong_password = simulate(sim_url, [route], user_credentials={"pms": (credentials["pms"][0], "wrong")})
     assert not wrong_password.ok and "refused the login" in wrong_password.routes[0].error
@@ -202,7 +221,7 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
 
 def test_a_list_of_nodes_is_tried_in_turn(sim_url, credentials):
     """GRIDBUS_BROKER_URL may name several nodes (``a;b``): a node that is down is passed over."""
-    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    route = route_by_name("pms.black-map-published")
     with socket.socket() as closed:  # a port nothing listens on once the socket is closed
         closed.bind(("127.0.0.1", 0))
         down = f"amqp://guest:guest@127.0.0.1:{closed.getsockname()[1]}/{SIM_VHOST}"
