@@ -206,7 +206,9 @@ def resident_id_problems(number: str | None) -> tuple[CodeProblem, ...]:
         problems.append(CodeProblem("birth-date", "positions 7-14 are not a birth date (YYYYMMDD)"))
     if number[17] != resident_id_check_character(number[:17]):
         # no digits quoted: the number is personal data
-        problems.append(CodeProblem("check-character", "position 18 is not the GB 11643 check character of positions 1-17"))
+        problems.append(
+            CodeProblem("check-character", "position 18 is not the GB 11643 check character of positions 1-17")
+        )
     return tuple(problems)
 
 
@@ -221,7 +223,8 @@ def customer_id_problems(number: str) -> str | None:
     credit code can be all digits too, so both rules are tried), a credit code's otherwise."""
     if is_valid_resident_id(number) or is_valid_credit_code(number):
         return None
-    looks_resident = len(number) == 18 and number[:17].isascii() and number[:17].isdigit() and number[17] in "0123456789X"
+    first17 = number[:17]
+    looks_resident = len(number) == 18 and first17.isascii() and first17.isdigit() and number[17] in "0123456789X"
     problems = resident_id_problems(number) if looks_resident else credit_code_problems(number)
     rule = "a resident identity number (GB 11643)" if looks_resident else "a unified social credit code (GB 32100)"
     return f"is neither a valid resident identity number nor a valid credit code; as {rule}: " + "; ".join(

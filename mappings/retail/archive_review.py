@@ -22,7 +22,15 @@ from gridbus.contracts.identifiers import sales_company_code_problems
 from gridbus.contracts.tc import SalesCompanyArchivePushed
 from gridbus.contracts.state import Cancel, Decision, Record, State
 from gridbus.contracts.times import china_date
-from gridbus.mappings.retail import COMPANY, COMPANY_ARCHIVE, COMPANY_CODE, bindings, company_by_archive, company_by_code, reason
+from gridbus.mappings.retail import (
+    COMPANY,
+    COMPANY_ARCHIVE,
+    COMPANY_CODE,
+    bindings,
+    company_by_archive,
+    company_by_code,
+    reason,
+)
 
 #: Registered capital above this (in 10,000 yuan, i.e. 100 billion yuan) is a typing error.
 MAX_CAPITAL_10K_YUAN = Decimal(10_000_000)
@@ -160,7 +168,8 @@ def decide(archive: SalesCompanyArchivePushed, state: State, now: datetime) -> D
         decision.change(keys, f"{label} accepted: credit code of sales company {company_id} corrected from "
                               f"{previous_code} to {code}; {', '.join(c['field'] for c in changed)} changed")
     elif changed:
-        decision.change(keys, f"{label} accepted and replaces the archive held: {', '.join(c['field'] for c in changed)} changed")
+        fields_changed = ", ".join(c["field"] for c in changed)
+        decision.change(keys, f"{label} accepted and replaces the archive held: {fields_changed} changed")
     else:
         decision.change(keys, f"{label} accepted: same as the archive held")
 

@@ -5,9 +5,10 @@ in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the sa
 stable id, which a corrected credit code does not change) and moves through these states, one
 message at a time:
 
-    review passed ─┬─> agreement-requested ──approved──> agreement-approved ──signed──> ownership-scheduled ──due──┐
-                   │        └──rejected──> agreement-rejected        └──refused──> agreement-refused            │
-                   │                                                 └──(effective in < 15 days)──> ownership-established
+    review passed ─┬─> agreement-requested ──approved──> agreement-approved ──signed──> ownership-scheduled
+                   │        └──rejected──> agreement-rejected     │   │                          │ due
+                   │                                              │   └──(effective in < 15 days)──> ownership-established
+                   │                                              └──refused──> agreement-refused
                    └──(a valid agreement covers the period)──> ownership-scheduled / ownership-established
     any holding state ──(sales company deregistered)──> dissolution-required
 
@@ -285,7 +286,9 @@ def decide_draft_review(review: AgreementDraftReviewed, state: State, now: datet
     binding = dict(record.data)
     if binding["state"] != AGREEMENT_REQUESTED:
         decision.result = {"decision": "repeat", "state": binding["state"]}
-        decision.change(trace_keys_of(binding), f"draft review of {review.agreement_no} again: binding already {binding['state']}")
+        decision.change(
+            trace_keys_of(binding), f"draft review of {review.agreement_no} again: binding already {binding['state']}"
+        )
         return decision
     if review.outcome == "rejected":
         binding["state"] = AGREEMENT_REJECTED
@@ -293,8 +296,10 @@ def decide_draft_review(review: AgreementDraftReviewed, state: State, now: datet
         decision.result = {
             "decision": "draft-rejected",
             "binding": binding,
-            "reasons": [reason("agreement-draft-rejected", "AgreementNo",
-                               f"marketing rejected the draft of agreement {review.agreement_no}: {review.rejection_reason}")],
+            "reasons": [reason(
+                "agreement-draft-rejected", "AgreementNo",
+                f"marketing rejected the draft of agreement {review.agreement_no}: {review.rejection_reason}",
+            )],
         }
     else:
         binding["state"] = AGREEMENT_APPROVED
@@ -330,15 +335,19 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
         decision.put(KIND, record.key, binding, ref=binding["company_id"])
         decision.result = {"decision": "refused", "binding": binding}
         decision.change(
-            trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_APPROVED} -> {AGREEMENT_REFUSED} (agreement refused)"
+            trace_keys_of(binding),
+            f"binding {record.key}: {AGREEMENT_APPROVED} -> {AGREEMENT_REFUSED} (agreement refused)",
         )
         return decision
 
     problems = effective_time_problems(signing, binding)
     if problems:  # the binding still awaits a signing result the trading center corrects
         decision.result = {"decision": "effective-time-refused", "reasons": problems, "binding": binding}
-        decision.change(trace_keys_of(binding), f"signing result for {signing.agreement_no} refused: "
-                                                f"{', '.join(p['code'] for p in problems)}; binding stays {binding['state']}")
+        codes = ", ".join(p["code"] for p in problems)
+        decision.change(
+            trace_keys_of(binding),
+            f"signing result for {signing.agreement_no} refused: {codes}; binding stays {binding['state']}",
+        )
         return decision
     effective = signing.effective_time
     binding["effective_time"] = effective.isoformat()

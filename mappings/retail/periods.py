@@ -27,8 +27,9 @@ def period_problems(
     if start < earliest:
         problems.append(reason(
             "period-start-not-next-month", "PeriodStart",
-            f"period starts {start.isoformat()}, but a binding reviewed on {china_date(review.reviewed_at).isoformat()} "
-            f"takes effect from the next month: {earliest.isoformat()} at the earliest"))
+            f"period starts {start.isoformat()}, but a binding reviewed on "
+            f"{china_date(review.reviewed_at).isoformat()} takes effect from the next month: "
+            f"{earliest.isoformat()} at the earliest"))
     today = china_date(now)
     if start <= today:
         problems.append(reason("period-already-begun", "PeriodStart",
