@@ -28,6 +28,9 @@ class MappingContext:
     decision: the result of the route's decision on durable state (``Route.decide``), the same
         on every redelivery; empty for routes without one.
     item: for a fan-out step (``Step.each``), the item this output is for.
+    options: the worker's settings that mappings read (``Settings.mapping_options``: the readings
+        flow's trading-center chunk size), the same for every message; a mapping falls back to its
+        own default for an option not given.
     """
 
     route: str
@@ -39,3 +42,4 @@ class MappingContext:
     now: datetime
     decision: Mapping[str, Any] = field(default_factory=dict)
     item: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)

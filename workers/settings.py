@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         description='SOAP endpoint URL of each peer, as cmd=URL,tc=URL or JSON {"cmd": "URL"}; merged over the '
         "defaults (DEFAULT_SOAP_PEERS): a peer not named keeps its URL. Each peer's WSDL is in contracts/<peer>/.",
     )
+    readings_tc_chunk_size: int = Field(
+        500, ge=1, le=5000,
+        description="Daily frozen readings per ReceiveMeterReadings call to the trading center (flow 9); each chunk "
+        "has its own stable MessageID. Change it only with no readings part in flight: a part retried after "
+        "the change is chunked anew.",
+    )
     soap_timeout_s: float = Field(10.0, gt=0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
     soap_password: str | None = Field(None, description="WS-Security UsernameToken password.")
@@ -127,6 +133,10 @@ class Settings(BaseSettings):
             if not _an_http_url(url):
                 raise ValueError(f"the URL of peer {peer!r} must be http:// or https:// with a host, not {url!r}")
         return {**DEFAULT_SOAP_PEERS, **peers}
+
+    def mapping_options(self) -> dict[str, Any]:
+        """What mappings may read of the settings (``MappingContext.options``), by option name."""
+        return {"readings_tc_chunk_size": self.readings_tc_chunk_size}
 
     def source_user_names(self) -> dict[str, str]:
         """system code -> the RabbitMQ user that publishes for it (``source_users``, else the code)."""

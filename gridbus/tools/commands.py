@@ -308,6 +308,14 @@ def dlq_purge(route, sure, broker) -> None:
 )
 @click.option("--as-guest", is_flag=True, help="Publish as the broker URL's user; routes refuse these as unauthorised.")
 @click.option(
+    "--readings-size", default=None, type=click.IntRange(1, 10_000),
+    help="Readings parts of N records (flow 9) instead of the example; --count parts of one batch.",
+)
+@click.option(
+    "--bad-share", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+    help="With --readings-size: the share of bad records in each part (0..1).",
+)
+@click.option(
     "--examples-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=simulation.EXAMPLES_DIR,
@@ -315,7 +323,10 @@ def dlq_purge(route, sure, broker) -> None:
 )
 @_broker_option
 @_routes_option
-def simulate(route_names, count, system_passwords, credentials_file, as_guest, examples_dir, broker, routes_module):
+def simulate(
+    route_names, count, system_passwords, credentials_file, as_guest, readings_size, bad_share, examples_dir, broker,
+    routes_module,
+):
     """Publish the routes' example messages as the upstream systems would (pika, confirms, user_id)."""
     routes = _routes(routes_module, route_names)
     broker_url = _broker_url(broker)
@@ -346,8 +357,16 @@ def simulate(route_names, count, system_passwords, credentials_file, as_guest, e
                 "refuse those messages as unauthorised (set GRIDBUS_SOURCE_USERS, or save the credentials again "
                 "with `gridbus topology users --save`)"
             )
+    generators = {}
+    if readings_size is not None:
+        from functools import partial
+
+        from gridbus.tools.readings_batch import simulated_parts
+
+        generators["DailyFrozenPublished"] = partial(simulated_parts, size=readings_size, bad_share=bad_share)
     report = simulation.simulate(
-        broker_url, routes, count=count, examples_dir=examples_dir, user_credentials=credentials or None
+        broker_url, routes, count=count, examples_dir=examples_dir, user_credentials=credentials or None,
+        generators=generators,
     )
     rows = [
         (r.route, r.user, r.exchange, r.routing_key, r.published, r.error or r.skipped or "ok") for r in report.routes

@@ -44,6 +44,7 @@ from typing import Any, Iterable
 
 from gridbus.contracts.internal import OwnershipDue
 from gridbus.contracts.mkt import AgreementDraftReviewed
+from gridbus.contracts.metering_point import MARKET_POINT, MarketPointData
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
@@ -232,6 +233,7 @@ def start_ownership(decision: Decision, key: str, binding: dict[str, Any], effec
     if due <= now:
         binding["state"] = OWNERSHIP_ESTABLISHED
         binding["established_at"] = now.isoformat()
+        put_market_points(decision, binding)
         decision.result["ownership"] = binding
         return f"takes effect {effective.isoformat()}, less than 15 days away: ownership established"
     binding["state"] = OWNERSHIP_SCHEDULED
@@ -380,10 +382,24 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
         return decision
     binding["state"] = OWNERSHIP_ESTABLISHED
     binding["established_at"] = now.isoformat()
+    put_market_points(decision, binding)
     decision.put(KIND, key, binding, ref=binding["company_id"])
     decision.result = {"decision": "established", "binding": binding, "ownership": binding}
     decision.change(trace_keys_of(binding), f"binding {key}: {OWNERSHIP_SCHEDULED} -> {OWNERSHIP_ESTABLISHED} (schedule fell due)")
     return decision
+
+
+# -- market points, for the readings flow ---------------------------------------------------------------
+
+
+def put_market_points(decision: Decision, binding: dict[str, Any]) -> None:
+    """Ownership established: each market metering point of the binding is in the retail market
+    from the agreement's effective time (kind ``market-point``), which tells the readings flow
+    (flow 9) whose daily readings go to the trading center."""
+    since = datetime.fromisoformat(binding["effective_time"])
+    for point in market_points(binding):
+        data = MarketPointData(since, binding["user_unit_id"], binding["credit_code"])
+        decision.put(MARKET_POINT, point["metering_point_id"], data.to_data(), ref=binding["user_unit_id"])
 
 
 # -- trace keys of the messages -------------------------------------------------------------------------
