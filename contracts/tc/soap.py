@@ -214,7 +214,7 @@ class ChunkReading(BaseModel):
 
     metering_point_id: str
     meter_asset_no: str
-    collected_at: AwareDatetime
+    collected_at: ChinaTime
     correction: bool
     total: Decimal
     tariffs: tuple[Decimal, Decimal, Decimal, Decimal]
