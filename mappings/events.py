@@ -17,10 +17,13 @@ from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
+from gridbus.contracts.times import china_time
 
-#: Marketing's metering-point categories -> (canonical customer kind, becomes a market retail
+#: Marketing's metering-point categories -> (a name of the category, becomes a market retail
 #: metering point when the customer joins the retail market). Large-industrial (大工业) and
-#: general commercial/industrial (一般工商业) points are the market-eligible ones.
+#: general commercial/industrial (一般工商业) points are the market-eligible ones. Events carry
+#: the category code itself, as data (``UsagePoint/meteringCategory``): CIM's ``customerKind``
+#: describes a customer, not a metering point.
 METERING_CATEGORIES: dict[str, tuple[str, bool]] = {
     "large_industrial": ("largeIndustrial", True),
     "general_commercial_industrial": ("generalCommercialIndustrial", True),
@@ -44,10 +47,10 @@ def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> Canon
         plan.add(supply, "ACLineSegment", point.line)
         plan.add(supply, "role", point.power_source)
     for point in message.metering_plan.metering_points:
-        kind, market_eligible = _metering_category(point.category, point.metering_point_id)
+        _, market_eligible = _metering_category(point.category, point.metering_point_id)
         usage = plan.add(root, "UsagePoint")
         plan.add(usage, "mRID", point.metering_point_id)
-        plan.add(usage, "customerKind", kind)
+        plan.add(usage, "meteringCategory", point.category)  # marketing's code, as data
         plan.add(usage, "marketEligible", market_eligible)
         plan.add(usage, "nominalServiceVoltage", point.voltage_kv, unit="kV")
         plan.add(usage, "ctRatio", point.ct_ratio)
@@ -161,11 +164,12 @@ class _Payload:
 
 
 def _lexical(value: object) -> str:
-    """XML Schema lexical form: ISO 8601 with offset, plain decimals, lowercase booleans."""
+    """XML Schema lexical form: ISO 8601 with offset +08:00 (the same instant), plain decimals,
+    lowercase booleans."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.isoformat()
+        return china_time(value).isoformat()
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -50,6 +51,20 @@ class Settings(BaseSettings):
     store_retention_days: float = Field(
         3.0, description="How long processed message ids are kept, in days (see the README's Sizing the store)."
     )
+    journal_retention_days: float = Field(
+        400.0, gt=0, description="How long the trace journal keeps a line, in days; the worker removes older ones."
+    )
+    archive_ingest: bool = Field(
+        True, description="The worker takes the routes' dead-letter queues into the store's archive (a thread and "
+        "connection of its own). false: run `gridbus dlq ingest` somewhere instead."
+    )
+    archive_retention_days: float = Field(
+        90.0, gt=0, description="Dead letters dead-lettered longer ago than this, in days, are purged from the archive "
+        "by the worker (restorable for archive_restore_days, then removed)."
+    )
+    archive_restore_days: float = Field(
+        14.0, ge=0, description="How long a purged dead letter can be restored, in days, before the worker removes it."
+    )
     prefetch: int = Field(200, ge=1, description="Messages a worker takes from a queue before acking (per consumer).")
     batch_size: int = Field(100, ge=1, description="Messages processed between two confirm waits / store commits.")
     batch_linger_ms: float = Field(
@@ -78,6 +93,21 @@ class Settings(BaseSettings):
         description='RabbitMQ user that publishes for each source system, as JSON {"pms": "prod-pms"}; '
         "a system not named publishes as the user named by its code.",
     )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz (one small HTTP thread); unset: none served.",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address that port listens on: 0.0.0.0 every interface, 127.0.0.1 this host only."
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="http(s) URL that gets one JSON POST per new dead-letter group (route, error type, message type) "
+        "and at most one per group every alert_interval_min; unset: no webhook.",
+    )
+    alert_interval_min: float = Field(
+        15.0, gt=0, description="Least time between two webhook notifications of one dead-letter group, in minutes."
+    )
     log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
@@ -95,6 +125,24 @@ class Settings(BaseSettings):
     soap_timeout_s: float = Field(10.0, gt=0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
     soap_password: str | None = Field(None, description="WS-Security UsernameToken password.")
+    console_host: str = Field("127.0.0.1", description="Address the dead-letter console listens on.")
+    console_port: int = Field(8090, ge=0, le=65535, description="Port of the dead-letter console (0: any free port).")
+    console_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="Key that signs the console's session cookies (at least 32 characters); unset: a random key "
+        "per process, so sessions end when the console restarts.",
+    )
+    console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts, in hours.")
+    console_trusted_header: str | None = Field(
+        None,
+        description="Request header naming the signed-in user, set by a reverse proxy doing single sign-on "
+        "(e.g. X-Forwarded-User); unset: off, every user logs in with a password.",
+    )
+    console_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("127.0.0.1", "::1"),
+        description="Client addresses whose trusted header is believed, comma-separated.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -103,6 +151,20 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"one of {', '.join(LOG_LEVELS)} is accepted")
         return level
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _a_webhook_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _an_http_url(value):
+            raise ValueError("an http:// or https:// URL with a host is accepted")
+        return value
 
     @field_validator("source_users")
     @classmethod
@@ -117,6 +179,20 @@ class Settings(BaseSettings):
         shared = sorted({u for u in users.values() if list(users.values()).count(u) > 1})
         if shared:
             raise ValueError(f"user(s) {', '.join(shared)} would publish for more than one system: give each its own")
+        return value
+
+    @field_validator("console_trusted_header")
+    @classmethod
+    def _a_header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("a header name is letters, digits and '-' (at most 64)")
+        return value
+
+    @field_validator("console_trusted_proxies", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(a.strip() for a in value.split(",") if a.strip())
         return value
 
     @field_validator("soap_peers", mode="before")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
+from gridbus.contracts.times import ChinaTime
 
 
 class BlackMapNotice(JsonOutbound):
@@ -17,12 +18,12 @@ class BlackMapNotice(JsonOutbound):
     application_no: str
     graph_id: str
     graph_version: int
-    published_at: AwareDatetime
+    published_at: ChinaTime
     substation: str
     feeder: str
     equipment_count: Annotated[int, Field(ge=0)]
     may_energize: Literal[True] = True
-    notified_at: AwareDatetime
+    notified_at: ChinaTime
 
 
 class PlanChange(StrictModel):
@@ -39,7 +40,7 @@ class PlanChangeNotice(JsonOutbound):
 
     application_no: str
     plan_revision: Annotated[int, Field(ge=1)]
-    changed_at: AwareDatetime
+    changed_at: ChinaTime
     change_reason: str
     changes: tuple[PlanChange, ...]
-    notified_at: AwareDatetime
+    notified_at: ChinaTime

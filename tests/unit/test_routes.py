@@ -33,7 +33,12 @@ EXPECTED_FLOWS = {
     "tc.user-unit-review-passed": (
         "tc", "user-unit.review-passed", "UserUnitReviewPassed",
         [("tc-review-result", "tc", "ReceiveUserReviewResult"), ("mkt-agreement-draft", "mkt", "agreement-draft.requested"),
-         ("tc-agreement-info", "tc", "ReceiveAgreementInfo"), ("event", "events", "")]),
+         ("mkt-billing-scheme", "mkt", "billing-scheme.adjust"), ("mkt-ownership", "mkt", "ownership.established"),
+         ("tc-ownership", "tc", "ReceiveOwnershipRelation"), ("event", "events", "")]),
+    "mkt.agreement-draft-reviewed": (
+        "mkt", "agreement-draft.reviewed", "AgreementDraftReviewed",
+        [("tc-agreement-info", "tc", "ReceiveAgreementInfo"), ("tc-review-result", "tc", "ReceiveUserReviewResult"),
+         ("event", "events", "")]),
     "tc.tripartite-agreement-signed": (
         "tc", "tripartite-agreement.signed", "TripartiteAgreementSigned",
         [("tc-archival-result", "tc", "ReceiveArchivalResult"), ("mkt-billing-scheme", "mkt", "billing-scheme.adjust"),
@@ -64,6 +69,7 @@ EXAMPLE_FILES = {
     "SalesCompanyArchivePushed": "tc.SalesCompanyArchivePushed.xml",
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
+    "AgreementDraftReviewed": "mkt.AgreementDraftReviewed.json",
     "OwnershipDue": "gridbus.OwnershipDue.json",
     "DailyFrozenPublished": "mdc.DailyFrozenPublished.xml",
 }
@@ -143,11 +149,12 @@ def test_every_step_maps_the_example(route):
 
 
 def test_retail_examples_in_process_order_map_to_every_output():
-    """The examples are one story: company archived, user reviewed, agreement signed (effective
-    in 5 days: ownership at once); decided on a real store, each in turn."""
+    """The examples are one story: company archived, user reviewed, draft approved by marketing,
+    agreement signed (effective in 5 days: ownership at once); decided on a real store, each in turn."""
     store = Store("sqlite:///:memory:")
     produced = {}
-    for name in ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "tc.tripartite-agreement-signed"):
+    for name in ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "mkt.agreement-draft-reviewed",
+                 "tc.tripartite-agreement-signed"):
         route = route_by_name(name)
         message = example(route)
         state = store.state.view()
@@ -156,7 +163,8 @@ def test_retail_examples_in_process_order_map_to_every_output():
         produced[name] = {k for k, v in map_steps(route, message, decision.result).items() if v is not None}
     assert produced == {
         "tc.sales-company-archive-pushed": {"tc-feedback", "event"},
-        "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "tc-agreement-info", "event"},
+        "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "event"},
+        "mkt.agreement-draft-reviewed": {"tc-agreement-info", "event"},
         "tc.tripartite-agreement-signed": {"tc-archival-result", "mkt-billing-scheme", "mkt-ownership",
                                            "tc-ownership", "event"},
     }

@@ -114,3 +114,24 @@ def test_a_soap_peer_without_a_wsdl_stops_a_command_before_it_starts(tmp_path):
         "gridbus: invalid settings: GRIDBUS_SOAP_PEERS=billing=http://127.0.0.1:8083/billing: SOAP peer 'billing' "
         "has no WSDL: it needs one *.wsdl in contracts/billing/; the peers with a WSDL are cmd, tc"
     )
+
+
+def test_the_metrics_port_and_the_webhook_are_off_unless_set(monkeypatch):
+    monkeypatch.setenv("GRIDBUS_METRICS_PORT", " ")
+    monkeypatch.setenv("GRIDBUS_ALERT_WEBHOOK_URL", "")
+    settings = load_settings()
+    assert settings.metrics_port is None and settings.alert_webhook_url is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("GRIDBUS_METRICS_PORT", "70000", "less than or equal to 65535"),
+        ("GRIDBUS_ALERT_WEBHOOK_URL", "file:///etc/passwd", "an http:// or https:// URL with a host is accepted"),
+        ("GRIDBUS_ALERT_INTERVAL_MIN", "0", "greater than 0"),
+    ],
+)
+def test_an_unusable_metrics_or_webhook_setting_is_named(monkeypatch, name, value, said):
+    monkeypatch.setenv(name, value)
+    reason = str(pytest.raises(SettingsError, load_settings).value)
+    assert reason.startswith(f"invalid settings: {name}=") and said in reason
