@@ -109,6 +109,8 @@ class Held:
 
 
 def negative_values(r: FrozenReading) -> Finding | None:
+    if r.total >= 0 and min(r.tariffs) >= 0:  # nearly every record: no names built
+        return None
     named = (("PAP_R", r.total), *((f"PAP_R{i}", t) for i, t in enumerate(r.tariffs, start=1)))
     negative = [name for name, value in named if value < 0]
     if not negative:
@@ -185,6 +187,10 @@ def rolled_over(last: Decimal, current: Decimal, modulus: Decimal) -> bool:
     return last >= modulus * (1 - ROLLOVER_SHARE) and 0 <= current + modulus - last <= modulus * ROLLOVER_SHARE
 
 
+#: The registers' names in a record's order: the total, then the four tariffs.
+_REGISTERS = ("PAP_R", "PAP_R1", "PAP_R2", "PAP_R3", "PAP_R4")
+
+
 def advance(r: FrozenReading, base: Held, cap_kwh: Decimal) -> list[Finding]:
     """Registers against the base reading of the same meter: none backwards (unless rolled over),
     and the consumption plausible; a meter exchange starts afresh."""
@@ -193,13 +199,10 @@ def advance(r: FrozenReading, base: Held, cap_kwh: Decimal) -> list[Finding]:
     findings = []
     backwards, rolled = [], []
     consumed = r.total - base.total
-    modulus = register_range(base.total)
-    named = (("PAP_R", r.total, base.total),) + tuple(
-        (f"PAP_R{i}", now, then) for i, (now, then) in enumerate(zip(r.tariffs, base.tariffs), start=1)
-    )
-    for name, now, then in named:
-        if now >= then:
-            continue
+    lower = [(name, now, then) for name, now, then in zip(_REGISTERS, (r.total, *r.tariffs), (base.total, *base.tariffs))
+             if now < then]
+    modulus = register_range(base.total) if lower else None
+    for name, now, then in lower:
         if not rolled_over(then, now, modulus):
             backwards.append(f"{name} {now} < {then}")
         else:

@@ -232,6 +232,12 @@ def test_a_batch_of_keys_is_read_and_written_in_one_go_and_refused_whole_if_one_
     assert store.state.commit_decision("r", "m3", decision_3, again.read, NOW)
     assert {r.data["total"] for r in store.state.get_records("last-reading", keys).values()} == {"101.00"}
     assert store.state.get_record("last-reading", "MP00000007").version == 2
+    later, decision_4, _ = decide("m4")  # every key read at a version now: the updates must all take
+    rival.put("last-reading", "MP00000007", {"total": "98.00"})
+    assert store.state.commit_decision("r", "rival-2", rival, {}, NOW)
+    assert not store.state.commit_decision("r", "m4", decision_4, later.read, NOW)
+    assert store.state.get_record("last-reading", "MP00000008").data == {"total": "101.00"}  # nothing of m4 written
+    assert store.state.get_record("last-reading", "MP00000007").data == {"total": "98.00"}
 
 
 def test_a_record_only_read_in_a_batch_must_be_unchanged_at_commit(store):
