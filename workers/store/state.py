@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Iterable
 
 from gridbus.contracts.state import Decision, Record
-from gridbus.workers.store.db import POSTGRESQL, Database, to_json
+from gridbus.workers.store.db import Database, to_json
 from gridbus.workers.store.journal import Journal
 from gridbus.workers.store.schedules import Schedules
 
@@ -34,19 +34,6 @@ _PUT_ABSENT = (  # read as absent: must still be absent
 _PUT_READ = (  # read at a version: must still be at that version
     "UPDATE records SET ref = {p}, data = {p}, at = {p}, version = version + 1 "
     "WHERE kind = {p} AND key = {p} AND version = {p}"
-)
-#: PostgreSQL: the same two writes as one statement over arrays (``unnest``) rather than a statement
-#: per row, for a decision that moves ten thousand records; the rows' order and count as above,
-#: so a row that did not take effect still shows in the row count.
-_PG_PUT_ABSENT = (
-    "INSERT INTO records (kind, key, ref, version, data, at) SELECT u.kind, u.key, u.ref, 1, u.data, u.at "
-    "FROM unnest({p}::text[], {p}::text[], {p}::text[], {p}::text[], {p}::double precision[]) "
-    "AS u(kind, key, ref, data, at) ON CONFLICT DO NOTHING"
-)
-_PG_PUT_READ = (
-    "UPDATE records AS r SET ref = u.ref, data = u.data, at = u.at, version = r.version + 1 "
-    "FROM unnest({p}::text[], {p}::text[], {p}::double precision[], {p}::text[], {p}::text[], {p}::bigint[]) "
-    "AS u(ref, data, at, kind, key, version) WHERE r.kind = u.kind AND r.key = u.key AND r.version = u.version"
 )
 
 
@@ -133,7 +120,7 @@ class BusinessState:
                 updated.append((put.ref, data, at, put.kind, put.key, version))
         for statement, rows in ((_PUT_UNREAD, unread), (_PUT_ABSENT, absent), (_PUT_READ, updated)):
             if rows:  # one statement per kind of write, each row of it must have taken effect
-                self._put_rows(cur, statement, rows)
+                cur.executemany(sql(statement), rows)
                 if cur.rowcount != len(rows):
                     raise _Refused
         written = {(put.kind, put.key) for put in decision.puts}
@@ -143,15 +130,6 @@ class BusinessState:
         )
         self._schedules.write(cur, route, message_id, decision.schedules, decision.cancels, at)
 
-
-    def _put_rows(self, cur, statement: str, rows: list[tuple]) -> None:
-        """Run a put statement for every row: on PostgreSQL, more than a few rows of a conditional
-        put as one statement over arrays (``_PG_PUT_*``); otherwise ``executemany``."""
-        bulk = {_PUT_ABSENT: _PG_PUT_ABSENT, _PUT_READ: _PG_PUT_READ}.get(statement)
-        if bulk is not None and len(rows) > 8 and self._db.dialect is POSTGRESQL:
-            cur.execute(self._db.sql(bulk), [list(column) for column in zip(*rows)])
-        else:
-            cur.executemany(self._db.sql(statement), rows)
 
     def _check_unchanged(self, cur, read: dict[tuple[str, str], int]) -> None:
         """What was read and not written must still be at the version read (0: still absent):
