@@ -17,6 +17,7 @@ from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
+from gridbus.mappings.hv_application import intended_energization_time
 
 #: Marketing's metering-point categories -> (canonical customer kind, becomes a market retail
 #: metering point when the customer joins the retail market). Large-industrial (大工业) and
@@ -35,7 +36,7 @@ def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> Canon
     plan.add(root, "mRID", message.application_no)
     plan.add(root, "revision", message.plan_revision)
     plan.add(root, "surveyedAt", message.surveyed_at)
-    plan.add(root, "intendedEnergizationTime", message.intended_energization_time)
+    plan.add(root, "intendedEnergizationTime", intended_energization_time(message, ctx))
     plan.add(root, "supplyVoltage", message.access_plan.supply_voltage_kv, unit="kV")
     plan.add(root, "contractCapacity", message.access_plan.contract_capacity_kva, unit="kVA")
     for point in message.access_plan.supply_points:

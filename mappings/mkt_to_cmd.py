@@ -11,10 +11,12 @@ from gridbus.contracts.cmd.soap import (
     Transformer,
 )
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.mappings.hv_application import intended_energization_time
 
 
 def supply_plan(message: SupplyPlanPushed, ctx: MappingContext) -> SupplyPlanDelivery:
-    """The command center needs the customer's name and phone to arrange the outage with them."""
+    """The command center needs the customer's name and phone to arrange the outage with them.
+    The energization time is the route decision's: a held flow-2 revision wins over the plan's."""
     access = message.access_plan
     return SupplyPlanDelivery(
         message_id=ctx.message_id,
@@ -25,7 +27,7 @@ def supply_plan(message: SupplyPlanPushed, ctx: MappingContext) -> SupplyPlanDel
         contact_phone=message.customer.contact_phone,
         supply_voltage_kv=access.supply_voltage_kv,
         contract_capacity_kva=access.contract_capacity_kva,
-        intended_energization_time=message.intended_energization_time,
+        intended_energization_time=intended_energization_time(message, ctx),
         plan_revision=message.plan_revision,
         supply_points=tuple(
             SupplyPoint(substation=p.substation, line=p.line, power_source=p.power_source)

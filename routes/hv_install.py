@@ -5,7 +5,8 @@ from __future__ import annotations
 from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
-from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from gridbus.mappings import cmd_to_mkt, events, hv_application, mkt_to_cmd, pms_to_mkt
+from gridbus.mappings.hv_application import application_no
 from gridbus.routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
 
 #: The command center's SOAP service may be down for maintenance windows: 8 attempts, 5 s doubling to 10 min.
@@ -14,15 +15,11 @@ RETRY = RetryPolicy(attempts=8, first_delay_s=5, max_delay_s=600)
 EVENTS = Target("events")
 
 
-def application_no(message: EnergizationTimeSet | PlanChanged) -> str:
-    return message.application_no
-
-
 def energization_time_revision(message: EnergizationTimeSet) -> int:
     return message.revision
 
 
-def plan_revision(message: PlanChanged) -> int:
+def plan_revision(message: SupplyPlanPushed | PlanChanged) -> int:
     return message.plan_revision
 
 
@@ -35,6 +32,10 @@ SUPPLY_PLAN_PUSHED = Route(
         Step("event", events.supply_plan_created, EVENTS),
     ),
     retry=RETRY,
+    # A late older plan never overwrites a newer one; a held flow-2 energization time wins over the plan's.
+    supersession=Supersession(key=application_no, revision=plan_revision),
+    decide=hv_application.decide_supply_plan,
+    trace_keys=hv_application.trace_keys,
 )
 
 ENERGIZATION_TIME_SET = Route(
@@ -47,6 +48,8 @@ ENERGIZATION_TIME_SET = Route(
     ),
     retry=RETRY,
     supersession=Supersession(key=application_no, revision=energization_time_revision),
+    decide=hv_application.decide_energization_time,
+    trace_keys=hv_application.trace_keys,
 )
 
 BLACK_MAP_PUBLISHED = Route(

@@ -5,6 +5,7 @@ inbox and the canonical events exchange."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -232,3 +233,30 @@ def test_replay_after_the_cause_is_fixed_delivers_once(broker_url, store, stub, 
     applied = [c for c in stub.calls if c.applied and c.payload["ApplicationNo"] == application]
     assert len(applied) == 1
     assert dlq.show(broker_url, ROUTES, message_id=message_id) == []
+
+
+def supply_plan(application_no: str, revision: int) -> bytes:
+    doc = json.loads(example("mkt.SupplyPlanPushed.json"))
+    doc.update(application_no=application_no, plan_revision=revision)
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def test_a_late_older_plan_is_superseded_and_a_held_energization_time_wins_over_a_plan_s(broker_url, store, stub, systems):
+    """Flow 1 is superseded by plan_revision; once flow 2 has set a time, a later plan carries
+    that time to the command center, not the one in its own body (README: which time wins)."""
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    sent = [
+        (SUPPLY, supply_plan(application, 2)),
+        (SUPPLY, supply_plan(application, 1)),  # late, older
+        (ENERGIZATION, energization(application, 4)),  # 2026-12-14T09:30+08:00
+        (SUPPLY, supply_plan(application, 3)),  # its body says 2026-12-15T09:00+08:00
+    ]
+    with worker_for(broker_url, store, stub) as worker:
+        for n, (route, body) in enumerate(sent, start=1):
+            publish(systems, route, body)
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"message {n} settled")
+        assert worker.counts == {"delivered": 3, "superseded": 1}
+    plans = [c.payload for c in stub.effects("ReceiveSupplyPlan") if c.payload["ApplicationNo"] == application]
+    assert [int(p["PlanRevision"]) for p in plans] == [2, 3]
+    times = [datetime.fromisoformat(str(p["IntendedEnergizationTime"])) for p in plans]
+    assert times == [datetime.fromisoformat("2026-12-15T09:00:00+08:00"), datetime.fromisoformat("2026-12-14T09:30:00+08:00")]

@@ -185,9 +185,16 @@ def test_plan_change_later_revision_supersedes():
     assert route.supersession.revision(message) == message.plan_revision
 
 
+def test_supply_plan_later_revision_supersedes():
+    route = route_by_name("mkt.supply-plan-pushed")
+    message = route.contract.decode((EXAMPLES / "mkt.SupplyPlanPushed.json").read_bytes())
+    assert route.supersession.key(message) == "HV2026110300017"
+    assert route.supersession.revision(message) == message.plan_revision == 1
+
+
 def test_only_revisioned_flows_are_superseded():
     assert [r.name for r in ROUTES if r.supersession] == [
-        "mkt.energization-time-set", "cmd.plan-changed", "tc.sales-company-archive-pushed"]
+        "mkt.supply-plan-pushed", "mkt.energization-time-set", "cmd.plan-changed", "tc.sales-company-archive-pushed"]
 
 
 def test_route_by_name():

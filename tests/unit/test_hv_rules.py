@@ -1,0 +1,69 @@
+"""The high-voltage new installation's rules, decided on a real (in-memory) store: which
+energization time wins, who numbers plan revisions, what a black map allows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.mappings import hv_application
+from gridbus.workers.store import Store
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
+CHINA = timezone(timedelta(hours=8))
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA)
+APPLICATION = "HV2026110300017"
+
+
+@pytest.fixture
+def store():
+    s = Store("sqlite:///:memory:")
+    yield s
+    s.close()
+
+
+def decide(store, rule, message, message_id, now=NOW):
+    state = store.state.view()
+    decision = rule(message, state, now)
+    assert store.state.commit_decision("test", message_id, decision, state.read, now)
+    return decision
+
+
+def supply_plan(revision: int, energization: str = "2026-12-15T09:00:00+08:00") -> SupplyPlanPushed:
+    doc = json.loads((EXAMPLES / "mkt.SupplyPlanPushed.json").read_bytes())
+    doc.update(plan_revision=revision, intended_energization_time=energization)
+    return SupplyPlanPushed.decode(json.dumps(doc, ensure_ascii=False).encode())
+
+
+def energization_time(revision: int, time: str) -> EnergizationTimeSet:
+    doc = json.loads((EXAMPLES / "mkt.EnergizationTimeSet.json").read_bytes())
+    doc.update(revision=revision, intended_energization_time=time)
+    return EnergizationTimeSet.decode(json.dumps(doc).encode())
+
+
+def plan_change(revision: int) -> PlanChanged:
+    body = (EXAMPLES / "cmd.PlanChanged.xml").read_bytes()
+    return PlanChanged.decode(body.replace(b"<PlanRevision>2<", f"<PlanRevision>{revision}<".encode()))
+
+
+# -- item 1: the plan's energization time and flow 2's -------------------------------------------------
+
+
+def test_without_a_flow_2_revision_the_plan_s_energization_time_goes_out(store):
+    decision = decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    assert decision.result == {"intended_energization_time": "2026-12-15T09:00:00+08:00", "from": "plan"}
+
+
+def test_a_held_flow_2_revision_wins_over_a_later_plan_s_energization_time(store):
+    decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    decide(store, hv_application.decide_energization_time, energization_time(3, "2026-12-21T14:00:00+08:00"), "e3")
+    decision = decide(store, hv_application.decide_supply_plan, supply_plan(2, "2026-12-15T09:00:00+08:00"), "p2")
+    assert decision.result == {"intended_energization_time": "2026-12-21T14:00:00+08:00", "from": "energization-time revision 3"}
+    assert "not applied" in decision.changes[0].what
+    held = store.state.view().get(hv_application.KIND, APPLICATION).data
+    assert held["plan_revision"] == 2 and held["energization"]["revision"] == 3
