@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
+
 
 @dataclass(frozen=True)
 class MappingContext:
@@ -28,6 +30,7 @@ class MappingContext:
     decision: the result of the route's decision on durable state (``Route.decide``), the same
         on every redelivery; empty for routes without one.
     item: for a fan-out step (``Step.each``), the item this output is for.
+    rules: the business rules configured for this deployment (``contracts.rules``).
     """
 
     route: str
@@ -39,3 +42,4 @@ class MappingContext:
     now: datetime
     decision: Mapping[str, Any] = field(default_factory=dict)
     item: Any = None
+    rules: Rules = DEFAULT_RULES

@@ -12,23 +12,13 @@ from decimal import Decimal
 
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
+from gridbus.contracts.categories import category
 from gridbus.contracts.canonical.payload import PayloadNode, PayloadTemplate, UnfitText
 from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
 from gridbus.mappings.hv_application import intended_energization_time
-
-#: Marketing's metering-point categories -> (canonical customer kind, becomes a market retail
-#: metering point when the customer joins the retail market). Large-industrial (大工业) and
-#: general commercial/industrial (一般工商业) points are the market-eligible ones.
-METERING_CATEGORIES: dict[str, tuple[str, bool]] = {
-    "large_industrial": ("largeIndustrial", True),
-    "general_commercial_industrial": ("generalCommercialIndustrial", True),
-    "residential": ("residential", False),
-    "agricultural": ("agricultural", False),
-}
-
 
 def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> CanonicalEvent:
     plan = _Payload("SupplyPlan")
@@ -45,11 +35,9 @@ def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> Canon
         plan.add(supply, "ACLineSegment", point.line)
         plan.add(supply, "role", point.power_source)
     for point in message.metering_plan.metering_points:
-        kind, market_eligible = _metering_category(point.category, point.metering_point_id)
         usage = plan.add(root, "UsagePoint")
         plan.add(usage, "mRID", point.metering_point_id)
-        plan.add(usage, "customerKind", kind)
-        plan.add(usage, "marketEligible", market_eligible)
+        add_category(plan, usage, point.category, ctx)
         plan.add(usage, "nominalServiceVoltage", point.voltage_kv, unit="kV")
         plan.add(usage, "ctRatio", point.ct_ratio)
         plan.add(usage, "ptRatio", point.pt_ratio)
@@ -128,14 +116,11 @@ def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent:
     return _event("changed", payload, ctx)
 
 
-def _metering_category(category: str, metering_point_id: str) -> tuple[str, bool]:
-    try:
-        return METERING_CATEGORIES[category]
-    except KeyError:
-        raise MappingError(
-            f"metering point {metering_point_id}: category {category!r} has no canonical mapping; "
-            f"known: {', '.join(sorted(METERING_CATEGORIES))}"
-        ) from None
+def add_category(payload: _Payload, usage: PayloadNode, code: str, ctx: MappingContext) -> None:
+    """A usage point's category from the one code table (``contracts.categories``), and whether
+    it may join the retail market by the configured rule (``ctx.rules.market``)."""
+    payload.add(usage, "customerKind", category(code).canonical)
+    payload.add(usage, "marketEligible", ctx.rules.market.eligible(code))
 
 
 class _Payload:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gridbus.contracts.base import MappingContext
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.contracts import naming
 from gridbus.routes.model import Route, Step
 from gridbus.workers import envelope
@@ -130,11 +131,19 @@ class Delivery:
 
 
 class Pipeline:
-    def __init__(self, store: Store, adapters: dict[str, Any], clock, source_users: dict[str, str] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        adapters: dict[str, Any],
+        clock,
+        source_users: dict[str, str] | None = None,
+        rules: Rules = DEFAULT_RULES,
+    ):
         self.store = store
         self.adapters = adapters
         self.clock = clock
         self.source_users = source_users or {}  # system -> its RabbitMQ user; absent: the system code
+        self.rules = rules  # handed to every mapping (MappingContext.rules)
 
     def check(self, d: Delivery) -> None:
         route = d.route
@@ -323,6 +332,7 @@ class Pipeline:
             source_system=d.route.source.system,
             now=now,
             decision=decision,
+            rules=self.rules,
         )
         if step.each is None:
             if step.name not in done:

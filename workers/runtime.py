@@ -27,6 +27,7 @@ from gridbus.workers.amqp import (
     is_amqp, mask_url,
 )
 from gridbus.contracts.errors import TransientDeliveryError
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.workers.intake import Intake
 from gridbus.workers.logging import get_logger
 from gridbus.workers.parts import DueSchedules, OutcomeLog, Part, RetentionPurge, TraceJournal
@@ -55,6 +56,7 @@ class Worker:
     adapters: a callable ``(publisher_getter) -> {name: adapter}`` called once at start, so AMQP
     adapters can reach the publisher of the current connection (it changes on reconnect).
     source_users: system code -> the RabbitMQ user whose ``user_id`` its routes accept (default: the code).
+    rules: the configured business rules every mapping is handed (``contracts.rules``).
     batch_size, batch_linger_s: how batches are formed (``Intake``).
     retention_s: processed ids older than this are forgotten, by a purge started every
     purge_interval_s that removes at most purge_chunk_rows rows per loop turn (``RetentionPurge``).
@@ -82,6 +84,7 @@ class Worker:
         amqp_fast_path: bool = True,
         name: str = "worker",
         source_users: dict[str, str] | None = None,
+        rules: Rules = DEFAULT_RULES,
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
@@ -109,7 +112,7 @@ class Worker:
         self._stop = threading.Event()
         self._delays = DelayEmulation(self.routes, self.publisher)  # in-memory broker only
         self.adapters = adapters(self.publisher)
-        self.pipeline = Pipeline(store, self.adapters, clock, source_users)
+        self.pipeline = Pipeline(store, self.adapters, clock, source_users, rules)
         self.intake = Intake(self.pipeline, batch_size=batch_size, batch_linger_s=batch_linger_s, stopping=self._stop.is_set)
         self.outcomes = OutcomeLog()
         self.parts: list[Part] = [

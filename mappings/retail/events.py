@@ -11,7 +11,7 @@ from __future__ import annotations
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.tc import SalesCompanyArchivePushed
-from gridbus.mappings.events import METERING_CATEGORIES, _event, _Payload
+from gridbus.mappings.events import _event, _Payload, add_category
 from gridbus.mappings.retail.bindings import AGREEMENT_REFUSED, AGREEMENT_REQUESTED, DISSOLUTION_REQUIRED
 
 _COMPANY_VERBS = {"created": "created", "changed": "changed"}
@@ -69,9 +69,7 @@ def _agreement_event(data: dict, ctx: MappingContext) -> CanonicalEvent:
     if data.get("ownership_due_at"):
         payload.add(root, "ownershipDueAt", data["ownership_due_at"])
     for point in data["metering_points"]:
-        kind, market_eligible = METERING_CATEGORIES[point["category"]]
         usage = payload.add(root, "UsagePoint")
         payload.add(usage, "mRID", point["metering_point_id"])
-        payload.add(usage, "customerKind", kind)
-        payload.add(usage, "marketEligible", market_eligible)
+        add_category(payload, usage, point["category"], ctx)
     return _event(verb, payload, ctx)

@@ -16,7 +16,7 @@ from kombu import Connection, Queue
 from gridbus.adapters.soap import SoapAdapter
 from gridbus.adapters.soap_stub import SoapStub
 from gridbus.contracts.soap import peer_wsdl
-from gridbus.contracts import naming
+from gridbus.contracts import categories, naming
 from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
 from gridbus.routes.model import RetryPolicy
 from tests.support.amqp import QueueReader, UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
@@ -260,3 +260,32 @@ def test_a_late_older_plan_is_superseded_and_a_held_energization_time_wins_over_
     assert [int(p["PlanRevision"]) for p in plans] == [2, 3]
     times = [datetime.fromisoformat(str(p["IntendedEnergizationTime"])) for p in plans]
     assert times == [datetime.fromisoformat("2026-12-15T09:00:00+08:00"), datetime.fromisoformat("2026-12-14T09:30:00+08:00")]
+
+
+def with_categories(application_no: str, *codes: str) -> bytes:
+    doc = json.loads(example("mkt.SupplyPlanPushed.json"))
+    point = doc["metering_plan"]["metering_points"][0]
+    doc["application_no"] = application_no
+    doc["metering_plan"]["metering_points"] = [
+        {**point, "metering_point_id": f"{application_no[2:]}{n}", "category": code} for n, code in enumerate(codes)]
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def test_contract_and_event_agree_on_categories_so_a_plan_the_command_center_took_is_not_dead_lettered(
+        broker_url, store, stub, systems, events_tap):
+    """Every category in the code table reaches the command center and the events exchange; one
+    outside it is refused at the door, before the command center is called."""
+    accepted, refused = f"HV{uuid.uuid4().int % 10**13:013d}", f"HV{uuid.uuid4().int % 10**13:013d}"
+    with worker_for(broker_url, store, stub) as worker:
+        good = publish(systems, SUPPLY, with_categories(accepted, *categories.CODES))
+        bad = publish(systems, SUPPLY, with_categories(refused, "large_industrial", "street_lighting"))
+        wait_for(lambda: sum(worker.counts.values()) == 2, what="both settled")
+        assert worker.counts == {"delivered": 1, "dead-lettered": 1}
+    [plan] = [c.payload for c in stub.effects("ReceiveSupplyPlan") if c.payload["ApplicationNo"] == accepted]
+    assert [p["Category"] for p in plan["MeteringPlan"]["MeteringPoint"]] == list(categories.CODES)
+    assert not [c for c in stub.calls if c.payload.get("ApplicationNo") == refused]
+    [event] = events_for(events_tap, good)
+    assert event.body.count(b"<customerKind>") == len(categories.CODES)
+    [dead] = dead_letter_reader(broker_url, SUPPLY).where(lambda m: m.properties["message_id"] == bad)
+    assert dead.headers[H.ERROR_TYPE] == "contract-violation"
+    assert "metering_points[1].category" in dead.headers[H.ERROR_MESSAGE]

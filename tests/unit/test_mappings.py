@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,10 @@ from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
-from gridbus.contracts.errors import MappingError
+from gridbus.contracts.errors import ContractViolation, MappingError
+from gridbus.contracts import categories
+from gridbus.contracts.categories import MarketEligibility
+from gridbus.contracts.rules import Rules
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "contracts" / "examples"
@@ -190,17 +194,33 @@ def test_events_carry_no_personal_data(mapping, message, system, noun, verb, exp
         assert personal not in text
 
 
-def test_unknown_metering_category_has_no_event_mapping():
+def test_every_category_the_contract_accepts_has_an_event_mapping():
+    """One code table (contracts/categories.py) for contract and events: a plan the contract
+    accepts cannot fail at the event step after the command center took it."""
     plan = supply_plan()
-    points = plan.metering_plan.metering_points
-    odd = plan.model_copy(
-        update={"metering_plan": plan.metering_plan.model_copy(
-            update={"metering_points": (points[0].model_copy(update={"category": "street_lighting"}),)}
-        )}
-    )
-    with pytest.raises(MappingError) as caught:
-        events.supply_plan_created(odd, context())
-    assert "3301060001234" in caught.value.reason and "street_lighting" in caught.value.reason
+    point = plan.metering_plan.metering_points[0]
+    for code in categories.CODES:
+        one = plan.model_copy(update={"metering_plan": plan.metering_plan.model_copy(
+            update={"metering_points": (point.model_copy(update={"category": code}),)})})
+        xml_text = events.supply_plan_created(one, context()).encode().decode()
+        assert f"<customerKind>{categories.category(code).canonical}</customerKind>" in xml_text
+
+
+def test_a_category_outside_the_table_is_refused_by_the_contract():
+    doc = json.loads((EXAMPLES / "mkt.SupplyPlanPushed.json").read_bytes())
+    doc["metering_plan"]["metering_points"][0]["category"] = "street_lighting"
+    with pytest.raises(ContractViolation) as caught:
+        SupplyPlanPushed.decode(json.dumps(doc, ensure_ascii=False).encode())
+    assert "street_lighting" in caught.value.reason or "category" in caught.value.reason
+    assert "large_industrial" in caught.value.reason
+
+
+def test_market_eligibility_is_the_configured_rule():
+    residential_only = Rules(market=MarketEligibility.of({"residential"}))
+    default = events.supply_plan_created(supply_plan(), context()).encode().decode()
+    configured = events.supply_plan_created(supply_plan(), replace(context(), rules=residential_only)).encode().decode()
+    assert default.count("<marketEligible>true</marketEligible>") == 2
+    assert configured.count("<marketEligible>true</marketEligible>") == 0
 
 
 def test_mappings_are_pure():
@@ -276,7 +296,7 @@ def supply_plan_documents(draw) -> dict:
         "metering_plan": {"metering_points": draw(st.lists(
             st.fixed_dictionaries({
                 "metering_point_id": st.from_regex(r"[0-9]{13}", fullmatch=True),
-                "category": st.sampled_from(sorted(events.METERING_CATEGORIES)),
+                "category": st.sampled_from(categories.CODES),
                 "voltage_kv": st.sampled_from(["0.4", "10", "35"]),
                 "ct_ratio": st.integers(1, 10_000),
                 "pt_ratio": st.integers(1, 10_000),

@@ -114,3 +114,14 @@ def test_a_soap_peer_without_a_wsdl_stops_a_command_before_it_starts(tmp_path):
         "gridbus: invalid settings: GRIDBUS_SOAP_PEERS=billing=http://127.0.0.1:8083/billing: SOAP peer 'billing' "
         "has no WSDL: it needs one *.wsdl in contracts/billing/; the peers with a WSDL are cmd, tc"
     )
+
+
+def test_market_categories_are_a_setting_of_known_codes(monkeypatch):
+    assert load_settings().rules().market.eligible("large_industrial")
+    monkeypatch.setenv("GRIDBUS_MARKET_CATEGORIES", "large_industrial, residential")
+    market = load_settings().rules().market
+    assert market.eligible("residential") and not market.eligible("general_commercial_industrial")
+    monkeypatch.setenv("GRIDBUS_MARKET_CATEGORIES", "large_industrial,street_lighting")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "GRIDBUS_MARKET_CATEGORIES" in str(caught.value) and "unknown metering categories street_lighting" in str(caught.value)
