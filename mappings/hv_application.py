@@ -27,6 +27,7 @@ from typing import Any
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.errors import OutOfSequence
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.state import Decision, State
 
 KIND = "hv-application"
@@ -101,5 +102,38 @@ def decide_energization_time(message: EnergizationTimeSet, state: State, now: da
     decision.put(KIND, message.application_no, data)
     decision.change(
         [message.application_no], f"intended energization time {time} (revision {message.revision}) held; it wins over any plan's"
+    )
+    return decision
+
+
+# -- flow 3: black map -----------------------------------------------------------------------------
+
+
+def decide_black_map(black_map: BlackMapPublished, state: State, now: datetime) -> Decision:
+    """May marketing energize on this graph? Not when it realises an older plan revision than the
+    latest gridbus holds, nor when PMS did not say which one it realises. A revision newer than
+    gridbus's (a plan change still on its way) does not hold energization. Older graph versions
+    never get here (the route's supersession)."""
+    decision = Decision()
+    application, realised = black_map.application_no, black_map.plan_revision
+    data = held(state, application)
+    latest = data["plan_revision"]
+    hold = None
+    if realised is None:
+        hold = "the black map does not say which plan revision it realises"
+    elif latest is not None and realised < latest:
+        hold = f"the black map realises plan revision {realised}, but plan revision {latest} ({data['plan_from']}) is newer"
+    data["black_map"] = {
+        "graph_id": black_map.graph_id,
+        "graph_version": black_map.graph_version,
+        "plan_revision": realised,
+        "may_energize": hold is None,
+    }
+    decision.put(KIND, application, data)
+    decision.result = {"may_energize": hold is None, "hold_reason": hold}
+    decision.change(
+        [application],
+        f"black map {black_map.graph_id} version {black_map.graph_version}: "
+        + ("marketing may energize" if hold is None else f"energization held: {hold}"),
     )
     return decision

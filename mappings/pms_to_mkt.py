@@ -8,14 +8,17 @@ from gridbus.contracts.pms import BlackMapPublished
 
 
 def black_map_notice(message: BlackMapPublished, ctx: MappingContext) -> BlackMapNotice:
+    """Whether marketing may energize on this graph is the route's decision (``hv_application``)."""
     return BlackMapNotice(
         application_no=message.application_no,
         graph_id=message.graph_id,
         graph_version=message.graph_version,
+        plan_revision=message.plan_revision,
         published_at=message.published_at,
         substation=message.substation,
         feeder=message.feeder,
         equipment_count=len(message.equipment),
-        may_energize=True,
+        may_energize=ctx.decision["may_energize"],
+        hold_reason=ctx.decision.get("hold_reason"),
         notified_at=ctx.now,
     )

@@ -19,6 +19,10 @@ def energization_time_revision(message: EnergizationTimeSet) -> int:
     return message.revision
 
 
+def graph_version(message: BlackMapPublished) -> int:
+    return message.graph_version
+
+
 def plan_revision(message: SupplyPlanPushed | PlanChanged) -> int:
     return message.plan_revision
 
@@ -61,6 +65,10 @@ BLACK_MAP_PUBLISHED = Route(
         Step("event", events.black_map_created, EVENTS),
     ),
     retry=RETRY,
+    # A republished older graph version never overwrites a newer one's notice.
+    supersession=Supersession(key=application_no, revision=graph_version),
+    decide=hv_application.decide_black_map,
+    trace_keys=hv_application.trace_keys,
 )
 
 PLAN_CHANGED = Route(

@@ -10,18 +10,25 @@ from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
 
 
 class BlackMapNotice(JsonOutbound):
-    """The operating-state graph (黑图) is published: marketing may organise joint energization."""
+    """The operating-state graph (黑图) is published: marketing may organise joint energization
+    (送电) when ``may_energize``; otherwise ``hold_reason`` says why not (the graph realises an
+    older plan revision than the latest gridbus holds, or PMS did not say which one).
+
+    plan_revision: the supply-plan revision the graph realises, as PMS stated it (None: not stated).
+    """
 
     message_type: ClassVar[str] = "BlackMapNotice"
 
     application_no: str
     graph_id: str
     graph_version: int
+    plan_revision: Annotated[int | None, Field(ge=1)]
     published_at: AwareDatetime
     substation: str
     feeder: str
     equipment_count: Annotated[int, Field(ge=0)]
-    may_energize: Literal[True] = True
+    may_energize: bool
+    hold_reason: str | None = None
     notified_at: AwareDatetime
 
 

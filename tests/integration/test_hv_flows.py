@@ -171,7 +171,8 @@ def test_bad_black_maps_are_dead_lettered_with_reasons_and_good_ones_flow(broker
         ids = {}
         for name, (body, _) in cases.items():
             ids[name] = publish(systems, BLACK_MAP, body)
-            publish(systems, BLACK_MAP, example("pms.BlackMapPublished.gbk.xml"), correlation_id=correlation)
+            good = unique_application(example("pms.BlackMapPublished.gbk.xml"), f"HV{uuid.uuid4().int % 10**13:013d}")
+            publish(systems, BLACK_MAP, good, correlation_id=correlation)
         wait_for(lambda: worker.counts.get("dead-lettered", 0) == len(cases), what="bad ones dead-lettered")
         wait_for(lambda: worker.counts.get("delivered", 0) == len(cases), what="good ones delivered")
     dead = {m.properties["message_id"]: m for m in dead_letter_reader(broker_url, BLACK_MAP).drain()}
@@ -289,3 +290,30 @@ def test_contract_and_event_agree_on_categories_so_a_plan_the_command_center_too
     [dead] = dead_letter_reader(broker_url, SUPPLY).where(lambda m: m.properties["message_id"] == bad)
     assert dead.headers[H.ERROR_TYPE] == "contract-violation"
     assert "metering_points[1].category" in dead.headers[H.ERROR_MESSAGE]
+
+
+def black_map_of(application_no: str, graph_version: int, plan_revision: int) -> bytes:
+    body = unique_application(example("pms.BlackMapPublished.xml"), application_no)
+    return (body.replace(b"<GraphVersion>3<", f"<GraphVersion>{graph_version}<".encode())
+                .replace(b"<PlanRevision>2<", f"<PlanRevision>{plan_revision}<".encode()))
+
+
+def test_black_maps_are_superseded_by_graph_version_and_a_stale_one_holds_energization(broker_url, store, stub, systems):
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    inbox = inbox_reader(broker_url)
+    with worker_for(broker_url, store, stub) as worker:
+        publish(systems, SUPPLY, supply_plan(application, 2))
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="plan revision 2 held")
+        for n, body in enumerate((black_map_of(application, 4, 1),  # drawn from plan revision 1
+                                  black_map_of(application, 3, 2),  # late, older graph version
+                                  black_map_of(application, 5, 2)), start=2):
+            publish(systems, BLACK_MAP, body)
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"black map {n - 1} settled")
+        assert worker.counts == {"delivered": 3, "superseded": 1}
+    notices = [json.loads(m.body) for m in inbox.where(lambda m: m.properties.get("type") == "BlackMapNotice")]
+    mine = [(n["graph_version"], n["plan_revision"], n["may_energize"], n["hold_reason"])
+            for n in notices if n["application_no"] == application]
+    assert mine == [
+        (4, 1, False, "the black map realises plan revision 1, but plan revision 2 (marketing's supply plan) is newer"),
+        (5, 2, True, None),
+    ]

@@ -11,6 +11,7 @@ import pytest
 
 from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished
 from gridbus.mappings import hv_application
 from gridbus.workers.store import Store
 
@@ -67,3 +68,40 @@ def test_a_held_flow_2_revision_wins_over_a_later_plan_s_energization_time(store
     assert "not applied" in decision.changes[0].what
     held = store.state.view().get(hv_application.KIND, APPLICATION).data
     assert held["plan_revision"] == 2 and held["energization"]["revision"] == 3
+
+
+# -- item 3: what a black map allows ---------------------------------------------------------------
+
+
+def black_map(plan_revision: int | None, graph_version: int = 3) -> BlackMapPublished:
+    body = (EXAMPLES / "pms.BlackMapPublished.xml").read_bytes()
+    body = body.replace(b"<GraphVersion>3<", f"<GraphVersion>{graph_version}<".encode())
+    stated = b"" if plan_revision is None else f"<PlanRevision>{plan_revision}</PlanRevision>".encode()
+    return BlackMapPublished.decode(body.replace(b"<PlanRevision>2</PlanRevision>", stated))
+
+
+def test_a_black_map_of_the_latest_plan_revision_allows_energization(store):
+    decide(store, hv_application.decide_supply_plan, supply_plan(2), "p2")
+    decision = decide(store, hv_application.decide_black_map, black_map(2), "b1")
+    assert decision.result == {"may_energize": True, "hold_reason": None}
+
+
+def test_a_black_map_of_an_older_plan_revision_holds_energization(store):
+    decide(store, hv_application.decide_supply_plan, supply_plan(3), "p3")
+    decision = decide(store, hv_application.decide_black_map, black_map(2), "b1")
+    assert decision.result["may_energize"] is False
+    assert decision.result["hold_reason"] == (
+        "the black map realises plan revision 2, but plan revision 3 (marketing's supply plan) is newer")
+
+
+def test_a_black_map_that_does_not_name_its_plan_revision_holds_energization(store):
+    decision = decide(store, hv_application.decide_black_map, black_map(None), "b1")
+    assert decision.result == {"may_energize": False,
+                               "hold_reason": "the black map does not say which plan revision it realises"}
+
+
+def test_a_black_map_ahead_of_gridbus_s_plan_revision_allows_energization(store):
+    """A plan change still on its way to gridbus is no reason to hold: nothing newer is known."""
+    decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    assert decide(store, hv_application.decide_black_map, black_map(2), "b1").result["may_energize"] is True
+    assert store.state.view().get(hv_application.KIND, APPLICATION).data["black_map"]["graph_version"] == 3

@@ -44,7 +44,12 @@ def context(source_system: str = "mkt") -> MappingContext:
         source_message_id="src-0001",
         source_system=source_system,
         now=NOW,
+        decision=MAY_ENERGIZE if source_system == "pms" else {},
     )
+
+
+#: The black-map route's decision when the graph realises the latest plan revision.
+MAY_ENERGIZE = {"may_energize": True, "hold_reason": None}
 
 
 def supply_plan() -> SupplyPlanPushed:
@@ -150,6 +155,12 @@ def test_black_map_notice():
     notice = pms_to_mkt.black_map_notice(black_map(), context("pms"))
     assert notice.message_type == "BlackMapNotice" and notice.content_type == "application/json"
     assert json.loads(notice.encode()) == expected_json("pms_to_mkt.black_map_notice.json")
+
+
+def test_a_black_map_notice_says_why_energization_is_held():
+    held = {"may_energize": False, "hold_reason": "the black map realises plan revision 2, but plan revision 3 is newer"}
+    notice = pms_to_mkt.black_map_notice(black_map(), replace(context("pms"), decision=held))
+    assert (notice.plan_revision, notice.may_energize, notice.hold_reason) == (2, False, held["hold_reason"])
 
 
 def test_plan_change_notice():

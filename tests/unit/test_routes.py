@@ -192,9 +192,15 @@ def test_supply_plan_later_revision_supersedes():
     assert route.supersession.revision(message) == message.plan_revision == 1
 
 
+def test_black_maps_are_superseded_by_graph_version_per_application():
+    route = route_by_name("pms.black-map-published")
+    message = route.contract.decode((EXAMPLES / "pms.BlackMapPublished.xml").read_bytes())
+    assert (route.supersession.key(message), route.supersession.revision(message)) == ("HV2026110300017", 3)
+
+
 def test_only_revisioned_flows_are_superseded():
     assert [r.name for r in ROUTES if r.supersession] == [
-        "mkt.supply-plan-pushed", "mkt.energization-time-set", "cmd.plan-changed", "tc.sales-company-archive-pushed"]
+        "mkt.supply-plan-pushed", "mkt.energization-time-set", "pms.black-map-published", "cmd.plan-changed", "tc.sales-company-archive-pushed"]
 
 
 def test_route_by_name():
