@@ -18,7 +18,7 @@ from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
-from gridbus.mappings.hv_application import intended_energization_time
+from gridbus.mappings.hv_application import intended_energization_time, is_repeat
 
 def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> CanonicalEvent:
     plan = _Payload("SupplyPlan")
@@ -100,7 +100,9 @@ _BLACK_MAP = PayloadTemplate(
 )
 
 
-def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent:
+def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent | None:
+    if is_repeat(ctx):
+        return None
     payload = _Payload("SupplyPlan")
     root = payload.root
     payload.add(root, "mRID", message.application_no)

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from gridbus.contracts.base import MappingContext
+from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.errors import OutOfSequence
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
@@ -104,6 +105,44 @@ def decide_energization_time(message: EnergizationTimeSet, state: State, now: da
         [message.application_no], f"intended energization time {time} (revision {message.revision}) held; it wins over any plan's"
     )
     return decision
+
+
+# -- flow 4: plan change -----------------------------------------------------------------------------
+
+
+def decide_plan_change(change: PlanChanged, state: State, now: datetime) -> Decision:
+    """A plan change from the command center must carry the next revision, latest + 1. The same
+    change again (same revision, same change time) is a repeat; anything else is refused. With no
+    plan held yet (gridbus started after the plan was pushed) there is nothing to check against:
+    the change is accepted as it stands, and the trace says so."""
+    decision = Decision()
+    application, revision = change.application_no, change.plan_revision
+    data = held(state, application)
+    latest, changed_at = data["plan_revision"], change.changed_at.isoformat()
+    if latest == revision and data.get("plan_from") == FROM_COMMAND_CENTER and data.get("plan_changed_at") == changed_at:
+        decision.result = {"decision": "repeat"}
+        decision.change([application], f"plan change revision {revision} again: already held, nothing sent")
+        return decision
+    if latest is not None and revision != latest + 1:
+        raise OutOfSequence(
+            f"plan change {application} revision {revision} from the command center does not follow plan revision "
+            f"{latest} that gridbus holds (from {data['plan_from']}); marketing numbers plan revisions, so a change "
+            f"must carry revision {latest + 1}"
+        )
+    data.update(plan_revision=revision, plan_from=FROM_COMMAND_CENTER, plan_changed_at=changed_at)
+    decision.put(KIND, application, data)
+    decision.result = {"decision": "accepted"}
+    decision.change(
+        [application],
+        f"plan revision {revision} held from the command center's change"
+        + ("" if latest is not None else " (no earlier revision held: accepted as it stands)"),
+    )
+    return decision
+
+
+def is_repeat(ctx: MappingContext) -> bool:
+    """The route decided this message repeats one already handled: nothing to send."""
+    return ctx.decision.get("decision") == "repeat"
 
 
 # -- flow 3: black map -----------------------------------------------------------------------------

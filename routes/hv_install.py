@@ -23,7 +23,7 @@ def graph_version(message: BlackMapPublished) -> int:
     return message.graph_version
 
 
-def plan_revision(message: SupplyPlanPushed | PlanChanged) -> int:
+def plan_revision(message: SupplyPlanPushed) -> int:
     return message.plan_revision
 
 
@@ -80,8 +80,11 @@ PLAN_CHANGED = Route(
         Step("event", events.plan_changed, EVENTS),
     ),
     retry=RETRY,
-    # Marketing must see the newest plan revision: an older one arriving late is not forwarded.
-    supersession=Supersession(key=application_no, revision=plan_revision),
+    # A change must carry the revision after the latest one gridbus holds (marketing numbers
+    # them), else it is refused as out-of-sequence. No runtime supersession: a refused change
+    # would claim its revision and supersede the correct one that follows it.
+    decide=hv_application.decide_plan_change,
+    trace_keys=hv_application.trace_keys,
 )
 
 ROUTES = (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED)

@@ -317,3 +317,27 @@ def test_black_maps_are_superseded_by_graph_version_and_a_stale_one_holds_energi
         (4, 1, False, "the black map realises plan revision 1, but plan revision 2 (marketing's supply plan) is newer"),
         (5, 2, True, None),
     ]
+
+
+def plan_change_of(application_no: str, revision: int) -> bytes:
+    body = unique_application(example("cmd.PlanChanged.xml"), application_no)
+    return body.replace(b"<PlanRevision>2<", f"<PlanRevision>{revision}<".encode())
+
+
+def test_a_plan_change_out_of_sequence_is_dead_lettered_with_the_revision_held_and_the_next_one_flows(
+        broker_url, store, stub, systems):
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    inbox = inbox_reader(broker_url)
+    with worker_for(broker_url, store, stub) as worker:
+        publish(systems, SUPPLY, supply_plan(application, 1))
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="plan revision 1 held")
+        skipped = publish(systems, PLAN, plan_change_of(application, 3))
+        wait_for(lambda: worker.counts.get("dead-lettered") == 1, what="revision 3 refused")
+        publish(systems, PLAN, plan_change_of(application, 2))
+        wait_for(lambda: worker.counts.get("delivered") == 2, what="revision 2 delivered")
+    [dead] = dead_letter_reader(broker_url, PLAN).where(lambda m: m.properties["message_id"] == skipped)
+    assert dead.headers[H.ERROR_TYPE] == "out-of-sequence"
+    assert f"plan change {application} revision 3 from the command center does not follow plan revision 1" in (
+        dead.headers[H.ERROR_MESSAGE])
+    notices = [json.loads(m.body) for m in inbox.where(lambda m: m.properties.get("type") == "PlanChangeNotice")]
+    assert [n["plan_revision"] for n in notices if n["application_no"] == application] == [2]

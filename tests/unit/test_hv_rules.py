@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gridbus.contracts.cmd.models import PlanChanged
+from gridbus.contracts.errors import OutOfSequence
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.mappings import hv_application
@@ -105,3 +106,47 @@ def test_a_black_map_ahead_of_gridbus_s_plan_revision_allows_energization(store)
     decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
     assert decide(store, hv_application.decide_black_map, black_map(2), "b1").result["may_energize"] is True
     assert store.state.view().get(hv_application.KIND, APPLICATION).data["black_map"]["graph_version"] == 3
+
+
+# -- item 4: who numbers plan revisions -------------------------------------------------------------
+
+
+def test_a_plan_change_carrying_the_next_revision_is_accepted_and_held(store):
+    decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    assert decide(store, hv_application.decide_plan_change, plan_change(2), "c2").result == {"decision": "accepted"}
+    held = store.state.view().get(hv_application.KIND, APPLICATION).data
+    assert (held["plan_revision"], held["plan_from"]) == (2, hv_application.FROM_COMMAND_CENTER)
+
+
+@pytest.mark.parametrize("revision", [1, 3])
+def test_a_plan_change_that_does_not_follow_the_latest_revision_is_refused_with_the_revision_held(store, revision):
+    decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    with pytest.raises(OutOfSequence) as caught:
+        decide(store, hv_application.decide_plan_change, plan_change(revision), "c")
+    assert caught.value.reason == (
+        f"plan change {APPLICATION} revision {revision} from the command center does not follow plan revision 1 "
+        "that gridbus holds (from marketing's supply plan); marketing numbers plan revisions, so a change must "
+        "carry revision 2")
+    assert store.state.view().get(hv_application.KIND, APPLICATION).data["plan_revision"] == 1
+
+
+def test_a_change_crossing_marketing_s_own_next_revision_is_refused_and_so_is_a_plan_behind_a_change(store):
+    decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    decide(store, hv_application.decide_supply_plan, supply_plan(2), "p2")  # marketing's own revision 2
+    with pytest.raises(OutOfSequence):
+        decide(store, hv_application.decide_plan_change, plan_change(2), "c2")
+    decide(store, hv_application.decide_plan_change, plan_change(3), "c3")
+    with pytest.raises(OutOfSequence) as caught:
+        decide(store, hv_application.decide_supply_plan, supply_plan(3), "p3")
+    assert "push revision 4 or later" in caught.value.reason and "the command center" in caught.value.reason
+
+
+def test_the_same_change_again_is_a_repeat_and_sends_nothing(store):
+    decide(store, hv_application.decide_supply_plan, supply_plan(1), "p1")
+    decide(store, hv_application.decide_plan_change, plan_change(2), "c2")
+    assert decide(store, hv_application.decide_plan_change, plan_change(2), "c2-again").result == {"decision": "repeat"}
+
+
+def test_a_change_with_no_plan_held_is_accepted_and_says_so(store):
+    decision = decide(store, hv_application.decide_plan_change, plan_change(2), "c2")
+    assert decision.result == {"decision": "accepted"} and "accepted as it stands" in decision.changes[0].what
