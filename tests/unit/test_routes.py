@@ -124,18 +124,25 @@ def test_every_step_maps_the_example(route):
     assert all(output is not None for output in outputs.values())
 
 
-def test_hv_examples_in_process_order_map_to_every_output():
-    """The examples are one story: plan revision 1 pushed, its energization time changed, the
-    command center's change to revision 2, the black map of revision 2; decided on a real store."""
-    store = Store("sqlite:///:memory:")
+def decide_in_turn(store, names):
+    """Each named route's example decided on ``store`` in turn and mapped: the steps that produced
+    an output, per route, and the last decision."""
     produced = {}
-    for name in ("mkt.supply-plan-pushed", "mkt.energization-time-set", "cmd.plan-changed", "pms.black-map-published"):
+    for name in names:
         route = route_by_name(name)
         message = example(route)
         state = store.state.view()
         decision = route.decide(message, state, NOW)
         assert store.state.commit_decision(route.name, f"id-{name}", decision, state.read, NOW)
         produced[name] = {k for k, v in map_steps(route, message, decision.result).items() if v is not None}
+    return produced, decision
+
+
+def test_hv_examples_in_process_order_map_to_every_output():
+    """The examples are one story: plan revision 1 pushed, its energization time changed, the
+    command center's change to revision 2, the black map of revision 2; decided on a real store."""
+    store = Store("sqlite:///:memory:")
+    produced, decision = decide_in_turn(store, ("mkt.supply-plan-pushed", "mkt.energization-time-set", "cmd.plan-changed", "pms.black-map-published"))
     assert produced == {name: {s.name for s in route_by_name(name).steps} for name in produced}
     assert decision.result == {"may_energize": True, "hold_reason": None}
 
@@ -144,14 +151,7 @@ def test_retail_examples_in_process_order_map_to_every_output():
     """The examples are one story: company archived, user reviewed, agreement signed (effective
     in 5 days: ownership at once); decided on a real store, each in turn."""
     store = Store("sqlite:///:memory:")
-    produced = {}
-    for name in ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "tc.tripartite-agreement-signed"):
-        route = route_by_name(name)
-        message = example(route)
-        state = store.state.view()
-        decision = route.decide(message, state, NOW)
-        assert store.state.commit_decision(route.name, f"id-{name}", decision, state.read, NOW)
-        produced[name] = {k for k, v in map_steps(route, message, decision.result).items() if v is not None}
+    produced, _ = decide_in_turn(store, ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "tc.tripartite-agreement-signed"))
     assert produced == {
         "tc.sales-company-archive-pushed": {"tc-feedback", "event"},
         "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "tc-agreement-info", "event"},
