@@ -1,11 +1,14 @@
-"""High-voltage new installation (高压业扩新装): the four flows between marketing, PMS and the command center."""
+"""High-voltage new installation (高压业扩新装): the flows between marketing, PMS and the command
+center (seed 003 Fig. 4): flows 1-4, and the project numbers, the maintenance outage and
+energization done that marketing needs to organise 送电."""
 
 from __future__ import annotations
 
 from gridbus.contracts.cmd.models import PlanChanged
-from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from gridbus.contracts.pms import BlackMapPublished
-from gridbus.mappings import cmd_to_mkt, events, hv_application, mkt_to_cmd, pms_to_mkt
+from gridbus.contracts.cmd.outage import OutagePlanned
+from gridbus.contracts.mkt import EnergizationCompleted, EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished, ProjectCreated
+from gridbus.mappings import cmd_to_mkt, events, hv_application, mkt_to_cmd, mkt_to_pms, pms_to_mkt
 from gridbus.mappings.hv_application import application_no
 from gridbus.routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
 
@@ -21,6 +24,14 @@ def energization_time_revision(message: EnergizationTimeSet) -> int:
 
 def graph_version(message: BlackMapPublished) -> int:
     return message.graph_version
+
+
+def outage_plan_no(message: OutagePlanned) -> str:
+    return message.outage_plan_no
+
+
+def outage_revision(message: OutagePlanned) -> int:
+    return message.revision
 
 
 def plan_revision(message: SupplyPlanPushed) -> int:
@@ -87,4 +98,39 @@ PLAN_CHANGED = Route(
     trace_keys=hv_application.trace_keys,
 )
 
-ROUTES = (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED)
+PROJECT_CREATED = Route(
+    name="pms.project-created",
+    source=Source(system="pms", routing_key="project.created"),
+    contract=ProjectCreated,
+    steps=(Step("mkt", pms_to_mkt.project_notice, Target("mkt", "project.notice")),),
+    retry=RETRY,
+    trace_keys=hv_application.trace_keys,
+)
+
+OUTAGE_PLANNED = Route(
+    name="cmd.outage-planned",
+    source=Source(system="cmd", routing_key="outage.planned"),
+    contract=OutagePlanned,
+    steps=(Step("mkt", cmd_to_mkt.outage_plan_notice, Target("mkt", "outage-plan.notice")),),
+    retry=RETRY,
+    # A moved window is a new revision: a late older one never reaches marketing after it.
+    supersession=Supersession(key=outage_plan_no, revision=outage_revision),
+    trace_keys=hv_application.trace_keys,
+)
+
+ENERGIZATION_COMPLETED = Route(
+    name="mkt.energization-completed",
+    source=Source(system="mkt", routing_key="energization.completed"),
+    contract=EnergizationCompleted,
+    steps=(
+        Step("cmd", mkt_to_cmd.energization_completed, Target("cmd", "ReceiveEnergizationCompleted")),
+        Step("pms", mkt_to_pms.energization_completed, Target("pms", "energization.completed")),
+    ),
+    retry=RETRY,
+    trace_keys=hv_application.trace_keys,
+)
+
+ROUTES = (
+    SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED,
+    PROJECT_CREATED, OUTAGE_PLANNED, ENERGIZATION_COMPLETED,
+)

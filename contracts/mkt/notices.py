@@ -1,4 +1,5 @@
-"""What gridbus tells marketing: black-map publication (flow 3) and plan changes (flow 4)."""
+"""What gridbus tells marketing: black-map publication (flow 3), plan changes (flow 4), and the
+production side's project and change-order numbers and maintenance outage (seed 003 Fig. 4)."""
 
 from __future__ import annotations
 
@@ -49,4 +50,35 @@ class PlanChangeNotice(JsonOutbound):
     changed_at: AwareDatetime
     change_reason: str
     changes: tuple[PlanChange, ...]
+    notified_at: AwareDatetime
+
+
+class ProjectNotice(JsonOutbound):
+    """Production numbered the project (工程编号) and created the change order (创建异动) in PMS."""
+
+    message_type: ClassVar[str] = "ProjectNotice"
+
+    application_no: str
+    project_no: str
+    change_order_no: str
+    plan_revision: Annotated[int, Field(ge=1)]
+    created_at: AwareDatetime
+    substation: str
+    feeder: str
+    notified_at: AwareDatetime
+
+
+class OutagePlanNotice(JsonOutbound):
+    """The maintenance outage (检修计划) energization needs: marketing organises 送电 inside it."""
+
+    message_type: ClassVar[str] = "OutagePlanNotice"
+
+    application_no: str
+    outage_plan_no: str
+    revision: Annotated[int, Field(ge=1)]
+    start: AwareDatetime
+    end: AwareDatetime
+    substation: str
+    feeder: str
+    scope: str
     notified_at: AwareDatetime

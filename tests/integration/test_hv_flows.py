@@ -17,7 +17,15 @@ from gridbus.adapters.soap import SoapAdapter
 from gridbus.adapters.soap_stub import SoapStub
 from gridbus.contracts.soap import peer_wsdl
 from gridbus.contracts import categories, naming
-from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from gridbus.routes.hv_install import (
+    BLACK_MAP_PUBLISHED,
+    ENERGIZATION_COMPLETED,
+    ENERGIZATION_TIME_SET,
+    OUTAGE_PLANNED,
+    PLAN_CHANGED,
+    PROJECT_CREATED,
+    SUPPLY_PLAN_PUSHED,
+)
 from gridbus.routes.model import RetryPolicy
 from tests.support.amqp import QueueReader, UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from gridbus.workers import headers as H
@@ -26,8 +34,10 @@ pytestmark = pytest.mark.broker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
 FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0)
-ROUTES = tuple(replace(r, retry=FAST) for r in (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED))
-SUPPLY, ENERGIZATION, BLACK_MAP, PLAN = ROUTES
+ROUTES = tuple(replace(r, retry=FAST) for r in (
+    SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED,
+    PROJECT_CREATED, OUTAGE_PLANNED, ENERGIZATION_COMPLETED))
+SUPPLY, ENERGIZATION, BLACK_MAP, PLAN, PROJECT, OUTAGE, COMPLETED = ROUTES
 
 
 @pytest.fixture
@@ -341,3 +351,37 @@ def test_a_plan_change_out_of_sequence_is_dead_lettered_with_the_revision_held_a
         dead.headers[H.ERROR_MESSAGE])
     notices = [json.loads(m.body) for m in inbox.where(lambda m: m.properties.get("type") == "PlanChangeNotice")]
     assert [n["plan_revision"] for n in notices if n["application_no"] == application] == [2]
+
+
+
+def test_project_numbers_and_outage_reach_marketing_and_energization_done_reaches_cmd_and_pms(
+        broker_url, store, stub, systems):
+    """The rest of seed 003's Fig. 4: 工程编号/创建异动 and 检修计划 to marketing (a moved window
+    supersedes the first, a late older one does not reach marketing), 送电完成 to both."""
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    outage_no = f"JX-{application}"
+    outage = unique_application(example("cmd.OutagePlanned.xml"), application).replace(
+        b"JX-330106-20261210-003", outage_no.encode())
+    moved = outage.replace(b"<Revision>1<", b"<Revision>2<").replace(b"T08:00:00", b"T13:00:00").replace(
+        b"T12:00:00", b"T17:00:00")
+    completed = json.loads(example("mkt.EnergizationCompleted.json"))
+    completed.update(application_no=application, outage_plan_no=outage_no)
+    mkt_inbox, pms_inbox = inbox_reader(broker_url), inbox_reader(broker_url, "pms")
+    sent = [(PROJECT, unique_application(example("pms.ProjectCreated.xml"), application)),
+            (OUTAGE, outage), (OUTAGE, moved), (OUTAGE, outage),  # the first window again, late
+            (COMPLETED, json.dumps(completed).encode())]
+    with worker_for(broker_url, store, stub) as worker:
+        for n, (route, body) in enumerate(sent, start=1):
+            publish(systems, route, body)
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"message {n} settled")
+        assert worker.counts == {"delivered": 4, "superseded": 1}
+    notices = [(m.properties["type"], json.loads(m.body)) for m in mkt_inbox.drain()]
+    mine = [(kind, n.get("project_no") or n.get("revision")) for kind, n in notices if n["application_no"] == application]
+    assert mine == [("ProjectNotice", "GC-330106-2026-0318"), ("OutagePlanNotice", 1), ("OutagePlanNotice", 2)]
+    [call] = [c for c in stub.effects("ReceiveEnergizationCompleted") if c.payload["ApplicationNo"] == application]
+    assert (call.payload["OutagePlanNo"], int(call.payload["GraphVersion"])) == (outage_no, 3)
+    assert datetime.fromisoformat(str(call.payload["EnergizedAt"])) == datetime.fromisoformat("2026-12-10T10:42:00+08:00")
+    [to_pms] = [m for m in pms_inbox.drain() if application.encode() in m.body]
+    assert to_pms.properties["type"] == "EnergizationCompleted"
+    assert to_pms.properties["content_type"] == "application/xml"
+    assert b"urn:gridbus:pms:energization-completed:1" in to_pms.body and outage_no.encode() in to_pms.body

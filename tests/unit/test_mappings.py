@@ -19,9 +19,11 @@ from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.canonical.envelope import SCHEMA as ENVELOPE_SCHEMA
 from gridbus.contracts.cmd.models import PlanChanged
-from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from gridbus.contracts.pms import BlackMapPublished
-from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from gridbus.contracts.mkt import EnergizationCompleted, EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.cmd.outage import OutagePlanned
+from gridbus.contracts.pms import BlackMapPublished, ProjectCreated
+from gridbus.contracts.pms.energization import SCHEMA as PMS_ENERGIZATION_SCHEMA
+from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, mkt_to_pms, pms_to_mkt
 from gridbus.contracts.errors import ContractViolation, MappingError
 from gridbus.contracts import categories
 from gridbus.contracts.categories import MarketEligibility
@@ -62,6 +64,10 @@ def energization_time() -> EnergizationTimeSet:
 
 def black_map() -> BlackMapPublished:
     return BlackMapPublished.decode((EXAMPLES / "pms.BlackMapPublished.xml").read_bytes())
+
+
+def energization_completed() -> EnergizationCompleted:
+    return EnergizationCompleted.decode((EXAMPLES / "mkt.EnergizationCompleted.json").read_bytes())
 
 
 def plan_changed() -> PlanChanged:
@@ -127,6 +133,7 @@ def cmd_client():
     [
         (mkt_to_cmd.supply_plan, supply_plan, "ReceiveSupplyPlanRequest"),
         (mkt_to_cmd.energization_time, energization_time, "ReceiveEnergizationTimeRequest"),
+        (mkt_to_cmd.energization_completed, energization_completed, "ReceiveEnergizationCompletedRequest"),
     ],
 )
 def test_soap_requests_fit_the_wsdl(cmd_client, mapping, message, element):
@@ -334,3 +341,56 @@ def test_any_valid_supply_plan_reaches_the_wsdl_and_the_event_schema(cmd_client,
     event = events.supply_plan_created(message, context())
     assert document["customer"]["contact_phone"] not in event.encode().decode("utf-8")
     xml.validate(xml.parse_xml(event.encode()), ENVELOPE_SCHEMA)
+
+
+
+# ---------------------------------------------------------------- the rest of Fig. 4 (item 5)
+
+
+def test_project_numbers_reach_marketing_without_the_pms_staff_id():
+    message = ProjectCreated.decode((EXAMPLES / "pms.ProjectCreated.xml").read_bytes())
+    body = pms_to_mkt.project_notice(message, context("pms")).encode()
+    assert json.loads(body) == {
+        "schema_version": "1", "application_no": "HV2026110300017", "project_no": "GC-330106-2026-0318",
+        "change_order_no": "YD-330106-20261125-0007", "plan_revision": 2, "created_at": "2026-11-25T15:30:00+08:00",
+        "substation": "杭州110kV文一变", "feeder": "10kV古墩线", "notified_at": "2026-12-08T17:00:00+08:00",
+    }
+    assert b"sc330100415" not in body
+
+
+def test_the_outage_window_reaches_marketing():
+    message = OutagePlanned.decode((EXAMPLES / "cmd.OutagePlanned.xml").read_bytes())
+    notice = json.loads(cmd_to_mkt.outage_plan_notice(message, context("cmd")).encode())
+    assert (notice["outage_plan_no"], notice["revision"], notice["start"], notice["end"]) == (
+        "JX-330106-20261210-003", 1, "2026-12-10T08:00:00+08:00", "2026-12-10T12:00:00+08:00")
+    assert "dd330100208" not in json.dumps(notice)
+
+
+def test_energization_done_reaches_pms_as_schema_valid_xml():
+    notice = mkt_to_pms.energization_completed(energization_completed(), context())
+    root = xml.parse_xml(notice.encode())
+    xml.validate(root, PMS_ENERGIZATION_SCHEMA)
+    texts = {etree.QName(child).localname: child.text for child in root}
+    assert texts == {
+        "MessageID": "gb-0001-step", "ApplicationNo": "HV2026110300017", "ProjectNo": "GC-330106-2026-0318",
+        "GraphId": "PMS-GR-330106-20261208-0042", "GraphVersion": "3", "OutagePlanNo": "JX-330106-20261210-003",
+        "EnergizedAt": "2026-12-10T10:42:00+08:00", "NotifiedAt": "2026-12-08T17:00:00+08:00",
+    }
+    without_outage = energization_completed().model_copy(update={"outage_plan_no": None})
+    xml.validate(xml.parse_xml(mkt_to_pms.energization_completed(without_outage, context()).encode()),
+                 PMS_ENERGIZATION_SCHEMA)
+
+
+def test_an_outage_that_ends_before_it_starts_is_refused():
+    body = (EXAMPLES / "cmd.OutagePlanned.xml").read_bytes().replace(b"<End>2026-12-10T12:00", b"<End>2026-12-10T07:00")
+    with pytest.raises(ContractViolation) as caught:
+        OutagePlanned.decode(body)
+    assert "End must be after Start" in caught.value.reason
+
+
+def test_a_project_without_its_change_order_is_refused_by_the_schema():
+    body = (EXAMPLES / "pms.ProjectCreated.xml").read_bytes()
+    body = body.replace(b"  <ChangeOrderNo>YD-330106-20261125-0007</ChangeOrderNo>\n", b"")
+    with pytest.raises(ContractViolation) as caught:
+        ProjectCreated.decode(body)
+    assert "project_created.v1.xsd" in caught.value.reason

@@ -25,6 +25,11 @@ EXPECTED_FLOWS = {
                                 [("mkt", "mkt", "black-map.notice"), ("event", "events", "")]),
     "cmd.plan-changed": ("cmd", "plan.changed", "PlanChanged",
                          [("mkt", "mkt", "plan-change.notice"), ("event", "events", "")]),
+    "pms.project-created": ("pms", "project.created", "ProjectCreated", [("mkt", "mkt", "project.notice")]),
+    "cmd.outage-planned": ("cmd", "outage.planned", "OutagePlanned", [("mkt", "mkt", "outage-plan.notice")]),
+    "mkt.energization-completed": ("mkt", "energization.completed", "EnergizationCompleted",
+                                   [("cmd", "cmd", "ReceiveEnergizationCompleted"),
+                                    ("pms", "pms", "energization.completed")]),
     "tc.sales-company-archive-pushed": (
         "tc", "sales-company.archive-pushed", "SalesCompanyArchivePushed",
         [("tc-feedback", "tc", "ReceiveArchiveFeedback"), ("mkt-contract-change", "mkt", "contract-change.required"),
@@ -50,6 +55,9 @@ EXAMPLE_FILES = {
     "EnergizationTimeSet": "mkt.EnergizationTimeSet.json",
     "BlackMapPublished": "pms.BlackMapPublished.xml",
     "PlanChanged": "cmd.PlanChanged.xml",
+    "ProjectCreated": "pms.ProjectCreated.xml",
+    "OutagePlanned": "cmd.OutagePlanned.xml",
+    "EnergizationCompleted": "mkt.EnergizationCompleted.json",
     "SalesCompanyArchivePushed": "tc.SalesCompanyArchivePushed.xml",
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
@@ -214,7 +222,7 @@ def test_black_maps_are_superseded_by_graph_version_per_application():
 
 def test_only_revisioned_flows_are_superseded():
     assert [r.name for r in ROUTES if r.supersession] == [
-        "mkt.supply-plan-pushed", "mkt.energization-time-set", "pms.black-map-published", "tc.sales-company-archive-pushed"]
+        "mkt.supply-plan-pushed", "mkt.energization-time-set", "pms.black-map-published", "cmd.outage-planned", "tc.sales-company-archive-pushed"]
 
 
 def test_route_by_name():
