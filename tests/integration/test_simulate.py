@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from kombu import Connection
 
 from gridbus.contracts.identifiers import is_valid_credit_code
-from gridbus.routes import ROUTES
+from gridbus.routes import ROUTES, route_by_name
 from tests.conftest import BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost
 from gridbus.workers import topology
 from gridbus.tools import commands
@@ -119,7 +119,7 @@ def test_variants_are_valid_and_distinct(sim_url, credentials):
 
 
 def test_as_guest_the_user_id_is_guest(sim_url):
-    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    route = route_by_name("pms.black-map-published")
     report = simulate(sim_url, [route])
     assert report.ok and report.routes[0].user == "guest"
     [message] = take_all(sim_url, route.work_queue, 1)
@@ -133,7 +133,7 @@ def test_route_without_an_example_is_skipped(sim_url, credentials, tmp_path: Pat
 
 
 def test_errors_are_reported_per_route(sim_url, credentials, fresh_broker_url):
-    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    route = route_by_name("pms.black-map-published")
 
     wrong_password = simulate(sim_url, [route], user_credentials={"pms": (credentials["pms"][0], "wrong")})
     assert not wrong_password.ok and "refused the login" in wrong_password.routes[0].error
@@ -146,7 +146,7 @@ def test_errors_are_reported_per_route(sim_url, credentials, fresh_broker_url):
 
 
 def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_path: Path):
-    [route] = [r for r in ROUTES if r.source.system == "cmd"]
+    route = route_by_name("cmd.plan-changed")
     runner = CliRunner()
     obj = {"routes": ROUTES}
 
@@ -195,7 +195,7 @@ def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_pa
 
 def test_a_list_of_nodes_is_tried_in_turn(sim_url, credentials):
     """GRIDBUS_BROKER_URL may name several nodes (``a;b``): a node that is down is passed over."""
-    [route] = [r for r in ROUTES if r.source.system == "pms"]
+    route = route_by_name("pms.black-map-published")
     with socket.socket() as closed:  # a port nothing listens on once the socket is closed
         closed.bind(("127.0.0.1", 0))
         down = f"amqp://guest:guest@127.0.0.1:{closed.getsockname()[1]}/{SIM_VHOST}"

@@ -29,7 +29,7 @@ def test_routes_are_split_by_the_synchronous_peers_they_call():
     assert [r.name for r in lanes["cmd"].routes] == [
         SUPPLY_PLAN_PUSHED.name, ENERGIZATION_TIME_SET.name, ENERGIZATION_COMPLETED.name]
     assert [r.name for r in lanes["amqp"].routes] == [
-        BLACK_MAP_PUBLISHED.name, PLAN_CHANGED.name, PROJECT_CREATED.name, OUTAGE_PLANNED.name]
+        BLACK_MAP_PUBLISHED.name, PROJECT_CREATED.name, PLAN_CHANGED.name, OUTAGE_PLANNED.name]
     assert lanes["tc"].peers == ("tc",) and "gridbus.ownership-due" in [r.name for r in lanes["tc"].routes]
     assert sum(len(lane.routes) for lane in lanes.values()) == len(ROUTES)
 
