@@ -95,7 +95,7 @@ def topology_declare(routes_module, broker) -> None:
     help="Password of an upstream system's RabbitMQ user (amqp only), e.g. mkt=secret.",
 )
 def demo(broker, system_passwords) -> None:
-    """Run the high-voltage new-installation flows, then the retail-market flows, end to end and check the result."""
+    """Run the high-voltage new-installation, retail-market and master-data flows end to end and check the result."""
     from gridbus.workers import logging as gridbus_logging
     from gridbus.tools.demo import run_demo
 

@@ -9,7 +9,10 @@ With ``count`` the example is varied into that many messages: new message ids, a
 different business identifiers (application number, archive id, user unit, agreement number,
 and a different valid credit code), so the route sees distinct business objects. Variant ``i``
 of every route of one run names the same objects: the ``i``-th review is of the ``i``-th
-company's user, and the ``i``-th signing result is for that user's agreement.
+company's user, and the ``i``-th signing result is for that user's agreement. Master-data changes
+get distinct business codes and change orders, and every fourth variant is one its sender may
+not write (a transformer of the other use, or an object type of the other platform), which the
+route refuses with a FAILED reply to the sender.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from lxml import etree
 
 from gridbus import contracts
 from gridbus.contracts.identifiers import complete_credit_code, is_valid_credit_code
+from gridbus.contracts.master_data import OBJECT_TYPES
 from gridbus.routes.model import Route
 from gridbus.workers.amqp import broker_nodes
 
@@ -43,9 +47,13 @@ _XML_PARSER = etree.XMLParser(
 _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 
 #: Identifiers varied per copy: JSON keys and XML element names.
-VARIED_JSON_KEYS = frozenset({"application_no"})
-VARIED_XML_ELEMENTS = frozenset({"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo"})
+VARIED_JSON_KEYS = frozenset({"application_no", "business_code", "change_order_no"})
+VARIED_XML_ELEMENTS = frozenset(
+    {"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo", "BusinessCode", "ChangeOrderNo"}
+)
 CREDIT_CODE_ELEMENTS = frozenset({"CreditCode", "SalesCompanyCreditCode"})
+#: Every this many variants of a master-data change, one is a change its sender may not write.
+REFUSED_MASTER_DATA_EVERY = 4
 
 
 class SimulationError(Exception):
@@ -152,7 +160,8 @@ def variants(body: bytes, kind: str, count: int | None, *, start: int | None = N
         return
     offset = random.randrange(1, 10**6) if start is None else start
     for i in range(count):
-        yield _json_variant(body, offset + i) if kind == "json" else _xml_variant(body, offset + i)
+        refused = i % REFUSED_MASTER_DATA_EVERY == REFUSED_MASTER_DATA_EVERY - 1
+        yield _json_variant(body, offset + i, refused) if kind == "json" else _xml_variant(body, offset + i, refused)
 
 
 def _publish_system(
@@ -261,7 +270,7 @@ def _bump(value: str, offset: int) -> str:
     return f"{prefix}{(int(digits) + offset) % 10**width:0{width}d}"
 
 
-def _json_variant(body: bytes, offset: int) -> bytes:
+def _json_variant(body: bytes, offset: int, refused: bool = False) -> bytes:
     try:
         doc = json.loads(body)
     except ValueError as exc:
@@ -277,10 +286,15 @@ def _json_variant(body: bytes, offset: int) -> bytes:
             return [vary(v) for v in node]
         return node
 
-    return json.dumps(vary(doc), ensure_ascii=False, indent=2).encode("utf-8")
+    doc = vary(doc)
+    if refused and isinstance(doc, dict) and doc.get("object_type") in OBJECT_TYPES:
+        doc["object_type"], use = _not_the_sender_s(doc["object_type"], doc.get("transformer_use"))
+        if use is not None:
+            doc["transformer_use"] = use
+    return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-def _xml_variant(body: bytes, offset: int) -> bytes:
+def _xml_variant(body: bytes, offset: int, refused: bool = False) -> bytes:
     try:
         tree = etree.fromstring(body, _XML_PARSER).getroottree()
     except etree.XMLSyntaxError as exc:
@@ -293,8 +307,33 @@ def _xml_variant(body: bytes, offset: int) -> bytes:
             element.text = _bump(element.text.strip(), offset)
         elif name in CREDIT_CODE_ELEMENTS:
             element.text = _vary_credit_code(element.text.strip(), offset)
+    if refused:
+        _refused_master_data(tree.getroot())
     encoding = tree.docinfo.encoding or "UTF-8"
     return etree.tostring(tree, xml_declaration=True, encoding=encoding)
+
+
+def _refused_master_data(root) -> None:
+    """Make a master-data change one its sender may not write (other documents stay as they are)."""
+    if etree.QName(root).localname != "MasterDataChanged":
+        return
+    namespace = etree.QName(root).namespace
+    object_type, use = root.find(f"{{{namespace}}}ObjectType"), root.find(f"{{{namespace}}}TransformerUse")
+    if object_type is None or object_type.text not in OBJECT_TYPES:
+        return
+    object_type.text, new_use = _not_the_sender_s(object_type.text, None if use is None else use.text)
+    if use is not None:
+        use.text = new_use
+
+
+def _not_the_sender_s(object_type: str, use: str | None) -> tuple[str, str | None]:
+    """A transformer of the other use (written by the other system), or a plain object type of
+    the other platform: what the sender of ``object_type`` may not write."""
+    if use is not None:
+        return object_type, "dedicated" if use == "public" else "public"
+    owner = OBJECT_TYPES[object_type].owner
+    other = next(t for t in OBJECT_TYPES.values() if t.owner != owner and not t.relation and t.code != "transformer")
+    return other.code, None
 
 
 def _vary_credit_code(code: str, offset: int) -> str:

@@ -21,6 +21,9 @@ def test_demo_on_the_embedded_broker_passes_every_check():
     assert "FIG9-01 [credit-code-length] CreditCode: 18 characters expected, got 15" in report
     trace = report[report.index("trace of user unit RU2026110002"):]
     assert trace.index(" scheduled ") < trace.index(" fired ") < trace.index("ownership-established")
+    # master data: marketing's change of a substation refused, answered in its inbox, traced
+    assert "mkt.in  Substation        FAILED [not-system-of-record] SUB-330106-0001 (idAuthority pms)" in report
+    assert "data middle platform inbox (dmp.in):\n  PowerTransformer.created\n  UsagePoint.created" in report
 
 
 @pytest.fixture

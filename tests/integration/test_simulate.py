@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from kombu import Connection
 
 from gridbus.contracts.identifiers import is_valid_credit_code
 from gridbus.routes import ROUTES, route_by_name
+from gridbus.workers.store import Store
 from tests.conftest import BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost
 from gridbus.workers import topology
 from gridbus.tools import commands
@@ -76,8 +78,10 @@ def test_examples_arrive_confirmed_with_the_routes_properties(sim_url, credentia
     report = simulate(sim_url, ROUTES, user_credentials=credentials)
 
     assert report.ok and report.published == len(PUBLISHED)
-    assert [r.route for r in report.routes] == [r.name for r in PUBLISHED]
-    for route, published in zip(PUBLISHED, report.routes):
+    # grouped by system: one connection per system user
+    assert sorted(r.route for r in report.routes) == sorted(r.name for r in PUBLISHED)
+    by_name = {r.route: r for r in report.routes}
+    for route, published in ((route, by_name[route.name]) for route in PUBLISHED):
         assert published.route == route.name and published.published == 1
         user = credentials[route.source.system][0]
         [message] = take_all(sim_url, route.work_queue, 1)
@@ -116,6 +120,25 @@ def test_variants_are_valid_and_distinct(sim_url, credentials):
     assert sorted(a.credit_code for a in archives) == sorted(r.sales_company_credit_code for r in reviews)
     assert sorted(r.user_unit_id for r in reviews) == sorted(s.user_unit_id for s in signings)
     assert sorted(f"TA{r.period_start:%Y%m}-{r.user_unit_id}" for r in reviews) == sorted(s.agreement_no for s in signings)
+
+
+def test_master_data_variants_include_changes_their_sender_may_not_write(sim_url, credentials):
+    routes = [route_by_name("pms.master-data-changed"), route_by_name("mkt.master-data-changed")]
+    report = simulate(sim_url, routes, count=8, user_credentials=credentials)
+    assert report.ok and report.published == 16
+    store = Store("sqlite:///:memory:")
+    for route in routes:
+        changes = [route.contract.decode(m.body) for m in take_all(sim_url, route.work_queue, 8)]
+        assert len({c.business_code for c in changes}) == 8 and len({c.change_order_no for c in changes}) == 8
+        outcomes = []
+        for change in changes:
+            view = store.state.view()
+            now = datetime.now(timezone.utc)
+            decision = route.decide(change, view, now)
+            assert store.state.commit_decision(route.name, str(uuid.uuid4()), decision, view.read, now)
+            outcomes.append(decision.result.get("error") or decision.result["decision"])
+        refusal = "write-not-permitted" if route.source.system == "pms" else "not-system-of-record"
+        assert outcomes == ["accepted"] * 3 + [refusal] + ["accepted"] * 3 + [refusal], route.name
 
 
 def test_as_guest_the_user_id_is_guest(sim_url):

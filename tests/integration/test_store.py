@@ -17,17 +17,6 @@ from gridbus.contracts.state import Cancel, Decision, Schedule
 from gridbus.workers.store import Store
 
 
-@pytest.fixture
-def pg_schema_url(pg_url):
-    """A schema of this test's own in the test database, dropped afterwards."""
-    schema = f"gridbus_t_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":

@@ -17,6 +17,7 @@ from gridbus.routes.hv_install import (
     PROJECT_CREATED,
     SUPPLY_PLAN_PUSHED,
 )
+from gridbus.routes.master_data import MKT_MASTER_DATA_CHANGED, PMS_MASTER_DATA_CHANGED
 from gridbus.workers.bootstrap import build_lanes
 from gridbus.workers.breaker import GuardedAdapter
 from gridbus.workers.lanes import Lanes, plan_lanes
@@ -29,7 +30,9 @@ def test_routes_are_split_by_the_synchronous_peers_they_call():
     assert [r.name for r in lanes["cmd"].routes] == [
         SUPPLY_PLAN_PUSHED.name, ENERGIZATION_TIME_SET.name, ENERGIZATION_COMPLETED.name]
     assert [r.name for r in lanes["amqp"].routes] == [
-        BLACK_MAP_PUBLISHED.name, PROJECT_CREATED.name, PLAN_CHANGED.name, OUTAGE_PLANNED.name]
+        BLACK_MAP_PUBLISHED.name, PROJECT_CREATED.name, PLAN_CHANGED.name, OUTAGE_PLANNED.name,
+        PMS_MASTER_DATA_CHANGED.name, MKT_MASTER_DATA_CHANGED.name,
+    ]
     assert lanes["tc"].peers == ("tc",) and "gridbus.ownership-due" in [r.name for r in lanes["tc"].routes]
     assert sum(len(lane.routes) for lane in lanes.values()) == len(ROUTES)
 

@@ -48,6 +48,12 @@ EXPECTED_FLOWS = {
         "gridbus", "ownership.due", "OwnershipDue",
         [("mkt-billing-scheme", "mkt", "billing-scheme.adjust"), ("mkt-ownership", "mkt", "ownership.established"),
          ("tc-ownership", "tc", "ReceiveOwnershipRelation"), ("event", "events", "")]),
+    "pms.master-data-changed": ("pms", "master-data.changed", "MasterDataChanged",
+                                [("reply", "pms", "master-data.reply"), ("dmp", "dmp", "master-data.changed"),
+                                 ("event", "events", "")]),
+    "mkt.master-data-changed": ("mkt", "master-data.changed", "MasterDataChanged",
+                                [("reply", "mkt", "master-data.reply"), ("dmp", "dmp", "master-data.changed"),
+                                 ("event", "events", "")]),
 }
 
 EXAMPLE_FILES = {
@@ -62,6 +68,11 @@ EXAMPLE_FILES = {
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
     "OwnershipDue": "gridbus.OwnershipDue.json",
+}
+#: Routes whose contracts share a message type with another route's (one per sending system).
+EXAMPLE_FILES_BY_ROUTE = {
+    "pms.master-data-changed": "pms.MasterDataChanged.xml",
+    "mkt.master-data-changed": "mkt.MasterDataChanged.json",
 }
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 
@@ -98,7 +109,8 @@ def test_contract_offers_message_type_and_decode(route):
 
 
 def example(route):
-    return route.contract.decode((EXAMPLES / EXAMPLE_FILES[route.contract.message_type]).read_bytes())
+    name = EXAMPLE_FILES_BY_ROUTE.get(route.name) or EXAMPLE_FILES[route.contract.message_type]
+    return route.contract.decode((EXAMPLES / name).read_bytes())
 
 
 def map_steps(route, message, decision=None) -> dict:
@@ -172,6 +184,17 @@ def test_retail_examples_in_process_order_map_to_every_output():
     decision = due.decide(example(due), state, NOW)
     assert decision.result["decision"] == "skipped"
     assert {k for k, v in map_steps(due, example(due), decision.result).items() if v is not None} == set()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_FILES_BY_ROUTE))
+def test_master_data_examples_are_accepted_and_map_to_every_output(name):
+    route = route_by_name(name)
+    store = Store("sqlite:///:memory:")
+    state = store.state.view()
+    decision = route.decide(example(route), state, NOW)
+    assert decision.result["decision"] == "accepted"
+    outputs = map_steps(route, example(route), decision.result)
+    assert set(outputs) == {"reply", "dmp", "event"} and all(o is not None for o in outputs.values())
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)

@@ -1,7 +1,7 @@
-"""``gridbus demo``: the high-voltage new-installation flows, then the retail-market flows.
+"""``gridbus demo``: the high-voltage new-installation flows, the retail-market flows, then master data.
 
 By default on kombu's in-memory broker with SQLite and loopback SOAP stubs, so it needs nothing
-but Python; with ``--broker amqp://...`` the same runs against RabbitMQ. The two parts share
+but Python; with ``--broker amqp://...`` the same runs against RabbitMQ. The parts share
 ``tools.demo.common`` and do not import each other.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 import click
 
 from gridbus.tools.demo.hv_install import run_high_voltage_demo
+from gridbus.tools.demo.master_data import run_master_data_demo
 from gridbus.tools.demo.retail import run_retail_demo
 
 
 def run_demo(broker_url: str = "memory://", passwords: dict[str, str] | None = None, echo=click.echo) -> bool:
-    """Both parts, one after the other; True when every expectation of both held."""
+    """The parts, one after the other; True when every expectation of each held."""
     high_voltage = run_high_voltage_demo(broker_url, passwords, echo)
     retail = run_retail_demo(broker_url, passwords or {}, echo)
-    return high_voltage and retail
+    master = run_master_data_demo(broker_url, passwords or {}, echo)
+    return high_voltage and retail and master

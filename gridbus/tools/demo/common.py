@@ -1,4 +1,4 @@
-"""What both parts of ``gridbus demo`` use: the example messages, publishing as an upstream
+"""What every part of ``gridbus demo`` uses: the example messages, publishing as an upstream
 system would, waiting for the worker to settle, and collecting what arrived where."""
 
 from __future__ import annotations
