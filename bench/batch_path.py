@@ -9,6 +9,7 @@ the part of the worker's CPU per message in ``bench/black_map.py`` that is gridb
 
     .venv/bin/python bench/batch_path.py                  # 20,000 messages in batches of 100
     .venv/bin/python bench/batch_path.py --profile /tmp/batch.prof
+    .venv/bin/python bench/batch_path.py --metrics --repeat 5   # the meter's cost: rounds off and on, alternating
 """
 
 from __future__ import annotations
@@ -105,12 +106,12 @@ def bodies(n: int, template: str) -> list[bytes]:
     return [template.replace("HV2026110300017", f"HV2026{i:09d}").encode("utf-8") for i in range(n)]
 
 
-def one_round(n: int, batch_size: int, template: str, profile: str | None = None) -> float:
+def one_round(n: int, batch_size: int, template: str, profile: str | None = None, metrics: bool = False) -> float:
     route = next(r for r in ROUTES if r.name == ROUTE)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db")
         publisher = InstantPublisher()
-        worker = Worker([route], broker_url="amqp://unused", store=store, adapters=build_amqp_adapters)
+        worker = Worker([route], broker_url="amqp://unused", store=store, adapters=build_amqp_adapters, metrics=metrics)
         worker._publisher, worker.settlement.multiple_ack = publisher, True
         all_bodies = bodies(n, template)
         profiler = None
@@ -138,12 +139,36 @@ def one_round(n: int, batch_size: int, template: str, profile: str | None = None
     return elapsed / n * 1e6
 
 
+def meter_alone(batch_size: int, template: str, batches: int = 2000) -> float:
+    """Microseconds per message of ``Meter.after_settle`` by itself, best of 5: the part of
+    the difference above that is the meter's, free of the rest of the batch path's noise."""
+    from gridbus.workers.metrics import Meter
+
+    route = next(r for r in ROUTES if r.name == ROUTE)
+    batch = [
+        Delivery(route=route, message=_Message(body, i + 1)) for i, body in enumerate(bodies(batch_size, template))
+    ]
+    for d in batch:
+        d.outcome = "delivered"
+    meter, best = Meter("bench", [route.name]), float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(batches):
+            meter.after_settle(batch)
+        best = min(best, time.perf_counter() - started)
+    return best / (batches * batch_size) * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=20000, help="messages per round (default 20000)")
     parser.add_argument("--batch", type=int, default=100, help="batch size (default 100, as the worker)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is printed (default 3)")
     parser.add_argument("--profile", metavar="PATH", help="cProfile one round into PATH and print the top")
+    parser.add_argument(
+        "--metrics", action="store_true",
+        help="rounds with the worker's meter (GRIDBUS_METRICS_PORT set) and without, alternating; prints both",
+    )
     args = parser.parse_args()
     configure("json", "WARNING")  # as bench/black_map.py runs the worker
     template = EXAMPLE.read_text(encoding="utf-8")
@@ -153,6 +178,18 @@ def main() -> int:
 
         one_round(args.n, args.batch, template, args.profile)
         pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
+        return 0
+    if args.metrics:
+        off, on = [], []
+        for _ in range(args.repeat):
+            off.append(one_round(args.n, args.batch, template))
+            on.append(one_round(args.n, args.batch, template, metrics=True))
+        for label, times in (("off", off), ("on ", on)):
+            rounds = ", ".join(f"{t:.1f}" for t in times)
+            print(f"black-map batch path, metrics {label}: {min(times):6.1f} us/msg  (rounds: {rounds})")
+        print(f"  metrics cost: {min(on) - min(off):+.1f} us/msg (best of {args.repeat} each, N={args.n})")
+        alone = meter_alone(args.batch, template)
+        print(f"  the meter alone: {alone:.2f} us/msg (Meter.after_settle on settled batches)")
         return 0
     best = min(one_round(args.n, args.batch, template) for _ in range(args.repeat))
     print(f"black-map batch path: {best:6.1f} us/msg  (N={args.n}, batches of {args.batch}, best of {args.repeat})")

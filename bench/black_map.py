@@ -19,6 +19,7 @@ if anything (dead letters, retries, unrouted messages, warnings in the worker's 
     .venv/bin/python bench/black_map.py                      # 20,000 messages
     .venv/bin/python bench/black_map.py --backlog 100000     # the 100k backlog target
     .venv/bin/python bench/black_map.py --messages 5000 --profile /tmp/worker.prof
+    .venv/bin/python bench/black_map.py --metrics            # each round's worker also with GRIDBUS_METRICS_PORT set
 
 See bench/README.md for what the figures mean.
 """
@@ -453,11 +454,38 @@ def log_problems(log_path: Path) -> list[str]:
     return problems
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape_delivered(port: int) -> float | None:
+    """``gridbus_messages_total{outcome="delivered"}`` of the route, from the worker's /metrics (None: no answer)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "gridbus_messages_total" and sample.labels == {"route": ROUTE, "outcome": "delivered"}:
+                return sample.value
+    return None
+
+
 def run_worker(
     vhost: str, n: int, template: str, workdir: Path, *, log_level: str, profile: str | None, tag: str = "",
-    fast_path: bool = True,
+    fast_path: bool = True, metrics: bool = False,
 ) -> dict:
+    """metrics: with GRIDBUS_METRICS_PORT set, /metrics scraped every second as a (busy)
+    Prometheus would, and its count of delivered messages checked at the end."""
     broker_url = url(vhost)
+    metrics_port = free_port() if metrics else None
     env = {
         **os.environ,
         "GRIDBUS_AMQP_FAST_PATH": "true" if fast_path else "false",
@@ -467,6 +495,9 @@ def run_worker(
         "GRIDBUS_LOG_FORMAT": "json",
         "GRIDBUS_SOURCE_USERS": json.dumps({"pms": PMS_USER}),
     }
+    env.pop("GRIDBUS_METRICS_PORT", None)
+    if metrics_port is not None:
+        env.update(GRIDBUS_METRICS_PORT=str(metrics_port), GRIDBUS_METRICS_HOST="127.0.0.1")
     gridbus = gridbus_command()
     declared = subprocess.run([*gridbus, "topology", "declare"], env=env, capture_output=True, text=True, timeout=120)
     if declared.returncode != 0:
@@ -503,6 +534,7 @@ def run_worker(
         log_path = workdir / f"worker-{log_level.lower()}{tag}.log"
         peak_rss_kb = hwm_kb = 0
         samples: list[tuple[float, int, int]] = []  # (seconds since consuming began, work queue depth, inbox depth)
+        scraped_at, scraped = 0.0, None
         with open(log_path, "wb") as log:
             spawned = time.perf_counter()
             worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -530,6 +562,8 @@ def run_worker(
                         switches = _switches(ctx0, read_proc_status(worker.pid))
                         broker_cpu = broker_cpu_seconds() - broker_cpu_at_start
                         break
+                    if metrics_port is not None and time.monotonic() - scraped_at >= 1.0:
+                        scraped_at, scraped = time.monotonic(), scrape_delivered(metrics_port)
                     if inbox != last_inbox:
                         last_progress, last_inbox = time.monotonic(), inbox
                     elif time.monotonic() - last_progress > 60:
@@ -541,6 +575,10 @@ def run_worker(
                         )
                     time.sleep(0.1)
                 hwm_kb = max(hwm_kb, read_proc_status(worker.pid).get("VmHWM", 0))
+                if metrics_port is not None:  # the last batch's outputs arrive before it is acked and counted
+                    deadline = time.monotonic() + 5
+                    while (scraped := scrape_delivered(metrics_port)) != n and time.monotonic() < deadline:
+                        time.sleep(0.1)
             finally:
                 if worker.poll() is None:
                     worker.send_signal(signal.SIGTERM)
@@ -575,6 +613,8 @@ def run_worker(
             "problems": problems,
             "log": str(log_path),
             "samples": samples,
+            "metrics_delivered": scraped,
+            "metrics": metrics,
         }
     finally:
         probe.close()
@@ -597,6 +637,8 @@ def worker_errors(result: dict, n: int) -> list[str]:
         errors.append(f"{d[DEAD_LETTER_QUEUE]} dead letters")
     if d[UNROUTED_QUEUE]:
         errors.append(f"{d[UNROUTED_QUEUE]} unrouted messages")
+    if result.get("metrics") and result.get("metrics_delivered") != n:
+        errors.append(f"/metrics counted {result.get('metrics_delivered')} delivered messages, not {n}")
     if result["retries"]:
         errors.append(f"{result['retries']} messages waiting in retry delay queues")
     if d[INBOX_QUEUE] != n:
@@ -660,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-slow-path", action="store_true",
         help="skip the extra relay and worker run with GRIDBUS_AMQP_FAST_PATH=false (printed for information)",
     )
+    parser.add_argument(
+        "--metrics", action="store_true",
+        help="each round also runs the worker with GRIDBUS_METRICS_PORT set (/metrics scraped every second), "
+        "off and on in alternating order, and prints the rates side by side",
+    )
     parser.add_argument("--profile", metavar="PATH", help="run the worker under cProfile, write the stats to PATH")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary dir (worker logs, store)")
     parser.add_argument(
@@ -679,13 +726,16 @@ def main(argv: list[str] | None = None) -> int:
     vhost = None
     try:
         await_broker()
-        vhost = f"gridbus-bench-{uuid.uuid4().hex[:8]}"  # named first, so that cleanup covers a failed add_vhost
+        # GRIDBUS_TEST_VHOST_PREFIX: a checkout's own prefix, as for the tests
+        prefix = os.environ.get("GRIDBUS_TEST_VHOST_PREFIX", "gridbus")
+        vhost = f"{prefix}-bench-{uuid.uuid4().hex[:8]}"  # named first, so that cleanup covers a failed add_vhost
         rabbitmqctl("add_vhost", vhost)
         prepare_vhost(vhost)
         print(f"vhost {vhost}, {os.cpu_count()} CPUs, prefetch {PREFETCH}, batch {BATCH_SIZE}")
 
         baseline2 = None
         rounds: list[tuple[dict | None, dict]] = []  # (relay, worker), run one after the other
+        metered_runs: list[tuple[dict, dict]] = []  # (metrics off, metrics on) of each round
         for number in range(1, args.rounds + 1):
             label = f" {number}" if args.rounds > 1 else ""
             baseline = None
@@ -701,14 +751,27 @@ def main(argv: list[str] | None = None) -> int:
                         f"raw relay, 2 outputs    : {baseline2['rate']:6.0f} msg/s  ({baseline2['messages']} msgs in "
                         f"{baseline2['seconds']:.1f} s; {_cpu(baseline2, 'relay')})"
                     )
+            metered = None
+            if args.metrics and number % 2 == 0:  # even rounds: metrics on first
+                metered = run_worker(vhost, worker_n, template, workdir, log_level="WARNING", profile=None,
+                                     tag=f"-r{number}-metrics", metrics=True)
             result = run_worker(vhost, worker_n, template, workdir, log_level="WARNING",
                                 profile=args.profile if number == 1 else None, tag=f"-r{number}")
+            if args.metrics and metered is None:
+                metered = run_worker(vhost, worker_n, template, workdir, log_level="WARNING", profile=None,
+                                     tag=f"-r{number}-metrics", metrics=True)
             print(
                 f"gridbus worker{label:<10}: {result['rate']:6.0f} msg/s  ({worker_n} msgs in {result['seconds']:.1f} s "
                 f"after {result['startup_s']:.1f} s start-up, {result['rate_incl_startup']:.0f} msg/s including it; "
                 f"{_cpu(result, 'worker')}; pre-load {result['load_rate']:.0f} msg/s)"
             )
             print_progress(result["samples"], worker_n)
+            if metered is not None:
+                print(
+                    f"gridbus worker, metrics{label:<1}: {metered['rate']:6.0f} msg/s  ({_cpu(metered, 'worker')}; "
+                    f"/metrics counted {metered['metrics_delivered']:.0f} delivered)"
+                )
+                metered_runs.append((result, metered))
             if baseline:
                 print(f"  ratio{label}: {result['rate'] / baseline['rate']:.2f}")
             rounds.append((baseline, result))
@@ -735,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
         main_run = max(results, key=lambda r: r["peak_rss_mb"])  # the RSS figure is the highest of the rounds
         errors = [f"round {n}: {e}" if len(results) > 1 else e
                   for n, worker in enumerate(results, 1) for e in worker_errors(worker, worker_n)]
+        errors += [f"round {n}, metrics on: {e}"
+                   for n, (_, metered) in enumerate(metered_runs, 1) for e in worker_errors(metered, worker_n)]
         ratios = [worker["rate"] / relay["rate"] for relay, worker in rounds if relay]
         ratio = statistics.median(ratios) if ratios else None
         print()
@@ -744,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
               + (" (under cProfile: not a benchmark figure)" if args.profile else "") + _median_note(rounds))
         if info_run is not None:
             print(f"gridbus msg/s, INFO : {info_run['rate']:.0f}")
+        if metered_runs:
+            off = statistics.median(o["rate"] for o, _ in metered_runs)
+            on = statistics.median(m["rate"] for _, m in metered_runs)
+            each = ", ".join(f"{m['rate'] / o['rate']:.3f}" for o, m in metered_runs)
+            print(f"metrics off / on    : {off:.0f} / {on:.0f} msg/s, on/off {on / off:.3f} (rounds: {each}); CPU "
+                  f"{statistics.median(o['cpu_us'] for o, _ in metered_runs):.0f} / "
+                  f"{statistics.median(m['cpu_us'] for _, m in metered_runs):.0f} us/msg")
         if ratio is not None:
             each = f"; rounds: {', '.join(f'{r:.2f}' for r in ratios)}" if len(ratios) > 1 else ""
             print(f"ratio gridbus/base  : {ratio:.3f}   (target >= {TARGET_RATIO}{each})")

@@ -31,6 +31,9 @@ class MappingContext:
         on every redelivery; empty for routes without one.
     item: for a fan-out step (``Step.each``), the item this output is for.
     rules: the business rules configured for this deployment (``contracts.rules``).
+    options: the worker's settings that mappings read (``Settings.mapping_options``: the readings
+        flow's trading-center chunk size), the same for every message; a mapping falls back to its
+        own default for an option not given.
     """
 
     route: str
@@ -43,3 +46,4 @@ class MappingContext:
     decision: Mapping[str, Any] = field(default_factory=dict)
     item: Any = None
     rules: Rules = DEFAULT_RULES
+    options: Mapping[str, Any] = field(default_factory=dict)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gridbus.routes import hv_install, master_data, retail_market
+from gridbus.routes import hv_install, master_data, meter_readings, retail_market
 from gridbus.routes.model import Route
 
-ROUTES: tuple[Route, ...] = (*hv_install.ROUTES, *retail_market.ROUTES, *master_data.ROUTES)
+ROUTES: tuple[Route, ...] = (*hv_install.ROUTES, *retail_market.ROUTES, *master_data.ROUTES, *meter_readings.ROUTES)
 
 
 def route_by_name(name: str) -> Route:

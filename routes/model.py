@@ -134,6 +134,8 @@ class Route:
         user unit...) under which every outcome and delivery of the message is journalled for
         ``gridbus trace``.
     max_body_bytes: larger bodies are dead-lettered before parsing (default 1 MiB).
+    oversize_advice: what the refusal of a larger body tells the sender to do (a readings batch:
+        split it into parts).
     max_header_bytes: a larger application headers table (as encoded) is dead-lettered before
         anything reads it (default 16 KiB).
     max_crashes: processing starts without an outcome (worker crashed or hung) before the
@@ -149,6 +151,7 @@ class Route:
     decide: Callable[..., Any] | None = None
     trace_keys: Callable[[Any], Any] | None = None
     max_body_bytes: int = 1024 * 1024
+    oversize_advice: str = ""
     max_header_bytes: int = 16 * 1024
     max_crashes: int = 3
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Mapping
 
 from gridbus.adapters.amqp import build_amqp_adapters
+from gridbus.workers.alerts import DeadLetterAlerts
 from gridbus.contracts.soap import soap_peer_wsdls
 from gridbus.routes.model import Route
 from gridbus.workers.breaker import CircuitBreaker, GuardedAdapter
 from gridbus.workers.amqp import Publisher
 from gridbus.workers.lanes import Lanes, plan_lanes
-from gridbus.workers.runtime import Worker
+from gridbus.workers.runtime import Worker, china_now
 from gridbus.workers.settings import Settings
 from gridbus.workers.store import Store
 
@@ -100,12 +103,24 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         name=kwargs.pop("name", settings.worker_name),
         source_users=settings.source_user_names(),
         rules=settings.rules(),
+        options=settings.mapping_options(),
+        metrics=settings.metrics_port is not None,
         **kwargs,
     )
     for adapter in worker.adapters.values():
         if isinstance(adapter, GuardedAdapter):
             adapter.on_return = worker.progressed  # a call that ended is progress for the watchdog
     return worker
+
+
+def build_alerts(settings: Settings) -> DeadLetterAlerts | None:
+    """The dead-letter webhook of the process (one for every lane), or None when none is set."""
+    if settings.alert_webhook_url is None:
+        return None
+    return DeadLetterAlerts(
+        settings.alert_webhook_url, interval_s=settings.alert_interval_min * 60,
+        source=f"gridbus {settings.worker_name}@{socket.gethostname()} pid {os.getpid()}", clock=china_now,
+    )
 
 
 def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | None = None, **kwargs) -> Lanes:
@@ -132,6 +147,7 @@ def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | N
     def name(lane) -> str:  # in each connection's name: operators tell the lanes apart in list_connections
         return settings.worker_name if len(lanes) == 1 else f"{settings.worker_name}/{lane.name}"
 
+    kwargs.setdefault("alerts", build_alerts(settings))
     workers = {
         lane.name: build_worker(settings, lane.routes, store=shared, breakers=breakers, name=name(lane), **kwargs)
         for lane in lanes

@@ -101,14 +101,16 @@ class DueSchedules(Part):
     """Schedules that routes' decisions set (``contracts.state.Schedule``) are kept in the store;
     each one that fell due by the worker's clock goes to its internal route through the retry
     exchange and is marked fired once the broker confirmed it, so a schedule survives worker and
-    broker restarts. Polled every ``poll_s``."""
+    broker restarts. Polled every ``poll_s``; ``meter`` (a ``workers.metrics.Meter``, or None)
+    is told how many were due at each poll."""
 
     def __init__(
         self, routes: list[Route], schedules: Schedules, publisher: Callable[[], Publisher], clock: Callable[[], datetime],
-        poll_s: float,
+        poll_s: float, meter=None,
     ):
         self.routes = {r.name: r for r in routes if r.source.internal}
         self.schedules, self.publisher, self.clock, self.poll_s = schedules, publisher, clock, poll_s
+        self.meter = meter
         self._last_poll = 0.0
 
     def on_turn(self) -> None:
@@ -117,6 +119,8 @@ class DueSchedules(Part):
         self._last_poll = time.monotonic()
         now = self.clock()
         due = self.schedules.due(list(self.routes), now)
+        if self.meter is not None:
+            self.meter.due({route: sum(s.route == route for s in due) for route in self.routes})
         if not due:
             return
         tickets = {self._publish(s, now): s for s in due}

@@ -138,20 +138,23 @@ class Pipeline:
         clock,
         source_users: dict[str, str] | None = None,
         rules: Rules = DEFAULT_RULES,
+        options: dict[str, Any] | None = None,
     ):
         self.store = store
         self.adapters = adapters
         self.clock = clock
         self.source_users = source_users or {}  # system -> its RabbitMQ user; absent: the system code
         self.rules = rules  # handed to every mapping (MappingContext.rules)
+        self.options = dict(options or {})  # what mappings read of the settings (MappingContext.options)
 
     def check(self, d: Delivery) -> None:
         route = d.route
         if d.envelope.error is not None:
             raise d.envelope.error
         if len(d.body) > route.max_body_bytes:
+            advice = f"; {route.oversize_advice}" if route.oversize_advice else ""
             raise ContractViolation(
-                f"body of {len(d.body)} bytes exceeds the limit of {route.max_body_bytes} bytes of route {route.name}"
+                f"body of {len(d.body)} bytes exceeds the limit of {route.max_body_bytes} bytes of route {route.name}{advice}"
             )
         if not d.message_id:
             raise MissingMessageId(f"no message_id property: route {route.name} needs one to recognise repeats")
@@ -333,6 +336,7 @@ class Pipeline:
             now=now,
             decision=decision,
             rules=self.rules,
+            options=self.options,
         )
         if step.each is None:
             if step.name not in done:

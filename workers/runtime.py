@@ -30,6 +30,7 @@ from gridbus.contracts.errors import TransientDeliveryError
 from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.workers.intake import Intake
 from gridbus.workers.logging import get_logger
+from gridbus.workers.metrics import Meter
 from gridbus.workers.parts import DueSchedules, OutcomeLog, Part, RetentionPurge, TraceJournal
 from gridbus.workers.pipeline import Pipeline
 from gridbus.workers.settlement import Settlement
@@ -57,9 +58,12 @@ class Worker:
     adapters can reach the publisher of the current connection (it changes on reconnect).
     source_users: system code -> the RabbitMQ user whose ``user_id`` its routes accept (default: the code).
     rules: the configured business rules every mapping is handed (``contracts.rules``).
+    options: settings the mappings read (``MappingContext.options``, ``Settings.mapping_options``).
     batch_size, batch_linger_s: how batches are formed (``Intake``).
     retention_s: processed ids older than this are forgotten, by a purge started every
     purge_interval_s that removes at most purge_chunk_rows rows per loop turn (``RetentionPurge``).
+    metrics: tally what is settled for ``/metrics`` (``meter``, a ``workers.metrics.Meter``;
+    None when off). alerts: a part told of every settled batch (the dead-letter webhook), or None.
     """
 
     def __init__(
@@ -85,6 +89,9 @@ class Worker:
         name: str = "worker",
         source_users: dict[str, str] | None = None,
         rules: Rules = DEFAULT_RULES,
+        options: dict | None = None,
+        metrics: bool = False,
+        alerts: Part | None = None,
     ):
         self.routes = list(routes)
         self.broker_url = broker_url
@@ -96,6 +103,8 @@ class Worker:
         #: which node the worker is on, and whether it reads deliveries on the fast path (see _serve)
         self.node: str | None = None
         self.fast_path = False
+        #: subscribed to every route's work queue on the current connection (for /readyz)
+        self.consuming = False
         self.store = store
         self.prefetch = prefetch
         self.confirm_timeout_s = confirm_timeout_s
@@ -112,17 +121,20 @@ class Worker:
         self._stop = threading.Event()
         self._delays = DelayEmulation(self.routes, self.publisher)  # in-memory broker only
         self.adapters = adapters(self.publisher)
-        self.pipeline = Pipeline(store, self.adapters, clock, source_users, rules)
+        self.pipeline = Pipeline(store, self.adapters, clock, source_users, rules, options)
         self.intake = Intake(self.pipeline, batch_size=batch_size, batch_linger_s=batch_linger_s, stopping=self._stop.is_set)
         self.outcomes = OutcomeLog()
+        self.meter = Meter(name, [r.name for r in self.routes]) if metrics else None
         self.parts: list[Part] = [
             self.outcomes,
             TraceJournal(store.journal, clock),
-            DueSchedules(self.routes, store.schedules, self.publisher, clock, schedule_poll_s),
+            DueSchedules(self.routes, store.schedules, self.publisher, clock, schedule_poll_s, meter=self.meter),
             RetentionPurge(store.idempotency, retention_s=retention_s, interval_s=purge_interval_s, chunk_rows=purge_chunk_rows),
         ]
+        self.parts += [part for part in (self.meter, alerts) if part is not None]
         self.settlement = Settlement(
-            store, self.pipeline, self.publisher, clock, meanwhile=self.intake.work_ahead, parts=self.parts
+            store, self.pipeline, self.publisher, clock, meanwhile=self.intake.work_ahead, parts=self.parts,
+            meter=self.meter,
         )
 
     @property
@@ -204,7 +216,7 @@ class Worker:
                 if keep_alive is not None:
                     keep_alive.stop()
                 self._publisher = self._consumer_conn = None
-                self.node, self.fast_path = None, False
+                self.node, self.fast_path, self.consuming = None, False, False
                 self.intake.detach()
                 for conn in (consumer_conn, publisher_conn):
                     if conn is not None:
@@ -249,6 +261,7 @@ class Worker:
         heartbeat = getattr(self._consumer_raw, "heartbeat", 0) if amqp else 0
         self._beat_every = heartbeat / 4 if heartbeat else None
         consumers = self._consume(channel, amqp)
+        self.consuming = True
         self.fast_path = bool(getattr(consumer_conn.connection, "fast_consumers", None))
         log.info(
             "worker.started", routes=[r.name for r in self.routes], broker=mask_url(self.broker_url),
@@ -267,6 +280,7 @@ class Worker:
                 self._delays.move_due(channel)
             for part in self.parts:
                 part.on_turn()
+        self.consuming = False
         for consumer in consumers:
             try:
                 if amqp:

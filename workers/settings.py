@@ -52,6 +52,20 @@ class Settings(BaseSettings):
     store_retention_days: float = Field(
         3.0, description="How long processed message ids are kept, in days (see the README's Sizing the store)."
     )
+    journal_retention_days: float = Field(
+        400.0, gt=0, description="How long the trace journal keeps a line, in days; the worker removes older ones."
+    )
+    archive_ingest: bool = Field(
+        True, description="The worker takes the routes' dead-letter queues into the store's archive (a thread and "
+        "connection of its own). false: run `gridbus dlq ingest` somewhere instead."
+    )
+    archive_retention_days: float = Field(
+        90.0, gt=0, description="Dead letters dead-lettered longer ago than this, in days, are purged from the archive "
+        "by the worker (restorable for archive_restore_days, then removed)."
+    )
+    archive_restore_days: float = Field(
+        14.0, ge=0, description="How long a purged dead letter can be restored, in days, before the worker removes it."
+    )
     prefetch: int = Field(200, ge=1, description="Messages a worker takes from a queue before acking (per consumer).")
     batch_size: int = Field(100, ge=1, description="Messages processed between two confirm waits / store commits.")
     batch_linger_ms: float = Field(
@@ -80,6 +94,21 @@ class Settings(BaseSettings):
         description='RabbitMQ user that publishes for each source system, as JSON {"pms": "prod-pms"}; '
         "a system not named publishes as the user named by its code.",
     )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz (one small HTTP thread); unset: none served.",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", description="Address that port listens on: 0.0.0.0 every interface, 127.0.0.1 this host only."
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="http(s) URL that gets one JSON POST per new dead-letter group (route, error type, message type) "
+        "and at most one per group every alert_interval_min; unset: no webhook.",
+    )
+    alert_interval_min: float = Field(
+        15.0, gt=0, description="Least time between two webhook notifications of one dead-letter group, in minutes."
+    )
     log_format: Literal["json", "console"] = Field("json", description="json (production) or console (people).")
     log_level: str = Field("INFO", description="Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
@@ -87,6 +116,12 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_SOAP_PEERS),
         description='SOAP endpoint URL of each peer, as cmd=URL,tc=URL or JSON {"cmd": "URL"}; merged over the '
         "defaults (DEFAULT_SOAP_PEERS): a peer not named keeps its URL. Each peer's WSDL is in contracts/<peer>/.",
+    )
+    readings_tc_chunk_size: int = Field(
+        500, ge=1, le=5000,
+        description="Daily frozen readings per ReceiveMeterReadings call to the trading center (flow 9); each chunk "
+        "has its own stable MessageID. Change it only with no readings part in flight: a part retried after "
+        "the change is chunked anew.",
     )
     soap_timeout_s: float = Field(10.0, gt=0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
@@ -114,6 +149,20 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown metering categories {', '.join(unknown)}; known: {', '.join(CODES)}")
         return codes
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _a_webhook_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _an_http_url(value):
+            raise ValueError("an http:// or https:// URL with a host is accepted")
+        return value
 
     @field_validator("source_users")
     @classmethod
@@ -148,6 +197,10 @@ class Settings(BaseSettings):
     def rules(self) -> Rules:
         """The business rules the mappings are handed (``contracts.rules``)."""
         return Rules(market=MarketEligibility(self.market_categories))
+
+    def mapping_options(self) -> dict[str, Any]:
+        """What mappings may read of the settings (``MappingContext.options``), by option name."""
+        return {"readings_tc_chunk_size": self.readings_tc_chunk_size}
 
     def source_user_names(self) -> dict[str, str]:
         """system code -> the RabbitMQ user that publishes for it (``source_users``, else the code)."""

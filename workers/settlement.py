@@ -26,6 +26,7 @@ from typing import Callable
 from gridbus.contracts.errors import TransientDeliveryError
 from gridbus.workers import fate
 from gridbus.workers.amqp import ConfirmTimeout, Publisher
+from gridbus.workers.metrics import Meter
 from gridbus.workers.parts import Part
 from gridbus.workers.pipeline import Delivery, Pipeline
 from gridbus.workers.store import Store
@@ -33,17 +34,18 @@ from gridbus.workers.store import Store
 
 class Settlement:
     """publisher: the current connection's publisher (it changes on reconnect). meanwhile: work
-    for the confirm round trip. parts: told of every settled batch (``Part.after_settle``)."""
+    for the confirm round trip. parts: told of every settled batch (``Part.after_settle``).
+    meter: told each batch's confirm wait and commit time (None: metrics off)."""
 
     #: Causes of in-hand failures kept for the poison guard's dead letters, at most.
     FAILED_IN_HAND_MAX = 10_000
 
     def __init__(
         self, store: Store, pipeline: Pipeline, publisher: Callable[[], Publisher], clock: Callable[[], datetime],
-        *, meanwhile: Callable[[], None], parts: list[Part],
+        *, meanwhile: Callable[[], None], parts: list[Part], meter: Meter | None = None,
     ):
         self.store, self.pipeline, self.publisher, self.clock = store, pipeline, publisher, clock
-        self.meanwhile, self.parts = meanwhile, parts
+        self.meanwhile, self.parts, self.meter = meanwhile, parts, meter
         #: acks as one multiple-ack (RabbitMQ: batches run in order on one channel)
         self.multiple_ack = False
         #: when the batch in hand started or last made progress (None: no batch), for the watchdog
@@ -124,7 +126,12 @@ class Settlement:
         return True
 
     def _settle_outputs(self, batch: list[Delivery]) -> None:
-        results = self.publisher().wait(meanwhile=self.meanwhile) if any(d.tickets for d in batch) else {}
+        meter, started = self.meter, time.perf_counter()
+        results = {}
+        if any(d.tickets for d in batch):
+            results = self.publisher().wait(meanwhile=self.meanwhile)
+            if meter is not None:
+                meter.confirm_waited(time.perf_counter() - started)
         effects, outcomes = [], []
         for d in batch:
             confirmed = []
@@ -140,7 +147,10 @@ class Settlement:
                 outcomes.append((d.route.name, d.message_id, d.outcome))
             else:
                 effects += confirmed  # partial progress: a retry repeats only the rest
+        started = time.perf_counter()
         self.store.idempotency.record(effects=effects, outcomes=outcomes)
+        if meter is not None:
+            meter.committed(time.perf_counter() - started)
 
     def _send_copy(self, d: Delivery, decided: fate.Fate) -> None:
         """Publish the message's retry copy or dead letter, as ``fate_of`` decided it."""

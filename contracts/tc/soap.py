@@ -9,6 +9,7 @@ applies a MessageID once. No request carries personal data (user names, legal re
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -187,8 +188,68 @@ class UserReviewResult(_Request):
         }
 
 
+class ChunkReading(BaseModel):
+    """One reading of a ``MeterReadingsChunk``: registers as exact decimals (kWh, secondary side)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metering_point_id: str
+    meter_asset_no: str
+    collected_at: AwareDatetime
+    correction: bool
+    total: Decimal
+    tariffs: tuple[Decimal, Decimal, Decimal, Decimal]
+    multiplier: Decimal
+    qualities: tuple[str, ...] = ()
+
+
+class MeterReadingsChunk(_Request):
+    """Operation ReceiveMeterReadings: daily frozen readings of market metering points, one chunk
+    (``chunk_no`` of ``chunk_count``) of one batch part; each chunk has its own stable MessageID."""
+
+    message_type: ClassVar[str] = "MeterReadingsChunk"
+    operation: ClassVar[str] = "ReceiveMeterReadings"
+
+    batch_id: str
+    part_no: int = Field(ge=1)
+    data_date: date
+    chunk_no: int = Field(ge=1)
+    chunk_count: int = Field(ge=1)
+    readings: tuple[ChunkReading, ...] = Field(min_length=1)
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "BatchId": self.batch_id,
+            "PartNo": self.part_no,
+            "DataDate": self.data_date,
+            "ChunkNo": self.chunk_no,
+            "ChunkCount": self.chunk_count,
+            "MeterReadings": {"MeterReading": [_reading(r) for r in self.readings]},
+        }
+
+
+def _reading(r: ChunkReading) -> dict[str, Any]:
+    r1, r2, r3, r4 = r.tariffs
+    return {
+        "MeteringPointId": r.metering_point_id,
+        "MeterAssetNo": r.meter_asset_no,
+        "CollectedAt": r.collected_at,
+        "Correction": r.correction,
+        "PAP_R": r.total,
+        "PAP_R1": r1,
+        "PAP_R2": r2,
+        "PAP_R3": r3,
+        "PAP_R4": r4,
+        "Multiplier": r.multiplier,
+        "Quality": list(r.qualities),
+    }
+
+
 __all__ = [
     "AgreementInfo",
+    "ChunkReading",
+    "MeterReadingsChunk",
     "ArchivalResult",
     "ArchiveFeedback",
     "OwnershipRelation",

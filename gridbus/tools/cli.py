@@ -29,6 +29,7 @@ def worker(route_names, routes_module, broker, store) -> None:
     """Consume the routes' work queues until SIGTERM (finishes the batch in hand, loses nothing)."""
     from gridbus.workers import logging as gridbus_logging
     from gridbus.workers.bootstrap import build_lanes, load_routes
+    from gridbus.workers.store import Store
 
     settings = context.settings(broker=broker, store=store)
     gridbus_logging.configure(settings.log_format, settings.log_level)
@@ -36,17 +37,55 @@ def worker(route_names, routes_module, broker, store) -> None:
         routes = load_routes(routes_module, route_names)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from exc
+    shared = None if settings.store_url.startswith(("postgresql://", "postgres://")) else Store(settings.store_url)
     try:
-        runtime = build_lanes(settings, routes)
+        runtime = build_lanes(settings, routes, store=shared)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    probes = None
+    if settings.metrics_port is not None:
+        from gridbus.workers.probes import ProbeServer
+
+        try:
+            probes = ProbeServer(runtime.workers.values(), settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            raise click.UsageError(
+                f"GRIDBUS_METRICS_PORT={settings.metrics_port}: cannot listen on "
+                f"{settings.metrics_host}:{settings.metrics_port} ({exc.strerror or exc})"
+            ) from exc
+        probes.start()
     runtime.install_signal_handlers()
     runtime.start_watchdog()
+    ingester = _start_ingester(settings, routes, shared)
     # What start-up made (modules, contract models, routes) lives as long as the process: kept
     # out of the cyclic collector's full passes, which would walk it again every few thousand messages.
     gc.collect()
     gc.freeze()
-    runtime.run()
+    try:
+        runtime.run()
+    finally:
+        if ingester is not None:
+            ingester.stop()
+        if probes is not None:
+            probes.stop()
+
+
+def _start_ingester(settings, routes, shared):
+    """The dead-letter ingester of this worker (GRIDBUS_ARCHIVE_INGEST), in a thread and on a
+    broker connection of its own. On SQLite it shares the lanes' store connection (two writers
+    on one file would refuse each other's transactions); on PostgreSQL it has its own, so the
+    archive's commits never wait on the worker's."""
+    if not settings.archive_ingest or not settings.broker_url.startswith(("amqp://", "amqps://")):
+        return None
+    from gridbus.tools.archive import Ingester
+    from gridbus.tools.retention import Retention, RetentionSettings
+    from gridbus.workers.store import Store
+
+    store = shared if shared is not None else Store(settings.store_url)
+    retention = Retention(store, RetentionSettings.of(settings), who=f"worker {settings.worker_name}")
+    ingester = Ingester(settings.broker_url, routes, store, retention=retention)
+    ingester.start()
+    return ingester
 
 
 @main.group("topology")
@@ -130,9 +169,9 @@ def stub(peer, port) -> None:
 
 
 def _register_ops() -> None:
-    from gridbus.tools import commands
+    from gridbus.tools import commands, dlq_cli
 
-    for command in (commands.dlq, commands.simulate, commands.trace):
+    for command in (dlq_cli.dlq, dlq_cli.audit, commands.simulate, commands.trace):
         main.add_command(command)
     topology_group.add_command(commands.users)
 

@@ -1,4 +1,5 @@
-"""Operator commands: ``gridbus dlq ...``, ``gridbus simulate``, ``gridbus topology users``.
+"""Operator commands: ``gridbus simulate``, ``gridbus topology users``, ``gridbus trace`` (``gridbus dlq``
+and ``gridbus audit`` are in ``dlq_cli``).
 
 Exit codes: 0 done; 1 the broker or rabbitmqctl refused, some messages could not be handled, or
 some credentials could not be saved (the output says which); 2 the command line is incomplete or
@@ -9,16 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import click
 from kombu import Connection
 
-from gridbus.tools import dlq as dead_letters
-from gridbus.workers import headers as H
-from gridbus.tools.letters import shown, visible
 from gridbus.tools import simulate as simulation
 from gridbus.tools import users as system_users
 from gridbus.tools.context import settings
@@ -27,10 +24,6 @@ _broker_option = click.option("--broker", default=None, help="AMQP URL; override
 _routes_option = click.option(
     "--routes-module", default=None, help="module:ATTRIBUTE of the routes (default gridbus.routes:ROUTES)."
 )
-
-BODY_PREVIEW_CHARS = 4000
-#: Characters of a property, header value or reason shown before it is cut (with a marker).
-VALUE_PREVIEW_CHARS = 500
 
 
 def _broker_url(broker: str | None) -> str:
@@ -65,226 +58,6 @@ def _table(rows: list[tuple], header: tuple) -> str:
     return "\n".join(lines)
 
 
-# --- dlq -----------------------------------------------------------------------------------------
-
-
-@click.group("dlq")
-def dlq() -> None:
-    """Dead letters: list, look at, replay into their route, or purge."""
-
-
-def _dlq_failed(exc: dead_letters.DlqError) -> click.ClickException:
-    """The error for the terminal: it may quote a message id or a header, so it is made visible."""
-    return click.ClickException(visible(str(exc)))
-
-
-@dlq.command("list")
-@_broker_option
-@_routes_option
-def dlq_list(broker, routes_module) -> None:
-    """Dead letters per route and error type (nothing is consumed)."""
-    try:
-        summaries = dead_letters.list_dead_letters(_broker_url(broker), _routes(routes_module))
-    except dead_letters.DlqError as exc:
-        raise _dlq_failed(exc) from exc
-    rows = []
-    for s in summaries:
-        route = shown(s.route, VALUE_PREVIEW_CHARS)
-        if not s.exists:
-            rows.append((route, "missing", "", "", "queue not declared: gridbus topology declare"))
-            continue
-        kinds = [(shown(kind, 80), count) for kind, count in s.by_error_type.items()] or [("", "")]
-        rows.append((route, s.total, *kinds[0], ""))
-        rows += [("", "", kind, count, "") for kind, count in kinds[1:]]
-    click.echo(_table(rows, ("ROUTE", "TOTAL", "ERROR TYPE", "COUNT", "NOTE")))
-    click.echo(f"\n{sum(s.total for s in summaries)} dead letter(s)")
-
-
-@dlq.command("show")
-@click.option("--id", "message_id", default=None, help="Only the dead letter(s) with this message id.")
-@click.option("--route", default=None, help="Only this route's dead letters ('(unrouted)' for the unrouted queue).")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most this many.")
-@click.option(
-    "--full",
-    "full_path",
-    default=None,
-    metavar="PATH",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
-    help="Write the exact body bytes of the one matching dead letter to PATH ('-': standard output, "
-    "only when it is not a terminal).",
-)
-@_broker_option
-@_routes_option
-def dlq_show(message_id, route, limit, full_path, broker, routes_module) -> None:
-    """Dead letters with every property, header and the body (nothing is consumed).
-
-    Everything is printed inert: control characters and escape sequences as visible escapes,
-    long values and bodies cut with a marker. --full PATH gives the exact bytes of a body.
-    """
-    to_stdout = full_path == "-"
-    if to_stdout and sys.stdout.isatty():
-        raise click.UsageError("--full - writes raw bytes: redirect standard output to a file or pipe, or give a PATH")
-    try:
-        letters = dead_letters.show(
-            _broker_url(broker), _routes(routes_module), message_id=message_id, route=route, limit=limit
-        )
-    except dead_letters.DlqError as exc:
-        raise _dlq_failed(exc) from exc
-    if not letters:
-        found = "no dead letters found" + (f" with message id {visible(message_id)}" if message_id else "")
-        click.echo(found, err=to_stdout)
-        if message_id or full_path:
-            raise SystemExit(1)
-        return
-    if full_path is not None:
-        if len(letters) != 1:
-            raise click.UsageError(
-                f"--full writes the body of one dead letter, and {len(letters)} match: choose one with --id"
-            )
-        [letter] = letters
-        if to_stdout:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(letter.body)
-            sys.stdout.buffer.flush()
-            click.echo(f"wrote the {len(letter.body)} body bytes of {_letter_title(letter)}", err=True)
-            return
-        _write_private(Path(full_path), letter.body)
-    for letter in letters:
-        click.echo(_render_letter(letter))
-    if full_path is not None:
-        click.echo(f"body written to {visible(full_path)} ({len(letters[0].body)} bytes)")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by its owner only (a body may hold personal data)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-
-
-def _letter_title(letter: dead_letters.DeadLetter) -> str:
-    return f"{letter.queue}: message {shown(letter.message_id or '(no message_id)', VALUE_PREVIEW_CHARS)}"
-
-
-_NO_SOURCE_USER = {False: "(none recorded: the route refuses a replay as unauthorised)", True: "(none)"}
-
-
-def _render_letter(letter: dead_letters.DeadLetter) -> str:
-    """One dead letter for the terminal: every field through ``shown`` (escaped, cut with a marker)."""
-    v = VALUE_PREVIEW_CHARS
-    lines = [
-        f"=== {_letter_title(letter)}",
-        f"route:       {shown(letter.route, v)}",
-        f"error type:  {shown(letter.error_type, v)}",
-        f"error:       {shown(letter.error_message, v)}",
-        f"source user: {shown(letter.source_user or _NO_SOURCE_USER[letter.route == dead_letters.UNROUTED], v)}",
-        "properties:",
-    ]
-    properties = {k: val for k, val in letter.properties.items() if k != "application_headers"}
-    lines += [f"  {shown(k, v)}: {shown(val, v)}" for k, val in _sorted(properties)]
-    untrusted, deaths = letter.untrusted_headers, letter.deaths
-    lines.append("headers:")
-    lines += [
-        f"  {shown(k, v)}: {shown(val, v)}"
-        for k, val in _sorted(letter.headers)
-        if k not in untrusted and not (k == H.X_DEATH and deaths)
-    ]
-    for death in deaths:
-        lines.append(
-            f"  x-death: {shown(death.reason, v)} in {shown(death.queue, v)} x{death.count} "
-            f"(from exchange {shown(death.exchange or '-', v)}, "
-            f"keys {shown(', '.join(death.routing_keys) or '-', v)}, at {death.time})"
-        )
-    if untrusted:
-        lines.append("UNTRUSTED headers (x-gridbus-* names, but not written by gridbus: set by the publisher):")
-        lines += [f"  {shown(k, v)}: {shown(val, v)}" for k, val in _sorted(untrusted)]
-    lines += _render_body(letter)
-    return "\n".join(lines) + "\n"
-
-
-def _render_body(letter: dead_letters.DeadLetter) -> list[str]:
-    """The body's heading and its first ``BODY_PREVIEW_CHARS``, each line indented (so no line of a
-    body can pass for a line of the listing)."""
-    shown_as, text, why = letter.body_text()
-    cut = len(text) - BODY_PREVIEW_CHARS
-    unit = "bytes" if isinstance(text, bytes) else "characters"
-    how = {"bytes": "bytes, non-ASCII and control bytes as \\xNN", "base64": "base64"}.get(shown_as, shown_as)
-    heading = f"body ({len(letter.body)} bytes, shown as {how}"
-    heading += f"; {visible(why)}" if why else ""
-    if cut > 0:
-        heading += f"; first {BODY_PREVIEW_CHARS:,} {unit} of {len(text):,}, --full PATH for the exact bytes"
-    body = visible(text[:BODY_PREVIEW_CHARS] if cut > 0 else text, layout=True)
-    if cut > 0:
-        body += f"...[{cut:,} more {unit} cut]"
-    return [heading + "):", *("  " + line for line in body.split("\n"))]
-
-
-def _sorted(mapping: dict) -> list:
-    return sorted(mapping.items(), key=lambda item: str(item[0]))
-
-
-@dlq.command("replay")
-@click.option("--id", "ids", multiple=True, help="Message id to replay (repeatable).")
-@click.option("--route", default=None, help="Only this route's dead letters.")
-@click.option("--error-type", default=None, help="Only dead letters of this error type (as `dlq list` shows it).")
-@click.option("--limit", default=None, type=click.IntRange(min=1), help="Replay at most this many.")
-@click.option(
-    "--operator", default=None, help="Who replays, recorded in x-gridbus-replayed-by (default: the OS user)."
-)
-@_broker_option
-@_routes_option
-def dlq_replay(ids, route, error_type, limit, operator, broker, routes_module) -> None:
-    """Move matching dead letters back into their route's work queue (gridbus's history headers are kept)."""
-    if not (ids or route or error_type or limit):
-        click.echo("replaying every dead letter of every route (narrow it with --id, --route, --error-type, --limit)")
-    current = settings()
-    try:
-        result = dead_letters.replay(
-            _broker_url(broker),
-            _routes(routes_module),
-            ids=list(ids) or None,
-            route=route,
-            error_type=error_type,
-            limit=limit,
-            confirm_timeout=current.confirm_timeout_s,
-            operator=operator,
-        )
-    except dead_letters.DlqError as exc:
-        raise _dlq_failed(exc) from exc
-    counts = result.count_by_route()
-    if counts:
-        click.echo(_table(sorted((visible(r), n) for r, n in counts.items()), ("ROUTE", "REPLAYED")))
-    click.echo(f"{len(result.replayed)} replayed, {result.left_in_dlq} left in the dead-letter queues")
-    v = VALUE_PREVIEW_CHARS
-    for route_name, message_id, reason in result.failed:
-        click.echo(f"NOT replayed: {visible(route_name)} message {shown(message_id, v)}: {shown(reason, v)}", err=True)
-    if result.ids_not_found:
-        missing = ", ".join(shown(i, v) for i in result.ids_not_found)
-        click.echo(f"not found in any route's dead-letter queue: {missing}", err=True)
-    if result.failed or result.ids_not_found:
-        raise SystemExit(1)
-
-
-@dlq.command("purge")
-@click.option(
-    "--route", required=True, help="Route whose dead letters are deleted ('(unrouted)' for the unrouted queue)."
-)
-@click.option("--yes-i-am-sure", "sure", is_flag=True, help="Required: purged messages are gone for good.")
-@_broker_option
-def dlq_purge(route, sure, broker) -> None:
-    """Delete every dead letter of one route, for good."""
-    if not sure:
-        raise click.UsageError(
-            f"purging deletes the dead letters of {route} for good; look first (`gridbus dlq show --route {route}`), "
-            "then add --yes-i-am-sure"
-        )
-    try:
-        purged = dead_letters.purge(_broker_url(broker), route, confirm=True)
-    except dead_letters.DlqError as exc:
-        raise _dlq_failed(exc) from exc
-    click.echo(f"purged {purged} dead letter(s) of {visible(route)}")
-
-
 # --- simulate ------------------------------------------------------------------------------------
 
 
@@ -308,6 +81,14 @@ def dlq_purge(route, sure, broker) -> None:
 )
 @click.option("--as-guest", is_flag=True, help="Publish as the broker URL's user; routes refuse these as unauthorised.")
 @click.option(
+    "--readings-size", default=None, type=click.IntRange(1, 10_000),
+    help="Readings parts of N records (flow 9) instead of the example; --count parts of one batch.",
+)
+@click.option(
+    "--bad-share", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+    help="With --readings-size: the share of bad records in each part (0..1).",
+)
+@click.option(
     "--examples-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=simulation.EXAMPLES_DIR,
@@ -315,7 +96,10 @@ def dlq_purge(route, sure, broker) -> None:
 )
 @_broker_option
 @_routes_option
-def simulate(route_names, count, system_passwords, credentials_file, as_guest, examples_dir, broker, routes_module):
+def simulate(
+    route_names, count, system_passwords, credentials_file, as_guest, readings_size, bad_share, examples_dir, broker,
+    routes_module,
+):
     """Publish the routes' example messages as the upstream systems would (pika, confirms, user_id)."""
     routes = _routes(routes_module, route_names)
     broker_url = _broker_url(broker)
@@ -346,8 +130,16 @@ def simulate(route_names, count, system_passwords, credentials_file, as_guest, e
                 "refuse those messages as unauthorised (set GRIDBUS_SOURCE_USERS, or save the credentials again "
                 "with `gridbus topology users --save`)"
             )
+    generators = {}
+    if readings_size is not None:
+        from functools import partial
+
+        from gridbus.tools.readings_batch import simulated_parts
+
+        generators["DailyFrozenPublished"] = partial(simulated_parts, size=readings_size, bad_share=bad_share)
     report = simulation.simulate(
-        broker_url, routes, count=count, examples_dir=examples_dir, user_credentials=credentials or None
+        broker_url, routes, count=count, examples_dir=examples_dir, user_credentials=credentials or None,
+        generators=generators,
     )
     rows = [
         (r.route, r.user, r.exchange, r.routing_key, r.published, r.error or r.skipped or "ok") for r in report.routes

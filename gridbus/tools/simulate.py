@@ -24,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pika
 import pika.exceptions
@@ -49,7 +49,7 @@ _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 #: Identifiers varied per copy: JSON keys and XML element names.
 VARIED_JSON_KEYS = frozenset({"application_no", "business_code", "change_order_no"})
 VARIED_XML_ELEMENTS = frozenset(
-    {"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo", "BusinessCode", "ChangeOrderNo"}
+    {"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo", "BusinessCode", "ChangeOrderNo", "BatchId"}
 )
 CREDIT_CODE_ELEMENTS = frozenset({"CreditCode", "SalesCompanyCreditCode"})
 #: Every this many variants of a master-data change, one is a change its sender may not write.
@@ -98,6 +98,7 @@ def simulate(
     count: int | None = None,
     examples_dir: Path | str = EXAMPLES_DIR,
     user_credentials: dict[str, tuple[str, str]] | None = None,
+    generators: dict[str, Callable[[int, int], Iterable[bytes]]] | None = None,
 ) -> SimulationReport:
     """Publish each route's example (or ``count`` variants of it) to ``<system>.out``.
 
@@ -105,6 +106,9 @@ def simulate(
     publishes as the user of ``broker_url`` (guest in a test setup). ``user_id`` is always the
     connection's user, so the broker vouches for it; messages published as anyone but the
     route's system are dead-lettered by the route as unauthorised.
+
+    ``generators`` maps a message type to ``(count, start) -> bodies`` that replace its example's
+    variants (readings parts of a chosen size, ``readings_batch.simulated_parts``).
     """
     if count is not None and count < 1:
         raise SimulationError(f"count must be at least 1, got {count}")
@@ -129,7 +133,7 @@ def simulate(
                 entry.skipped = "no example message"
         todo = [(r, path, e) for (r, path), e in zip(planned, entries) if path is not None]
         if todo:
-            _publish_system(params, todo, count, start)
+            _publish_system(params, todo, count, start, generators or {})
     return report
 
 
@@ -165,7 +169,8 @@ def variants(body: bytes, kind: str, count: int | None, *, start: int | None = N
 
 
 def _publish_system(
-    params: list[pika.ConnectionParameters], todo: list, count: int | None, start: int | None = None
+    params: list[pika.ConnectionParameters], todo: list, count: int | None, start: int | None = None,
+    generators: dict | None = None,
 ) -> None:
     try:
         connection = pika.BlockingConnection(params)
@@ -192,7 +197,9 @@ def _publish_system(
                 if channel is None or channel.is_closed:
                     channel = connection.channel()
                     channel.confirm_delivery()
-                for variant in variants(body, kind, count, start=start):
+                generate = (generators or {}).get(route.contract.message_type)
+                bodies = generate(count or 1, start or 0) if generate else variants(body, kind, count, start=start)
+                for variant in bodies:
                     entry.message_ids.append(_publish(channel, route, entry, variant, kind))
             except pika.exceptions.ChannelClosedByBroker as exc:
                 entry.error = _explain_channel_error(entry, exc)

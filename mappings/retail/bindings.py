@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.metering_point import MARKET_POINT, MarketPointData
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import COMPANY, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
@@ -212,6 +213,7 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
     if due <= now:
         binding["state"] = OWNERSHIP_ESTABLISHED
         binding["established_at"] = now.isoformat()
+        put_market_points(decision, binding)
         decision.result = {"decision": "signed", "binding": binding, "ownership": binding}
         what = f"agreement archived; takes effect {effective.isoformat()}, less than 15 days away: ownership established"
     else:
@@ -256,10 +258,24 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
         return decision
     binding["state"] = OWNERSHIP_ESTABLISHED
     binding["established_at"] = now.isoformat()
+    put_market_points(decision, binding)
     decision.put(KIND, key, binding, ref=binding["credit_code"])
     decision.result = {"decision": "established", "binding": binding, "ownership": binding}
     decision.change(trace_keys_of(binding), f"binding {key}: {OWNERSHIP_SCHEDULED} -> {OWNERSHIP_ESTABLISHED} (schedule fell due)")
     return decision
+
+
+# -- market points, for the readings flow ---------------------------------------------------------------
+
+
+def put_market_points(decision: Decision, binding: dict[str, Any]) -> None:
+    """Ownership established: each market metering point of the binding is in the retail market
+    from the agreement's effective time (kind ``market-point``), which tells the readings flow
+    (flow 9) whose daily readings go to the trading center."""
+    since = datetime.fromisoformat(binding["effective_time"])
+    for point in market_points(binding):
+        data = MarketPointData(since, binding["user_unit_id"], binding["credit_code"])
+        decision.put(MARKET_POINT, point["metering_point_id"], data.to_data(), ref=binding["user_unit_id"])
 
 
 # -- trace keys of the messages -------------------------------------------------------------------------

@@ -185,6 +185,15 @@ def ids_in(ch, queue: str) -> list[str]:
         browse.close()
 
 
+def archive_cli(runner, args, obj, broker_url, store_url, **kwargs):
+    """Take the dead-letter queues into the archive at ``store_url``, then run ``gridbus dlq ARGS`` on it."""
+    from gridbus.tools import dlq_cli
+
+    ingested = runner.invoke(dlq_cli.dlq, ["ingest", "--once", "--broker", broker_url, "--store", store_url], obj=obj)
+    assert ingested.exit_code == 0, ingested.output
+    return runner.invoke(dlq_cli.dlq, [*args, "--store", store_url], obj=obj, **kwargs)
+
+
 # --- list and show ---------------------------------------------------------------------------------
 
 
@@ -427,32 +436,33 @@ def test_unrouted_messages_are_listed_as_unroutable(fresh_broker_url):
 # --- CLI -------------------------------------------------------------------------------------------
 
 
-def test_cli_list_replay_and_purge(broker_url, routes, channel):
-    from gridbus.tools import commands
-
+def test_cli_list_replay_and_purge(broker_url, routes, channel, tmp_path):
     pms, _ = routes
     message_id = dead_letter(channel, pms, error_type="delivery-failed")
-    runner = CliRunner()
+    runner, store_url = CliRunner(), f"sqlite:///{tmp_path}/store.sqlite3"
     obj = {"routes": routes}
 
-    listed = runner.invoke(commands.dlq, ["list", "--broker", broker_url], obj=obj)
+    def cli(*args):
+        return archive_cli(runner, list(args), obj, broker_url, store_url)
+
+    listed = cli("list")
     assert listed.exit_code == 0, listed.output
     assert pms.name in listed.output and "delivery-failed" in listed.output
+    assert queue_count(channel, pms.dead_letter_queue) == 0  # in the archive now
 
-    shown = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj)
+    shown = cli("show", "--id", message_id)
     assert shown.exit_code == 0, shown.output
     assert message_id in shown.output and H.ERROR_TYPE in shown.output
 
-    refused = runner.invoke(commands.dlq, ["purge", "--broker", broker_url, "--route", pms.name], obj=obj)
+    refused = cli("purge", "--route", pms.name)
     assert refused.exit_code == 2
-    assert "--yes-i-am-sure" in refused.output
-    assert queue_count(channel, pms.dead_letter_queue) == 1
+    assert "--yes" in refused.output
 
-    replayed = runner.invoke(commands.dlq, ["replay", "--broker", broker_url, "--id", message_id], obj=obj)
+    replayed = cli("replay", "--broker", broker_url, "--id", message_id)
     assert replayed.exit_code == 0, replayed.output
     assert queue_count(channel, pms.work_queue) == 1
 
-    unrouted = runner.invoke(commands.dlq, ["replay", "--broker", broker_url, "--route", dlq.UNROUTED], obj=obj)
+    unrouted = cli("replay", "--broker", broker_url, "--route", dlq.UNROUTED)
     assert unrouted.exit_code != 0 and "cannot be replayed" in unrouted.output
 
 
@@ -469,9 +479,7 @@ def _inert(output: bytes) -> None:
     assert not set(text) & {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
 
 
-def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel):
-    from gridbus.tools import commands
-
+def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel, tmp_path):
     pms, _ = routes
     message_id = dead_letter(
         channel,
@@ -483,10 +491,10 @@ def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel)
         correlation_id="corr\u2066x\u2069",
         message_id="id\x1b[1A\u202e",
     )
-    runner, obj = CliRunner(), {"routes": routes}
+    runner, obj, store_url = CliRunner(), {"routes": routes}, f"sqlite:///{tmp_path}/store.sqlite3"
 
     # color=True: click would strip ANSI sequences itself when not writing to a terminal.
-    shown = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
+    shown = archive_cli(runner, ["show", "--id", message_id], obj, broker_url, store_url, color=True)
     assert shown.exit_code == 0, shown.output
     _inert(shown.stdout_bytes)
     out = shown.stdout_bytes.decode()
@@ -498,24 +506,22 @@ def test_show_and_list_print_escape_sequences_inert(broker_url, routes, channel)
     assert "  x-custom\\x1b[8m: value\\x1b]0;pwned\\x07\n" in out
     assert '  {"note": "\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m \\u202e evil"}\n' in out
 
-    listed = runner.invoke(commands.dlq, ["list", "--broker", broker_url], obj=obj, color=True)
+    listed = archive_cli(runner, ["list"], obj, broker_url, store_url, color=True)
     assert listed.exit_code == 0, listed.output
     _inert(listed.stdout_bytes)
-    assert "contract-violation\\x1b[31m  1" in listed.stdout_bytes.decode()
+    assert "contract-violation\\x1b[31m  BlackMapPublished\\x1b[2J  1" in listed.stdout_bytes.decode()
 
 
-def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_url, routes, channel):
-    from gridbus.tools import commands
-
+def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_url, routes, channel, tmp_path):
     pms, _ = routes
     utf7 = dead_letter(channel, pms, body=b"+ABs-[2J+ABs-]0;pwned+AAc-", content_type="text/plain; charset=utf-7")
     escaped = dead_letter(channel, pms, body=b"\\x1b[2J", content_type="text/plain; charset=unicode_escape")
-    runner, obj = CliRunner(), {"routes": routes}
+    runner, obj, store_url = CliRunner(), {"routes": routes}, f"sqlite:///{tmp_path}/store.sqlite3"
 
     [letter] = dlq.show(broker_url, routes, message_id=utf7)
     assert letter.body_text().shown_as == "bytes"
     for message_id, expected in ((utf7, "  +ABs-[2J+ABs-]0;pwned+AAc-\n"), (escaped, "  \\\\x1b[2J\n")):
-        shown = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id], obj=obj, color=True)
+        shown = archive_cli(runner, ["show", "--id", message_id], obj, broker_url, store_url, color=True)
         assert shown.exit_code == 0, shown.output
         _inert(shown.stdout_bytes)
         out = shown.stdout_bytes.decode()
@@ -524,17 +530,14 @@ def test_a_body_declared_utf7_or_unicode_escape_is_not_decoded_with_it(broker_ur
 
 
 def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path):
-    from gridbus.tools import commands
-
     pms, _ = routes
     body = HOSTILE_BODY + bytes(range(256)) + b"x" * 10_000
     message_id = dead_letter(channel, pms, body=body)
-    runner, obj = CliRunner(), {"routes": routes}
+    runner, obj, store_url = CliRunner(), {"routes": routes}, f"sqlite:///{tmp_path}/store.sqlite3"
     target = tmp_path / "body.bin"
 
-    to_file = runner.invoke(
-        commands.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", str(target)], obj=obj, color=True
-    )
+    to_file = archive_cli(runner, ["show", "--id", message_id, "--full", str(target)], obj, broker_url, store_url,
+                          color=True)
     assert to_file.exit_code == 0, to_file.output
     assert target.read_bytes() == body
     assert target.stat().st_mode & 0o777 == 0o600
@@ -542,21 +545,19 @@ def test_full_writes_the_exact_body_bytes(broker_url, routes, channel, tmp_path)
     assert f"body written to {target} ({len(body)} bytes)" in to_file.output
     assert "...[" in to_file.output  # the printed body is cut, the file is whole
 
-    to_pipe = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--id", message_id, "--full", "-"], obj=obj)
+    to_pipe = archive_cli(runner, ["show", "--id", message_id, "--full", "-"], obj, broker_url, store_url)
     assert to_pipe.exit_code == 0, to_pipe.output
     assert to_pipe.stdout_bytes == body
 
     dead_letter(channel, pms)
-    several = runner.invoke(commands.dlq, ["show", "--broker", broker_url, "--route", pms.name, "--full", "-"], obj=obj)
+    several = archive_cli(runner, ["show", "--route", pms.name, "--full", "-"], obj, broker_url, store_url)
     assert several.exit_code == 2 and "choose one with --id" in several.output
 
 
 # --- whose headers (issue 9, items 3 and 4) ---------------------------------------------------------
 
 
-def test_an_unrouted_letter_is_unroutable_and_its_gridbus_headers_untrusted(fresh_broker_url):
-    from gridbus.tools import commands
-
+def test_an_unrouted_letter_is_unroutable_and_its_gridbus_headers_untrusted(fresh_broker_url, tmp_path):
     routes = make_routes("u")
     forged = {H.ERROR_TYPE: "delivery-refused", H.ERROR_MESSAGE: "forged: replay me", H.SOURCE_USER: "pms"}
     with Connection(fresh_broker_url) as conn:
@@ -578,8 +579,8 @@ def test_an_unrouted_letter_is_unroutable_and_its_gridbus_headers_untrusted(fres
     summaries = {s.route: s for s in dlq.list_dead_letters(fresh_broker_url, routes)}
     assert summaries[dlq.UNROUTED].by_error_type == {"unroutable": 1}
 
-    shown = CliRunner().invoke(commands.dlq, ["show", "--broker", fresh_broker_url, "--route", dlq.UNROUTED],
-                               obj={"routes": routes})
+    shown = archive_cli(CliRunner(), ["show", "--route", dlq.UNROUTED], {"routes": routes}, fresh_broker_url,
+                        f"sqlite:///{tmp_path}/store.sqlite3")
     assert shown.exit_code == 0, shown.output
     out = shown.output
     assert "error type:  unroutable\n" in out

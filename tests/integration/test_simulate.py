@@ -226,3 +226,23 @@ def test_a_list_of_nodes_is_tried_in_turn(sim_url, credentials):
     assert report.ok and report.published == 1
     [message] = take_all(sim_url, route.work_queue, 1)
     assert message.properties["message_id"] == report.routes[0].message_ids[0]
+
+
+def test_readings_parts_of_a_chosen_size_with_a_share_of_bad_records(sim_url, credentials):
+    from functools import partial
+
+    from gridbus.contracts.mdc import DailyFrozenPublished
+    from gridbus.mappings.readings import rules
+    from gridbus.routes.meter_readings import DAILY_FROZEN_PUBLISHED as route
+    from gridbus.tools.readings_batch import simulated_parts
+
+    generators = {"DailyFrozenPublished": partial(simulated_parts, size=40, bad_share=0.25)}
+    report = simulate(sim_url, [route], count=3, user_credentials=credentials, generators=generators)
+    assert report.ok and report.published == 3
+    parts = [DailyFrozenPublished.decode(m.body) for m in take_all(sim_url, route.work_queue, 3)]
+    assert sorted(p.part_no for p in parts) == [1, 2, 3] and len({p.batch_id for p in parts}) == 1
+    for part in parts:
+        assert part.part_count == 3 and len(part.readings) == 40
+        bad = [r for r in part.readings if any(check(r) for check in (rules.tariff_sum, rules.negative_values, rules.multiplier_valid))
+               or rules.data_date_matches(r, part.data_date)]
+        assert len(bad) == 10

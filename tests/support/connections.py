@@ -39,7 +39,9 @@ def gridbus_connections(ctl, vhost: str, pid: int | None = None) -> list[dict]:
 class FreezableProxy:
     """Forwards TCP connections from a loopback port to ``upstream``; ``freeze()`` stops
     forwarding in both directions while keeping every socket open: to the client, the broker
-    has gone silent, as behind a dead router or a half-open connection."""
+    has gone silent, as behind a dead router or a half-open connection. ``sever()`` closes every
+    forwarded connection and closes each new one at once, until ``restore()``: to the client,
+    the broker is down, while the shared broker runs on."""
 
     def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
@@ -47,6 +49,7 @@ class FreezableProxy:
         self.port = self._listener.getsockname()[1]
         self._peers: dict[socket.socket, socket.socket] = {}
         self._frozen = threading.Event()
+        self._severed = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="freezable-proxy", daemon=True)
         self._thread.start()
@@ -57,13 +60,25 @@ class FreezableProxy:
     def thaw(self) -> None:
         self._frozen.clear()
 
+    def sever(self) -> None:
+        self._severed.set()
+
+    def restore(self) -> None:
+        self._severed.clear()
+
     def _run(self) -> None:
         while not self._closed.is_set():
+            if self._severed.is_set():
+                for sock in list(self._peers):
+                    self._drop(sock)
             watched = [self._listener] + ([] if self._frozen.is_set() else list(self._peers))
             readable, _, _ = select.select(watched, [], [], 0.05)
             for sock in readable:
                 if sock is self._listener:
                     client, _ = self._listener.accept()
+                    if self._severed.is_set():
+                        client.close()
+                        continue
                     server = socket.create_connection(self.upstream, timeout=5)
                     self._peers[client], self._peers[server] = server, client
                     continue

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gridbus.contracts import naming
 from gridbus.workers import headers as H
-from gridbus.tools.commands import _render_letter
+from gridbus.tools.dlq_cli import _render_letter
 from gridbus.tools.letters import UNROUTED, DeadLetter, shown, visible
 from gridbus.tools.dlq import operator_name, replay_copy
 
@@ -230,7 +230,7 @@ def test_full_to_a_terminal_is_refused():
     try:
         done = subprocess.run(
             [sys.executable, "-c", "from gridbus.tools.cli import main; main()", "dlq", "show", "--full", "-",
-             "--broker", "amqp://guest:guest@127.0.0.1:1/none"],
+             "--store", "sqlite:///:memory:"],
             cwd=REPO, stdout=terminal, stderr=subprocess.PIPE, timeout=60,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )

@@ -54,6 +54,11 @@ EXPECTED_FLOWS = {
     "mkt.master-data-changed": ("mkt", "master-data.changed", "MasterDataChanged",
                                 [("reply", "mkt", "master-data.reply"), ("dmp", "dmp", "master-data.changed"),
                                  ("event", "events", "")]),
+    "mdc.daily-frozen-published": (
+        "mdc", "daily-frozen.published", "DailyFrozenPublished",
+        [("mkt-readings", "mkt", "meter-readings.created"), ("mkt-corrections", "mkt", "meter-readings.changed"),
+         ("tc-readings", "tc", "ReceiveMeterReadings"), ("mdc-reply", "mdc", "daily-frozen.reply"),
+         ("event", "events", "")]),
 }
 
 EXAMPLE_FILES = {
@@ -68,6 +73,7 @@ EXAMPLE_FILES = {
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
     "OwnershipDue": "gridbus.OwnershipDue.json",
+    "DailyFrozenPublished": "mdc.DailyFrozenPublished.xml",
 }
 #: Routes whose contracts share a message type with another route's (one per sending system).
 EXAMPLE_FILES_BY_ROUTE = {

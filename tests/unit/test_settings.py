@@ -125,3 +125,24 @@ def test_market_categories_are_a_setting_of_known_codes(monkeypatch):
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert "GRIDBUS_MARKET_CATEGORIES" in str(caught.value) and "unknown metering categories street_lighting" in str(caught.value)
+
+
+def test_the_metrics_port_and_the_webhook_are_off_unless_set(monkeypatch):
+    monkeypatch.setenv("GRIDBUS_METRICS_PORT", " ")
+    monkeypatch.setenv("GRIDBUS_ALERT_WEBHOOK_URL", "")
+    settings = load_settings()
+    assert settings.metrics_port is None and settings.alert_webhook_url is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("GRIDBUS_METRICS_PORT", "70000", "less than or equal to 65535"),
+        ("GRIDBUS_ALERT_WEBHOOK_URL", "file:///etc/passwd", "an http:// or https:// URL with a host is accepted"),
+        ("GRIDBUS_ALERT_INTERVAL_MIN", "0", "greater than 0"),
+    ],
+)
+def test_an_unusable_metrics_or_webhook_setting_is_named(monkeypatch, name, value, said):
+    monkeypatch.setenv(name, value)
+    reason = str(pytest.raises(SettingsError, load_settings).value)
+    assert reason.startswith(f"invalid settings: {name}=") and said in reason

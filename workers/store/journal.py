@@ -2,7 +2,8 @@
 
 Table
 - journal(seq, at, key, event, route, message_id, detail): one line of a key's history, in
-  the order written (``seq``). The retention purge leaves it alone.
+  the order written (``seq``). The processed-id purge leaves it alone; the journal's own
+  retention (``purge_older_than``, GRIDBUS_JOURNAL_RETENTION_DAYS) removes old lines.
 
 The worker appends a message's outcome and the outputs it sent; a decision's state changes and
 the schedules it set, and a schedule firing, are journalled inside the commit that makes them
@@ -27,6 +28,7 @@ class Journal:
             seq {serial}, at DOUBLE PRECISION NOT NULL, key TEXT NOT NULL, event TEXT NOT NULL,
             route TEXT NOT NULL, message_id TEXT NOT NULL, detail TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS journal_key ON journal (key, seq)",
+        "CREATE INDEX IF NOT EXISTS journal_at ON journal (at)",
     )
 
     def __init__(self, db: Database):
@@ -53,3 +55,10 @@ class Journal:
                 "SELECT at, event, route, message_id, detail FROM journal WHERE key = {p} ORDER BY seq", (key,)
             )
         ]
+
+    def purge_older_than(self, cutoff: float, limit: int = 1000) -> int:
+        """Remove at most ``limit`` lines written before ``cutoff`` (seconds since the epoch) in one
+        short transaction; returns how many (fewer than ``limit``: none older is left)."""
+        with self._db.transaction() as cur:
+            cur.execute(self._db.purge_chunk("journal", limit), (cutoff,))
+            return max(cur.rowcount, 0)

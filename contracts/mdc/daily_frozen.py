@@ -1,0 +1,126 @@
+"""DailyFrozenPublished: one part of a batch of daily frozen meter readings (flow 9, mdc -> gridbus).
+
+XML in namespace ``urn:gridbus:mdc:daily-frozen:1``, checked against
+``daily_frozen_published.v1.xsd``; UTF-8, GBK or GB18030 as declared. Examples:
+``contracts/examples/mdc.DailyFrozenPublished.xml`` (1,000 records),
+``mdc.DailyFrozenPublished.small.xml`` and ``mdc.DailyFrozenPublished.gbk.xml``.
+
+A part holds up to 10,000 records, so the models are light frozen dataclasses with ``Decimal``
+registers rather than a pydantic model per record: the document is parsed once (the safe path in
+``contracts.xml``), validated once against the XSD, and the records read by position, which the
+schema's sequence fixes. What the schema cannot say is checked here: ``RecordCount`` is the
+number of records, ``PartNo`` is within ``PartCount``. The content of a record (negative values,
+registers that disagree) is the quality rules' to judge, record by record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import ClassVar
+
+from gridbus.contracts import xml
+from gridbus.contracts.errors import ContractViolation
+
+NAMESPACE = "urn:gridbus:mdc:daily-frozen:1"
+SCHEMA = Path(__file__).with_name("daily_frozen_published.v1.xsd")
+
+#: Most records one part may hold (the schema says the same).
+MAX_RECORDS = 10_000
+#: Largest body of a part: 10,000 records of about 420 bytes each fit with room to spare.
+MAX_BYTES = 8 * 1024 * 1024
+
+#: The tariff registers in order: sharp, peak, flat, valley (尖、峰、平、谷).
+TARIFFS = ("sharp", "peak", "flat", "valley")
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenReading:
+    """One daily frozen record: the meter's registers at the end of ``data_date``, in kWh on the
+    secondary side; ``tariffs`` are PAP_R1..PAP_R4, ``index`` the record's position (1-based)."""
+
+    index: int
+    meter_asset_no: str
+    metering_point_id: str
+    data_date: date
+    collected_at: datetime
+    source: str
+    total: Decimal
+    tariffs: tuple[Decimal, Decimal, Decimal, Decimal]
+    resolution: Decimal
+    multiplier: Decimal
+
+    @property
+    def xpath(self) -> str:
+        """Where the record is in its part, for a reply's ``Error/xpath``."""
+        return f"/DailyFrozenPublished/Records/Record[{self.index}]"
+
+
+@dataclass(frozen=True, slots=True)
+class DailyFrozenPublished:
+    message_type: ClassVar[str] = "DailyFrozenPublished"
+    max_bytes: ClassVar[int] = MAX_BYTES
+
+    batch_id: str
+    part_no: int
+    part_count: int
+    record_count: int
+    data_date: date
+    org_no: str
+    org_name: str | None
+    readings: tuple[FrozenReading, ...]
+
+    @property
+    def part(self) -> str:
+        """``BATCH/2`` of ``BATCH``: how the trace and the reply name this part."""
+        return f"{self.batch_id}/{self.part_no}"
+
+    @classmethod
+    def decode(cls, body: bytes) -> "DailyFrozenPublished":
+        root = xml.parse_xml(body, max_bytes=cls.max_bytes)
+        xml.expect_root(root, NAMESPACE, "DailyFrozenPublished")
+        xml.validate(root, SCHEMA)
+        top = list(root)
+        org_name = top[6].text or "" if len(top) == 8 else None
+        batch_id, part_no, part_count, record_count, data_date, org_no = (e.text or "" for e in top[:6])
+        readings = tuple(_reading(index, record) for index, record in enumerate(top[-1], start=1))
+        message = cls(
+            batch_id=batch_id,
+            part_no=int(part_no),
+            part_count=int(part_count),
+            record_count=int(record_count),
+            data_date=date.fromisoformat(data_date),
+            org_no=org_no,
+            org_name=org_name,
+            readings=readings,
+        )
+        if message.record_count != len(readings):
+            raise ContractViolation(
+                f"DailyFrozenPublished {message.part}: RecordCount says {message.record_count} records, "
+                f"the part holds {len(readings)}"
+            )
+        if message.part_no > message.part_count:
+            raise ContractViolation(
+                f"DailyFrozenPublished {message.part}: PartNo {message.part_no} is beyond PartCount {message.part_count}"
+            )
+        return message
+
+
+def _reading(index: int, record) -> FrozenReading:
+    meter, point, data_date, collected_at, source, total, r1, r2, r3, r4, resolution, multiplier = (
+        e.text for e in record
+    )
+    return FrozenReading(
+        index=index,
+        meter_asset_no=meter,
+        metering_point_id=point,
+        data_date=date.fromisoformat(data_date),
+        collected_at=datetime.fromisoformat(collected_at),
+        source=source,
+        total=Decimal(total),
+        tariffs=(Decimal(r1), Decimal(r2), Decimal(r3), Decimal(r4)),
+        resolution=Decimal(resolution),
+        multiplier=Decimal(multiplier),
+    )
