@@ -19,25 +19,23 @@ from typing import Iterable, Literal
 
 @dataclass(frozen=True)
 class MeteringCategory:
-    """One category: gridbus's code, its Chinese name, its CIM-style canonical name for events,
-    and its 2023 tariff group (``residential``, ``agricultural``, ``commercial_industrial``, or
+    """One category: gridbus's code (events carry it as data), its Chinese name, and its 2023 tariff group (``residential``, ``agricultural``, ``commercial_industrial``, or
     ``wholesale`` for 趸售, which is priced on its own)."""
 
     code: str
     name_zh: str
-    canonical: str
     tariff_group: str
 
 
 CATEGORIES: tuple[MeteringCategory, ...] = (
-    MeteringCategory("large_industrial", "大工业", "largeIndustrial", "commercial_industrial"),
-    MeteringCategory("general_commercial_industrial", "一般工商业", "generalCommercialIndustrial", "commercial_industrial"),
-    MeteringCategory("commercial_industrial", "工商业", "commercialIndustrial", "commercial_industrial"),
-    MeteringCategory("commercial", "商业", "commercial", "commercial_industrial"),
-    MeteringCategory("non_residential_lighting", "非居民照明", "nonResidentialLighting", "commercial_industrial"),
-    MeteringCategory("residential", "居民生活", "residential", "residential"),
-    MeteringCategory("agricultural", "农业生产", "agricultural", "agricultural"),
-    MeteringCategory("wholesale", "趸售", "wholesale", "wholesale"),
+    MeteringCategory("large_industrial", "大工业", "commercial_industrial"),
+    MeteringCategory("general_commercial_industrial", "一般工商业", "commercial_industrial"),
+    MeteringCategory("commercial_industrial", "工商业", "commercial_industrial"),
+    MeteringCategory("commercial", "商业", "commercial_industrial"),
+    MeteringCategory("non_residential_lighting", "非居民照明", "commercial_industrial"),
+    MeteringCategory("residential", "居民生活", "residential"),
+    MeteringCategory("agricultural", "农业生产", "agricultural"),
+    MeteringCategory("wholesale", "趸售", "wholesale"),
 )
 
 BY_CODE: dict[str, MeteringCategory] = {c.code: c for c in CATEGORIES}

@@ -22,16 +22,31 @@ machine-readable ``code`` for feedback messages and an English ``message`` for p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 __all__ = [
     "CREDIT_CODE_CHARSET",
+    "SALES_COMPANY_PREFIXES",
     "CodeProblem",
     "complete_credit_code",
     "credit_code_check_character",
     "credit_code_problems",
+    "customer_id_problems",
     "is_valid_credit_code",
+    "is_valid_resident_id",
     "organisation_check_character",
+    "resident_id_check_character",
+    "resident_id_problems",
+    "sales_company_code_problems",
 ]
+
+#: The registration authority and organisation category (positions 1-2) a sales company's code
+#: may start with: ``9`` market regulation (工商/市场监管) and ``1`` enterprise (企业). A sales
+#: company (售电公司) must be an enterprise legal person registered with market regulation
+#: (售电公司管理办法, 发改体改规〔2021〕1595号); ``92`` (individual business 个体工商户), ``93``
+#: (farmers' cooperative 农民专业合作社) and the codes of other authorities (``1x`` public
+#: institutions, ``5x`` social organisations, ...) cannot trade as one.
+SALES_COMPANY_PREFIXES = ("91",)
 
 #: The 31 characters a credit code may use; a character's value is its index.
 CREDIT_CODE_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -144,3 +159,73 @@ def _character_message(position: int, ch: str) -> str:
     elif ch in "IOSVZ":
         hint = " (I, O, S, V and Z are never used)"
     return f"position {position} must be one of {CREDIT_CODE_CHARSET}, got {ch!r}{hint}"
+
+
+def sales_company_code_problems(code: str | None) -> tuple[CodeProblem, ...]:
+    """``credit_code_problems``, then ``"not-enterprise"`` when a code whose first two characters
+    are readable does not start with one of ``SALES_COMPANY_PREFIXES``."""
+    problems = credit_code_problems(code)
+    if code and len(code) == CREDIT_CODE_LENGTH and code[:2] not in SALES_COMPANY_PREFIXES:
+        problems += (CodeProblem(
+            "not-enterprise", f"positions 1-2 are {code[:2]!r}; a sales company is an enterprise registered with "
+                              f"market regulation, so its code starts with {' or '.join(SALES_COMPANY_PREFIXES)}"),)
+    return problems
+
+
+# -- resident identity numbers (GB 11643-1999) -------------------------------------------------------------
+
+#: GB 11643 weights for the first 17 digits (2**(18 - i) mod 11).
+_RESIDENT_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+#: (sum mod 11) -> the check character.
+_RESIDENT_CHECK = "10X98765432"
+
+
+def resident_id_check_character(first17: str) -> str:
+    """The GB 11643 check character (position 18) for 17 digits; ``ValueError`` for anything else."""
+    if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
+        raise ValueError(f"17 digits expected, got {first17!r}")
+    return _RESIDENT_CHECK[sum(int(d) * w for d, w in zip(first17, _RESIDENT_WEIGHTS)) % 11]
+
+
+def resident_id_problems(number: str | None) -> tuple[CodeProblem, ...]:
+    """Every problem of ``number`` as an 18-character resident identity number (居民身份证号码):
+    six digits of region, the birth date ``YYYYMMDD``, three digits of sequence, and the check
+    character (a digit or ``X``). The old 15-digit numbers are not accepted."""
+    if not number:
+        return (CodeProblem("missing", "no identity number given"),)
+    if len(number) != 18:
+        return (CodeProblem("length", f"18 characters expected, got {len(number)}"),)
+    if not (number[:17].isascii() and number[:17].isdigit()) or number[17] not in "0123456789X":
+        return (CodeProblem("character", "positions 1-17 must be digits and position 18 a digit or 'X'"),)
+    problems = []
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+        if born.year < 1900:
+            raise ValueError
+    except ValueError:
+        problems.append(CodeProblem("birth-date", "positions 7-14 are not a birth date (YYYYMMDD)"))
+    if number[17] != resident_id_check_character(number[:17]):
+        # no digits quoted: the number is personal data
+        problems.append(
+            CodeProblem("check-character", "position 18 is not the GB 11643 check character of positions 1-17")
+        )
+    return tuple(problems)
+
+
+def is_valid_resident_id(number: str | None) -> bool:
+    return not resident_id_problems(number)
+
+
+def customer_id_problems(number: str) -> str | None:
+    """Why ``number`` is neither a customer's resident identity number nor a unified social credit
+    code (an organisation customer), or None when it is one of them. The problems told are those
+    of the rule its shape suggests: a resident ID's when it is 17 digits and a digit or X (a
+    credit code can be all digits too, so both rules are tried), a credit code's otherwise."""
+    if is_valid_resident_id(number) or is_valid_credit_code(number):
+        return None
+    first17 = number[:17]
+    looks_resident = len(number) == 18 and first17.isascii() and first17.isdigit() and number[17] in "0123456789X"
+    problems = resident_id_problems(number) if looks_resident else credit_code_problems(number)
+    rule = "a resident identity number (GB 11643)" if looks_resident else "a unified social credit code (GB 32100)"
+    return f"is neither a valid resident identity number nor a valid credit code; as {rule}: " + "; ".join(
+        p.message for p in problems)

@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridbus.contracts import CONTRACTS_DIR
+from gridbus.contracts.times import ChinaTime
 
 #: A peer's name: a lowercase identifier, also the name of its folder under contracts/.
 PEER_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -48,7 +49,7 @@ class SoapRequest(BaseModel):
 
     message_id: str = Field(min_length=1)
     correlation_id: str
-    sent_at: AwareDatetime
+    sent_at: ChinaTime
 
     def _header(self) -> dict[str, Any]:
         return {"MessageID": self.message_id, "CorrelationID": self.correlation_id, "SentAt": self.sent_at}

@@ -19,6 +19,7 @@ from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
 from gridbus.mappings.hv_application import intended_energization_time, is_repeat
+from gridbus.contracts.times import china_time
 
 def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> CanonicalEvent:
     plan = _Payload("SupplyPlan")
@@ -119,9 +120,10 @@ def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent | 
 
 
 def add_category(payload: _Payload, usage: PayloadNode, code: str, ctx: MappingContext) -> None:
-    """A usage point's category from the one code table (``contracts.categories``), and whether
-    it may join the retail market by the configured rule (``ctx.rules.market``)."""
-    payload.add(usage, "customerKind", category(code).canonical)
+    """A usage point's category as data, its code in the one table (``contracts.categories``): CIM's
+    ``customerKind`` describes a customer, not a metering point. Whether it may join the retail
+    market is the configured rule (``ctx.rules.market``)."""
+    payload.add(usage, "meteringCategory", category(code).code)
     payload.add(usage, "marketEligible", ctx.rules.market.eligible(code))
 
 
@@ -149,11 +151,12 @@ class _Payload:
 
 
 def _lexical(value: object) -> str:
-    """XML Schema lexical form: ISO 8601 with offset, plain decimals, lowercase booleans."""
+    """XML Schema lexical form: ISO 8601 with offset +08:00 (the same instant), plain decimals,
+    lowercase booleans."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.isoformat()
+        return china_time(value).isoformat()
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)

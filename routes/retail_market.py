@@ -1,5 +1,9 @@
 """Retail electricity market (售电市场), flows 5-8: trading center <-> gridbus <-> marketing.
 
+The signing sub-flow runs in the seed's order (Fig. 2): the review asks marketing for a draft,
+marketing's approval (``mkt.agreement-draft-reviewed``) sends it to the trading center, whose
+signing result is archived and starts ownership establishment.
+
 Each route decides on the durable state in the store (``Route.decide``) and then delivers what
 the decision calls for; the ownership schedule falls due as a message of the internal route
 ``gridbus.ownership-due``. Every message is journalled under its business keys (credit code,
@@ -9,6 +13,7 @@ user unit, agreement) for ``gridbus trace``.
 from __future__ import annotations
 
 from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import archive_review, bindings, events, outputs
 from gridbus.routes.model import INTERNAL, RetryPolicy, Route, Source, Step, Supersession, Target
@@ -65,11 +70,26 @@ USER_UNIT_REVIEW_PASSED = Route(
     steps=(
         Step("tc-review-result", outputs.review_result, Target("tc", "ReceiveUserReviewResult")),
         Step("mkt-agreement-draft", outputs.agreement_draft, Target("mkt", "agreement-draft.requested")),
-        Step("tc-agreement-info", outputs.agreement_info, Target("tc", "ReceiveAgreementInfo")),
+        # a user whose valid agreement covers the period skips signing: ownership as after a signing
+        *OWNERSHIP_STEPS,
         Step("event", events.binding, EVENTS),
     ),
     retry=RETRY,
     trace_keys=bindings.review_trace_keys,
+)
+
+AGREEMENT_DRAFT_REVIEWED = Route(
+    name="mkt.agreement-draft-reviewed",
+    source=Source(system="mkt", routing_key="agreement-draft.reviewed"),
+    contract=AgreementDraftReviewed,
+    decide=bindings.decide_draft_review,
+    steps=(
+        Step("tc-agreement-info", outputs.agreement_info, Target("tc", "ReceiveAgreementInfo")),
+        Step("tc-review-result", outputs.draft_rejection, Target("tc", "ReceiveUserReviewResult")),
+        Step("event", events.binding, EVENTS),
+    ),
+    retry=RETRY,
+    trace_keys=bindings.draft_trace_keys,
 )
 
 TRIPARTITE_AGREEMENT_SIGNED = Route(
@@ -96,4 +116,10 @@ OWNERSHIP_DUE = Route(
     trace_keys=bindings.due_trace_keys,
 )
 
-ROUTES = (SALES_COMPANY_ARCHIVE_PUSHED, USER_UNIT_REVIEW_PASSED, TRIPARTITE_AGREEMENT_SIGNED, OWNERSHIP_DUE)
+ROUTES = (
+    SALES_COMPANY_ARCHIVE_PUSHED,
+    USER_UNIT_REVIEW_PASSED,
+    AGREEMENT_DRAFT_REVIEWED,
+    TRIPARTITE_AGREEMENT_SIGNED,
+    OWNERSHIP_DUE,
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -126,6 +127,24 @@ class Settings(BaseSettings):
     soap_timeout_s: float = Field(10.0, gt=0, description="Timeout of one SOAP operation, in seconds (always set).")
     soap_username: str | None = Field(None, description="WS-Security UsernameToken user; no token when unset.")
     soap_password: str | None = Field(None, description="WS-Security UsernameToken password.")
+    console_host: str = Field("127.0.0.1", description="Address the dead-letter console listens on.")
+    console_port: int = Field(8090, ge=0, le=65535, description="Port of the dead-letter console (0: any free port).")
+    console_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="Key that signs the console's session cookies (at least 32 characters); unset: a random key "
+        "per process, so sessions end when the console restarts.",
+    )
+    console_session_hours: float = Field(8.0, gt=0, description="How long a console login lasts, in hours.")
+    console_trusted_header: str | None = Field(
+        None,
+        description="Request header naming the signed-in user, set by a reverse proxy doing single sign-on "
+        "(e.g. X-Forwarded-User); unset: off, every user logs in with a password.",
+    )
+    console_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("127.0.0.1", "::1"),
+        description="Client addresses whose trusted header is believed, comma-separated.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -177,6 +196,20 @@ class Settings(BaseSettings):
         shared = sorted({u for u in users.values() if list(users.values()).count(u) > 1})
         if shared:
             raise ValueError(f"user(s) {', '.join(shared)} would publish for more than one system: give each its own")
+        return value
+
+    @field_validator("console_trusted_header")
+    @classmethod
+    def _a_header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("a header name is letters, digits and '-' (at most 64)")
+        return value
+
+    @field_validator("console_trusted_proxies", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(a.strip() for a in value.split(",") if a.strip())
         return value
 
     @field_validator("soap_peers", mode="before")

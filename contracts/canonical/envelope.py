@@ -17,6 +17,7 @@ from lxml import etree
 
 from gridbus.contracts.canonical.payload import NOT_XML_CHARACTERS, TEXT_UNUSUAL, BuiltPayload, escape_text
 from gridbus.contracts.xml import DEFAULT_MAX_BYTES, parse_xml
+from gridbus.contracts.times import china_time
 
 NAMESPACE = "http://iec.ch/TC57/2011/schema/message"
 SCHEMA = Path(__file__).with_name("message.xsd")
@@ -63,6 +64,7 @@ class CanonicalEvent:
             raise ValueError(f"noun {self.noun!r} must be a CIM-style name such as SupplyPlan")
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
+        object.__setattr__(self, "timestamp", china_time(self.timestamp))  # the instant, written +08:00
         payload = self.payload
         namespace = payload_namespace(self.noun)
         if isinstance(payload, BuiltPayload):

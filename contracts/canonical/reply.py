@@ -19,6 +19,7 @@ from lxml import etree
 
 from gridbus.contracts.canonical.envelope import NAMESPACE
 from gridbus.contracts.errors import one_line
+from gridbus.contracts.times import china_time
 
 SCHEMA = Path(__file__).with_name("message.xsd")
 
@@ -85,6 +86,7 @@ class Reply:
             raise ValueError(f"result {self.result!r} is not OK, PARTIAL or FAILED")
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
+        object.__setattr__(self, "timestamp", china_time(self.timestamp))  # the instant, written +08:00
 
     def to_element(self) -> etree._Element:
         message = etree.Element(_m("ResponseMessage"), nsmap={None: NAMESPACE})

@@ -11,9 +11,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridbus.contracts.soap import SoapRequest as _Request
+from gridbus.contracts.times import ChinaTime
 
 
 class SupplyPoint(BaseModel):
@@ -52,7 +53,7 @@ class SupplyPlanDelivery(_Request):
     contact_phone: str = Field(repr=False)
     supply_voltage_kv: Decimal
     contract_capacity_kva: Decimal
-    intended_energization_time: AwareDatetime
+    intended_energization_time: ChinaTime
     plan_revision: int
     supply_points: tuple[SupplyPoint, ...]
     metering_points: tuple[MeteringPoint, ...]
@@ -102,7 +103,7 @@ class EnergizationTimeDelivery(_Request):
     operation: ClassVar[str] = "ReceiveEnergizationTime"
 
     application_no: str
-    intended_energization_time: AwareDatetime
+    intended_energization_time: ChinaTime
     revision: int = Field(ge=1)
 
     def to_soap(self) -> dict[str, Any]:
@@ -125,7 +126,7 @@ class EnergizationCompletedDelivery(_Request):
     outage_plan_no: str | None = None
     graph_id: str
     graph_version: int = Field(ge=1)
-    energized_at: AwareDatetime
+    energized_at: ChinaTime
 
     def to_soap(self) -> dict[str, Any]:
         return {

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
+from gridbus.contracts.times import ChinaTime
 
 
 class BlackMapNotice(JsonOutbound):
@@ -24,13 +25,13 @@ class BlackMapNotice(JsonOutbound):
     graph_id: str
     graph_version: int
     plan_revision: Annotated[int | None, Field(ge=1)]
-    published_at: AwareDatetime
+    published_at: ChinaTime
     substation: str
     feeder: str
     equipment_count: Annotated[int, Field(ge=0)]
     may_energize: bool
     hold_reason: str | None = None
-    notified_at: AwareDatetime
+    notified_at: ChinaTime
 
 
 class PlanChange(StrictModel):
@@ -47,10 +48,10 @@ class PlanChangeNotice(JsonOutbound):
 
     application_no: str
     plan_revision: Annotated[int, Field(ge=1)]
-    changed_at: AwareDatetime
+    changed_at: ChinaTime
     change_reason: str
     changes: tuple[PlanChange, ...]
-    notified_at: AwareDatetime
+    notified_at: ChinaTime
 
 
 class ProjectNotice(JsonOutbound):
@@ -62,10 +63,10 @@ class ProjectNotice(JsonOutbound):
     project_no: str
     change_order_no: str
     plan_revision: Annotated[int, Field(ge=1)]
-    created_at: AwareDatetime
+    created_at: ChinaTime
     substation: str
     feeder: str
-    notified_at: AwareDatetime
+    notified_at: ChinaTime
 
 
 class OutagePlanNotice(JsonOutbound):
@@ -76,9 +77,9 @@ class OutagePlanNotice(JsonOutbound):
     application_no: str
     outage_plan_no: str
     revision: Annotated[int, Field(ge=1)]
-    start: AwareDatetime
-    end: AwareDatetime
+    start: ChinaTime
+    end: ChinaTime
     substation: str
     feeder: str
     scope: str
-    notified_at: AwareDatetime
+    notified_at: ChinaTime

@@ -18,9 +18,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from gridbus.contracts.mkt.base import JsonOutbound, StrictModel
+from gridbus.contracts.times import ChinaTime
 
 #: Marketing's metering-point categories (大工业, 一般工商业, 居民, 农业).
 MeteringCategory = Literal["large_industrial", "general_commercial_industrial", "residential", "agricultural"]
@@ -50,16 +51,24 @@ class FieldChange(StrictModel):
 
 class ContractChangeRequired(JsonOutbound):
     """A sales company's archive in the trading center differs from marketing's: the trading
-    center's data wins, marketing must start a contract change (合同变更)."""
+    center's data wins, marketing must start a contract change (合同变更).
+
+    sales_company_id: gridbus's stable id of the company (the archive id it was first accepted
+    under), the same across renames, new archive ids and credit-code corrections.
+    previous_credit_code: set when this change corrects the company's credit code (which
+    ``changed_fields`` then names as ``credit_code`` too); ``credit_code`` is the new one.
+    """
 
     message_type: ClassVar[str] = "ContractChangeRequired"
 
+    sales_company_id: str
     credit_code: str
+    previous_credit_code: str | None = None
     archive_id: str
     archive_revision: Annotated[int, Field(ge=1)]
     company_name: str | None = None
     changed_fields: Annotated[tuple[FieldChange, ...], Field(min_length=1)]
-    required_at: AwareDatetime
+    required_at: ChinaTime
 
 
 class RelationshipDissolutionRequired(JsonOutbound):
@@ -78,7 +87,7 @@ class RelationshipDissolutionRequired(JsonOutbound):
     period_end: date
     reason: Literal["sales_company_deregistered"]
     effective_date: date | None = None
-    required_at: AwareDatetime
+    required_at: ChinaTime
 
 
 class RetailMeteringPoint(StrictModel):
@@ -98,7 +107,7 @@ class AgreementDraftRequested(JsonOutbound):
     period_start: date
     period_end: date
     metering_points: Annotated[tuple[RetailMeteringPoint, ...], Field(min_length=1)]
-    requested_at: AwareDatetime
+    requested_at: ChinaTime
 
 
 class ConvertedMeteringPoint(StrictModel):
@@ -119,9 +128,9 @@ class BillingSchemeAdjustment(JsonOutbound):
     customer_no: str
     sales_company_credit_code: str
     agreement_no: str
-    effective_time: AwareDatetime
+    effective_time: ChinaTime
     metering_points: Annotated[tuple[ConvertedMeteringPoint, ...], Field(min_length=1)]
-    adjusted_at: AwareDatetime
+    adjusted_at: ChinaTime
 
 
 class OwnershipEstablished(JsonOutbound):
@@ -135,5 +144,5 @@ class OwnershipEstablished(JsonOutbound):
     agreement_no: str
     period_start: date
     period_end: date
-    effective_time: AwareDatetime
-    established_at: AwareDatetime
+    effective_time: ChinaTime
+    established_at: ChinaTime

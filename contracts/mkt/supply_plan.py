@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, AwareDatetime, Field
 
 from gridbus.contracts.categories import CategoryCode
+from gridbus.contracts.identifiers import customer_id_problems
 from gridbus.contracts.mkt.base import APPLICATION_NO, JsonInbound, StrictModel, Text, xml_safe
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -19,12 +20,23 @@ Kilovolts = Annotated[Decimal, Field(gt=0, le=1000, max_digits=8, decimal_places
 KilovoltAmperes = Annotated[Decimal, Field(gt=0, le=10_000_000, max_digits=12, decimal_places=3)]
 
 
+def customer_id_number(value: str) -> str:
+    """A customer's id number is an 18-character resident identity number with its GB 11643 check,
+    or, for an organisation, a unified social credit code with both of its checks."""
+    problem = customer_id_problems(value)
+    if problem is not None:
+        raise ValueError(problem)  # names the rule, never the number (personal data)
+    return value
+
+
 class Customer(StrictModel):
     """Personal data: kept out of logs (repr) and out of canonical events."""
 
     name: Annotated[str, Field(min_length=1, max_length=100, repr=False), AfterValidator(xml_safe)]
     contact_phone: Annotated[str, Field(pattern=r"^\+?[0-9][0-9 -]{5,19}$", repr=False)]
-    id_number: Annotated[str | None, Field(pattern=r"^[0-9A-Z]{15,18}$", repr=False)] = None
+    id_number: Annotated[
+        str | None, Field(pattern=r"^[0-9A-Z]{18}$", repr=False), AfterValidator(customer_id_number)
+    ] = None
 
 
 class SupplyPoint(StrictModel):

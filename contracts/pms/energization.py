@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from lxml import etree
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
+
+from gridbus.contracts.times import ChinaTime
 
 NAMESPACE = "urn:gridbus:pms:energization-completed:1"
 SCHEMA = Path(__file__).with_name("energization_completed.v1.xsd")
@@ -29,8 +31,8 @@ class EnergizationCompletedNotice(BaseModel):
     graph_id: str
     graph_version: int
     outage_plan_no: str | None = None
-    energized_at: AwareDatetime
-    notified_at: AwareDatetime
+    energized_at: ChinaTime
+    notified_at: ChinaTime
 
     def encode(self) -> bytes:
         """UTF-8 XML in the schema's element order; the optional OutagePlanNo only when known."""

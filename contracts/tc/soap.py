@@ -12,10 +12,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridbus.contracts.soap import SoapRequest as _Request
 from gridbus.contracts.tc.user_unit_review import RetailMeteringPoint
+from gridbus.contracts.times import ChinaTime
 
 
 class ReviewReason(BaseModel):
@@ -101,7 +102,12 @@ class AgreementInfo(_Request):
 
 
 class ArchivalResult(_Request):
-    """Operation ReceiveArchivalResult: the signed agreement is archived (协议归档)."""
+    """Operation ReceiveArchivalResult: the signed agreement is archived (协议归档), or refused.
+
+    refused: the signing result cannot be archived as it is (its effective time lies outside the
+    contract period); ``archived_at`` is None and ``reasons`` say why (at least one). The binding
+    still awaits a signing result the trading center corrects.
+    """
 
     message_type: ClassVar[str] = "ArchivalResult"
     operation: ClassVar[str] = "ReceiveArchivalResult"
@@ -109,8 +115,19 @@ class ArchivalResult(_Request):
     agreement_no: str
     user_unit_id: str
     sales_company_credit_code: str
-    archived_at: AwareDatetime
-    effective_time: AwareDatetime
+    decision: Literal["archived", "refused"] = "archived"
+    archived_at: ChinaTime | None = None
+    effective_time: ChinaTime
+    reasons: tuple[ReviewReason, ...] = ()
+
+    @model_validator(mode="after")
+    def _archived_or_refused_with_reasons(self) -> Self:
+        if self.decision == "archived" and self.archived_at is None:
+            raise ValueError("an archived agreement needs archived_at")
+        if self.decision == "refused" and self.archived_at is not None:
+            raise ValueError("a refused agreement was not archived: archived_at must be None")
+        _reasons_given_when_not_passed("accepted" if self.decision == "archived" else "refused", self.reasons)
+        return self
 
     def to_soap(self) -> dict[str, Any]:
         return {
@@ -118,8 +135,10 @@ class ArchivalResult(_Request):
             "AgreementNo": self.agreement_no,
             "UserUnitId": self.user_unit_id,
             "SalesCompanyCreditCode": self.sales_company_credit_code,
+            "Decision": self.decision,
             "ArchivedAt": self.archived_at,
             "EffectiveTime": self.effective_time,
+            "Reasons": _reasons(self.reasons),
         }
 
 
@@ -138,7 +157,7 @@ class OwnershipRelation(_Request):
     agreement_no: str
     period_start: date
     period_end: date
-    effective_time: AwareDatetime
+    effective_time: ChinaTime
     metering_points: tuple[RetailMeteringPoint, ...] = Field(min_length=1)
 
     def to_soap(self) -> dict[str, Any]:
@@ -195,7 +214,7 @@ class ChunkReading(BaseModel):
 
     metering_point_id: str
     meter_asset_no: str
-    collected_at: AwareDatetime
+    collected_at: ChinaTime
     correction: bool
     total: Decimal
     tariffs: tuple[Decimal, Decimal, Decimal, Decimal]

@@ -9,6 +9,7 @@ Example: ``contracts/examples/tc.TripartiteAgreementSigned.xml``.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 
@@ -22,7 +23,11 @@ SCHEMA = Path(__file__).with_name("tripartite_agreement_signed.v1.xsd")
 
 
 class TripartiteAgreementSigned(BaseModel):
-    """signed: effective_time is set, refusal_reason is None; refused: the other way round."""
+    """signed: effective_time is set, refusal_reason is None; refused: the other way round.
+
+    valid_until: the agreement's last valid day when it outlasts the contract period it was signed
+    for (a multi-year agreement); None: the contract period's last day. Only a signed agreement has one.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,6 +41,7 @@ class TripartiteAgreementSigned(BaseModel):
     decided_at: AwareDatetime
     effective_time: AwareDatetime | None = None
     refusal_reason: str | None = None
+    valid_until: date | None = None
 
     @model_validator(mode="after")
     def _outcome_carries_its_detail(self) -> Self:
@@ -50,6 +56,8 @@ class TripartiteAgreementSigned(BaseModel):
                 raise ValueError("RefusalReason is required when Outcome is refused")
             if self.effective_time is not None:
                 raise ValueError("EffectiveTime must not be given when Outcome is refused")
+            if self.valid_until is not None:
+                raise ValueError("ValidUntil must not be given when Outcome is refused")
         return self
 
     @classmethod
@@ -67,11 +75,13 @@ class TripartiteAgreementSigned(BaseModel):
             "decided_at": top["DecidedAt"],
             "effective_time": blank_to_none(top["EffectiveTime"]),
             "refusal_reason": blank_to_none(top["RefusalReason"]),
+            "valid_until": blank_to_none(top["ValidUntil"]),
         }
         return xml.build_model(cls, fields, contract=cls.__name__)
 
 
 _FIELDS = xml.ChildTexts(
     NAMESPACE,
-    ("AgreementNo", "UserUnitId", "SalesCompanyCreditCode", "Outcome", "DecidedAt", "EffectiveTime", "RefusalReason"),
+    ("AgreementNo", "UserUnitId", "SalesCompanyCreditCode", "Outcome", "DecidedAt", "EffectiveTime", "RefusalReason",
+     "ValidUntil"),
 )

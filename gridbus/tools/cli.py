@@ -170,8 +170,9 @@ def stub(peer, port) -> None:
 
 def _register_ops() -> None:
     from gridbus.tools import commands, dlq_cli
+    from gridbus.tools.console.commands import console
 
-    for command in (dlq_cli.dlq, dlq_cli.audit, commands.simulate, commands.trace):
+    for command in (dlq_cli.dlq, dlq_cli.audit, commands.simulate, commands.trace, console):
         main.add_command(command)
     topology_group.add_command(commands.users)
 

@@ -9,10 +9,10 @@ With ``count`` the example is varied into that many messages: new message ids, a
 different business identifiers (application number, archive id, user unit, agreement number,
 and a different valid credit code), so the route sees distinct business objects. Variant ``i``
 of every route of one run names the same objects: the ``i``-th review is of the ``i``-th
-company's user, and the ``i``-th signing result is for that user's agreement. Master-data changes
-get distinct business codes and change orders, and every fourth variant is one its sender may
-not write (a transformer of the other use, or an object type of the other platform), which the
-route refuses with a FAILED reply to the sender.
+company's user, and the ``i``-th draft review and signing result are for that user's agreement.
+Master-data changes get distinct business codes and change orders, and every fourth variant is
+one its sender may not write (a transformer of the other use, or an object type of the other
+platform), which the route refuses with a FAILED reply to the sender.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ _XML_PARSER = etree.XMLParser(
 _TRAILING_DIGITS = re.compile(r"^(.*?)(\d+)$")
 
 #: Identifiers varied per copy: JSON keys and XML element names.
-VARIED_JSON_KEYS = frozenset({"application_no", "business_code", "change_order_no"})
+VARIED_JSON_KEYS = frozenset({"application_no", "business_code", "change_order_no", "agreement_no", "user_unit_id"})
+CREDIT_CODE_JSON_KEYS = frozenset({"sales_company_credit_code"})
 VARIED_XML_ELEMENTS = frozenset(
     {"ApplicationNo", "ArchiveId", "UserUnitId", "AgreementNo", "BusinessCode", "ChangeOrderNo", "BatchId"}
 )
@@ -286,7 +287,7 @@ def _json_variant(body: bytes, offset: int, refused: bool = False) -> bytes:
     def vary(node):
         if isinstance(node, dict):
             return {
-                key: _bump(value, offset) if key in VARIED_JSON_KEYS and isinstance(value, str) else vary(value)
+                key: _json_value(key, value, offset) if isinstance(value, str) else vary(value)
                 for key, value in node.items()
             }
         if isinstance(node, list):
@@ -299,6 +300,14 @@ def _json_variant(body: bytes, offset: int, refused: bool = False) -> bytes:
         if use is not None:
             doc["transformer_use"] = use
     return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def _json_value(key: str, value: str, offset: int) -> str:
+    if key in VARIED_JSON_KEYS:
+        return _bump(value, offset)
+    if key in CREDIT_CODE_JSON_KEYS:
+        return _vary_credit_code(value, offset)
+    return value
 
 
 def _xml_variant(body: bytes, offset: int, refused: bool = False) -> bytes:

@@ -1,24 +1,34 @@
 """Retail user review as a durable process (flows 6-8, seed 000 §1).
 
 A binding is one retail user unit bound to one sales company for one contract period. It lives
-in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the company's credit
-code) and moves through these states, one message at a time:
+in the store (kind ``binding``, key ``<user unit>|<period start>``, ref = the sales company's
+stable id, which a corrected credit code does not change) and moves through these states, one
+message at a time:
 
-    review passed ──> agreement-requested ──signed──> ownership-scheduled ──due──> ownership-established
-                         │                    └──(effective in < 15 days)──────────> ownership-established
-                         └──refused──> agreement-refused
+    review passed ─┬─> agreement-requested ──approved──> agreement-approved ──signed──> ownership-scheduled
+                   │        └──rejected──> agreement-rejected     │   │                          │ due
+                   │                                              │   └──(effective in < 15 days)──> ownership-established
+                   │                                              └──refused──> agreement-refused
+                   └──(a valid agreement covers the period)──> ownership-scheduled / ownership-established
     any holding state ──(sales company deregistered)──> dissolution-required
 
 - **Review passed** (trading center's formal review of the user unit): refused when the sales
   company has no accepted archive or is deregistered, when the user already has another
-  binding for an overlapping period (one sales company per contract period), or when the
-  user has no metering point that can join the market. Otherwise the tripartite agreement
-  signing starts: a draft request to marketing and the agreement information to the trading
-  center. Either way the review result goes back to the trading center.
+  binding for an overlapping period (one sales company per contract period), when the period
+  does not start on the first of a month after the review's (binding changes take effect from
+  the next month), or when the user has no metering point that can join the market. Otherwise,
+  if the user has no valid tripartite agreement with the company, the signing sub-flow (seed
+  000 Fig. 2) starts with a draft request to marketing; if it has one (signed for an earlier
+  period and valid until the new period's end), signing is skipped and ownership establishment
+  starts from the period's first day. Either way the review result goes back to the trading center.
+- **Draft approved** by marketing (drafting, review and approval happen there): the agreement
+  information goes to the trading center for signing. Rejected: the binding ends, the period is
+  free, and the trading center is told the review is refused.
 - **Agreement signed** on the trading center's external system: gridbus archives it, syncs the
   archival result back, and starts ownership establishment at once when the agreement takes
   effect in less than 15 days, else schedules it for effective time minus 15 days (a durable
-  schedule in the store, see ``contracts.state``). Refused: the binding ends, the period is free.
+  schedule in the store, see ``contracts.state``). An effective time outside the contract period
+  is refused back and the binding waits for the correction. Refused: the binding ends, the period is free.
 - **Ownership establishment**: marketing converts the user's large-industrial and general
   commercial/industrial metering points to market retail billing (the others are untouched),
   is told the ownership is established, and the ownership relation goes to the trading center.
@@ -33,24 +43,32 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.metering_point import MARKET_POINT, MarketPointData
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
-from gridbus.mappings.retail import COMPANY, reason
+from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
 from gridbus.contracts.errors import UnknownReference
+from gridbus.contracts.times import china_midnight
+from gridbus.mappings.retail.periods import effective_time_problems, period_problems
 
 KIND = "binding"
 USER_UNIT = "user-unit"
 COMPANY_BINDINGS = "company-bindings"
 
 AGREEMENT_REQUESTED = "agreement-requested"
+AGREEMENT_APPROVED = "agreement-approved"
+AGREEMENT_REJECTED = "agreement-rejected"
 AGREEMENT_REFUSED = "agreement-refused"
 OWNERSHIP_SCHEDULED = "ownership-scheduled"
 OWNERSHIP_ESTABLISHED = "ownership-established"
 DISSOLUTION_REQUIRED = "dissolution-required"
 
 #: States in which the binding holds its period: no other sales company may bind the user then.
-HOLDING = frozenset({AGREEMENT_REQUESTED, OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
+HOLDING = frozenset({AGREEMENT_REQUESTED, AGREEMENT_APPROVED, OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
+
+#: States of a binding whose tripartite agreement is signed and archived.
+SIGNED = frozenset({OWNERSHIP_SCHEDULED, OWNERSHIP_ESTABLISHED})
 
 #: Ownership establishment starts this long before the agreement takes effect.
 OWNERSHIP_LEAD = timedelta(days=15)
@@ -96,12 +114,12 @@ def claim_user(state: State, decision: Decision, user_unit_id: str, now: datetim
     decision.put(USER_UNIT, user_unit_id, {"decisions": decisions, "last_decided_at": now.isoformat()})
 
 
-def count_binding(state: State, decision: Decision, credit_code: str) -> None:
+def count_binding(state: State, decision: Decision, company_id: str) -> None:
     """A new binding bumps its sales company's binding count, which a deregistration reads: so a
     deregistration decided at the same moment as a new binding is refused and decided again
     with that binding in view, and no binding to a deregistered company slips through."""
-    record = state.get(COMPANY_BINDINGS, credit_code)
-    decision.put(COMPANY_BINDINGS, credit_code, {"bindings": (record.data["bindings"] if record else 0) + 1})
+    record = state.get(COMPANY_BINDINGS, company_id)
+    decision.put(COMPANY_BINDINGS, company_id, {"bindings": (record.data["bindings"] if record else 0) + 1})
 
 
 def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> Decision:
@@ -118,7 +136,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         return decision
 
     problems = []
-    company = state.get(COMPANY, code)
+    company = company_by_code(state, code)
     if company is None:
         problems.append(
             reason("sales-company-unknown", "SalesCompanyCreditCode", f"no accepted archive of sales company {code}")
@@ -138,6 +156,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
                     "one sales company per contract period",
                 )
             )
+    problems += period_problems(review, [r.data for r in existing if r.data["state"] == DISSOLUTION_REQUIRED], now)
     points = [{"metering_point_id": p.metering_point_id, "category": p.category} for p in review.metering_points]
     if not any(p["category"] in MARKET_CATEGORIES for p in points):
         problems.append(
@@ -151,6 +170,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         "user_unit_id": user,
         "customer_no": review.customer_no,
         "credit_code": code,
+        "company_id": company.key if company is not None else None,
         "period_start": review.period_start.isoformat(),
         "period_end": review.period_end.isoformat(),
         "metering_points": points,
@@ -161,15 +181,136 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         decision.result = {"decision": "refused", "reasons": problems, "binding": binding}
         decision.change([user, code], f"binding of {user} to {code} for {period} refused: {', '.join(p['code'] for p in problems)}")
         return decision
-    binding["state"] = AGREEMENT_REQUESTED
-    decision.put(KIND, key, binding, ref=code)
-    count_binding(state, decision, code)
+    count_binding(state, decision, company.key)
     decision.result = {"decision": "accepted", "reasons": [], "binding": binding}
+    covering = covering_agreement(existing, company.key, review.period_start, review.period_end)
+    if covering is None:
+        binding["state"] = AGREEMENT_REQUESTED
+        decision.put(KIND, key, binding, ref=company.key)
+        decision.change(
+            trace_keys_of(binding),
+            f"binding {key} to {code} for {period}: {AGREEMENT_REQUESTED} (agreement {binding['agreement_no']} "
+            "to be drafted and approved by marketing, then signed on the trading center)",
+        )
+        return decision
+    # The user already has a valid tripartite agreement with this company: no signing sub-flow.
+    binding["agreement_no"] = covering.data["agreement_no"]
+    binding["signing"] = "covered"
+    binding["covering_binding"] = covering.key
+    effective = china_midnight(review.period_start)
+    binding["effective_time"] = effective.isoformat()
+    what = start_ownership(decision, key, binding, effective, now)
+    decision.put(KIND, key, binding, ref=company.key)
     decision.change(
         trace_keys_of(binding),
-        f"binding {key} to {code} for {period}: {AGREEMENT_REQUESTED} (agreement {binding['agreement_no']} "
-        "to be drafted by marketing and signed on the trading center)",
+        f"binding {key} to {code} for {period}: agreement {binding['agreement_no']} (valid until "
+        f"{valid_until(covering.data)}) already covers the period, no signing needed; {binding['state']} ({what})",
     )
+    return decision
+
+
+def valid_until(binding: dict[str, Any]) -> str:
+    """The last valid day of the binding's tripartite agreement."""
+    return binding.get("valid_until") or binding["period_end"]
+
+
+def covering_agreement(existing: Iterable[Record], company_id: str, start: date, end: date) -> Record | None:
+    """A signed agreement of the user with this company, of an earlier period, still valid on the
+    new period's last day: the review's branch of seed 000 §1 (the user has a tripartite agreement)."""
+    for record in existing:
+        data = record.data
+        if (data["state"] in SIGNED and data["company_id"] == company_id and data.get("signing") != "covered"
+                and date.fromisoformat(data["period_end"]) < start and date.fromisoformat(valid_until(data)) >= end):
+            return record
+    return None
+
+
+def start_ownership(decision: Decision, key: str, binding: dict[str, Any], effective: datetime, now: datetime) -> str:
+    """The 15-day rule on a binding whose agreement is archived: ownership establishment at once
+    when ``effective`` is less than 15 days away, else a schedule for effective minus 15 days.
+    Sets the binding's state and the decision's result; says what it did, for the journal."""
+    due = effective - OWNERSHIP_LEAD
+    if due <= now:
+        binding["state"] = OWNERSHIP_ESTABLISHED
+        binding["established_at"] = now.isoformat()
+        put_market_points(decision, binding)
+        decision.result["ownership"] = binding
+        return f"takes effect {effective.isoformat()}, less than 15 days away: ownership established"
+    binding["state"] = OWNERSHIP_SCHEDULED
+    binding["ownership_due_at"] = due.isoformat()
+    decision.schedules.append(
+        Schedule(
+            route=OWNERSHIP_ROUTE,
+            key=key,
+            due_at=due,
+            payload={
+                "schema_version": "1",
+                "user_unit_id": binding["user_unit_id"],
+                "period_start": binding["period_start"],
+                "agreement_no": binding["agreement_no"],
+                "due_at": due.isoformat(),
+            },
+            trace_keys=trace_keys_of(binding),
+        )
+    )
+    return f"takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
+
+
+def awaiting_binding(state: State, user: str, agreement: str, credit_code: str) -> Record:
+    """The binding whose own agreement is ``agreement``, with the company of ``credit_code``
+    (also after a code correction); ``UnknownReference`` when there is none."""
+    record = next(
+        (r for r in state.find(KIND, key_prefix=f"{user}|")
+         if r.data["agreement_no"] == agreement and r.data.get("signing") != "covered"),
+        None,
+    )
+    if record is None:
+        raise UnknownReference(f"no binding of user unit {user} awaits tripartite agreement {agreement}")
+    company = company_by_code(state, credit_code)
+    if record.data["credit_code"] != credit_code and (company is None or company.key != record.data["company_id"]):
+        raise UnknownReference(
+            f"agreement {agreement} binds user unit {user} to sales company {record.data['credit_code']}, "
+            f"not {credit_code}"
+        )
+    return record
+
+
+# -- agreement draft approved or rejected by marketing ---------------------------------------------------
+
+
+def decide_draft_review(review: AgreementDraftReviewed, state: State, now: datetime) -> Decision:
+    """Marketing drafted, reviewed and approved the agreement (seed 000 Fig. 2): only now does it
+    go to the trading center for signing. A rejected draft ends the binding, the period is free."""
+    decision = Decision()
+    user = review.user_unit_id
+    claim_user(state, decision, user, now)
+    record = awaiting_binding(state, user, review.agreement_no, review.sales_company_credit_code)
+    binding = dict(record.data)
+    if binding["state"] != AGREEMENT_REQUESTED:
+        decision.result = {"decision": "repeat", "state": binding["state"]}
+        decision.change(
+            trace_keys_of(binding), f"draft review of {review.agreement_no} again: binding already {binding['state']}"
+        )
+        return decision
+    if review.outcome == "rejected":
+        binding["state"] = AGREEMENT_REJECTED
+        binding["rejection_reason"] = review.rejection_reason
+        decision.result = {
+            "decision": "draft-rejected",
+            "binding": binding,
+            "reasons": [reason(
+                "agreement-draft-rejected", "AgreementNo",
+                f"marketing rejected the draft of agreement {review.agreement_no}: {review.rejection_reason}",
+            )],
+        }
+    else:
+        binding["state"] = AGREEMENT_APPROVED
+        binding["approved_at"] = review.decided_at.isoformat()
+        decision.result = {"decision": "draft-approved", "binding": binding}
+    decision.put(KIND, record.key, binding, ref=binding["company_id"])
+    then = "sent to the trading center for signing" if binding["state"] == AGREEMENT_APPROVED else "the period is free"
+    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {binding['state']} "
+                                            f"(draft {review.outcome} by marketing; {then})")
     return decision
 
 
@@ -178,66 +319,49 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
 
 def decide_signing(signing: TripartiteAgreementSigned, state: State, now: datetime) -> Decision:
     decision = Decision()
-    user, code = signing.user_unit_id, signing.sales_company_credit_code
+    user = signing.user_unit_id
     claim_user(state, decision, user, now)
-    record = next(
-        (r for r in state.find(KIND, key_prefix=f"{user}|") if r.data["agreement_no"] == signing.agreement_no), None
-    )
-    if record is None:
-        raise UnknownReference(f"no binding of user unit {user} awaits tripartite agreement {signing.agreement_no}")
+    record = awaiting_binding(state, user, signing.agreement_no, signing.sales_company_credit_code)
     binding = dict(record.data)
-    if binding["credit_code"] != code:
+    if binding["state"] == AGREEMENT_REQUESTED:
         raise UnknownReference(
-            f"agreement {signing.agreement_no} binds user unit {user} to sales company {binding['credit_code']}, "
-            f"not {code}"
+            f"agreement {signing.agreement_no} was not sent for signing: marketing has not approved its draft"
         )
-    if binding["state"] != AGREEMENT_REQUESTED:
+    if binding["state"] != AGREEMENT_APPROVED:
         decision.result = {"decision": "repeat", "state": binding["state"]}
         decision.change(trace_keys_of(binding), f"signing result for {signing.agreement_no} again: binding already {binding['state']}")
         return decision
     if signing.outcome == "refused":
         binding["state"] = AGREEMENT_REFUSED
         binding["refusal_reason"] = signing.refusal_reason
-        decision.put(KIND, record.key, binding, ref=code)
+        decision.put(KIND, record.key, binding, ref=binding["company_id"])
         decision.result = {"decision": "refused", "binding": binding}
         decision.change(
-            trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {AGREEMENT_REFUSED} (agreement refused)"
+            trace_keys_of(binding),
+            f"binding {record.key}: {AGREEMENT_APPROVED} -> {AGREEMENT_REFUSED} (agreement refused)",
         )
         return decision
 
+    problems = effective_time_problems(signing, binding)
+    if problems:  # the binding still awaits a signing result the trading center corrects
+        decision.result = {"decision": "effective-time-refused", "reasons": problems, "binding": binding}
+        codes = ", ".join(p["code"] for p in problems)
+        decision.change(
+            trace_keys_of(binding),
+            f"signing result for {signing.agreement_no} refused: {codes}; binding stays {binding['state']}",
+        )
+        return decision
     effective = signing.effective_time
     binding["effective_time"] = effective.isoformat()
     binding["signed_at"] = signing.decided_at.isoformat()
     binding["archived_at"] = now.isoformat()
-    due = effective - OWNERSHIP_LEAD
-    if due <= now:
-        binding["state"] = OWNERSHIP_ESTABLISHED
-        binding["established_at"] = now.isoformat()
-        put_market_points(decision, binding)
-        decision.result = {"decision": "signed", "binding": binding, "ownership": binding}
-        what = f"agreement archived; takes effect {effective.isoformat()}, less than 15 days away: ownership established"
-    else:
-        binding["state"] = OWNERSHIP_SCHEDULED
-        binding["ownership_due_at"] = due.isoformat()
-        decision.schedules.append(
-            Schedule(
-                route=OWNERSHIP_ROUTE,
-                key=record.key,
-                due_at=due,
-                payload={
-                    "schema_version": "1",
-                    "user_unit_id": user,
-                    "period_start": binding["period_start"],
-                    "agreement_no": binding["agreement_no"],
-                    "due_at": due.isoformat(),
-                },
-                trace_keys=trace_keys_of(binding),
-            )
-        )
-        decision.result = {"decision": "signed", "binding": binding}
-        what = f"agreement archived; takes effect {effective.isoformat()}: ownership establishment scheduled for {due.isoformat()}"
-    decision.put(KIND, record.key, binding, ref=code)
-    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_REQUESTED} -> {binding['state']} ({what})")
+    if signing.valid_until is not None:
+        binding["valid_until"] = signing.valid_until.isoformat()
+    decision.result = {"decision": "signed", "binding": binding}
+    what = start_ownership(decision, record.key, binding, effective, now)
+    decision.put(KIND, record.key, binding, ref=binding["company_id"])
+    decision.change(trace_keys_of(binding), f"binding {record.key}: {AGREEMENT_APPROVED} -> {binding['state']} "
+                                            f"(agreement archived; {what})")
     return decision
 
 
@@ -259,7 +383,7 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
     binding["state"] = OWNERSHIP_ESTABLISHED
     binding["established_at"] = now.isoformat()
     put_market_points(decision, binding)
-    decision.put(KIND, key, binding, ref=binding["credit_code"])
+    decision.put(KIND, key, binding, ref=binding["company_id"])
     decision.result = {"decision": "established", "binding": binding, "ownership": binding}
     decision.change(trace_keys_of(binding), f"binding {key}: {OWNERSHIP_SCHEDULED} -> {OWNERSHIP_ESTABLISHED} (schedule fell due)")
     return decision
@@ -283,6 +407,10 @@ def put_market_points(decision: Decision, binding: dict[str, Any]) -> None:
 
 def review_trace_keys(review: UserUnitReviewPassed) -> tuple[str, ...]:
     return (review.user_unit_id, review.sales_company_credit_code)
+
+
+def draft_trace_keys(review: AgreementDraftReviewed) -> tuple[str, ...]:
+    return (review.user_unit_id, review.sales_company_credit_code, review.agreement_no)
 
 
 def signing_trace_keys(signing: TripartiteAgreementSigned) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """What the retail-market routes send, built from the message and the route's recorded decision
 (``context.decision``). A mapping returns ``None`` when the decision gives it nothing to send.
 
-To the trading center (SOAP): archive feedback, user review result, agreement information,
-archival result, ownership relation. To marketing (JSON on ``mkt.in``): contract change
+To the trading center (SOAP): archive feedback, user review result (also when marketing rejects
+the agreement draft), agreement information (once marketing approved the draft), archival
+result, ownership relation. To marketing (JSON on ``mkt.in``): contract change
 required, relationship dissolution required, agreement draft requested, billing-scheme
 adjustment, ownership established.
 """
@@ -13,6 +14,7 @@ from datetime import date, datetime
 from typing import Any, Iterator
 
 from gridbus.contracts.base import MappingContext
+from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.mkt.retail import (
     AgreementDraftRequested,
     BillingSchemeAdjustment,
@@ -23,7 +25,12 @@ from gridbus.contracts.mkt.retail import (
     RelationshipDissolutionRequired,
     RetailMeteringPoint as MarketingMeteringPoint,
 )
-from gridbus.contracts.tc import RetailMeteringPoint, SalesCompanyArchivePushed, UserUnitReviewPassed
+from gridbus.contracts.tc import (
+    RetailMeteringPoint,
+    SalesCompanyArchivePushed,
+    TripartiteAgreementSigned,
+    UserUnitReviewPassed,
+)
 from gridbus.contracts.tc.soap import (
     AgreementInfo,
     ArchivalResult,
@@ -32,7 +39,7 @@ from gridbus.contracts.tc.soap import (
     ReviewReason,
     UserReviewResult,
 )
-from gridbus.mappings.retail.bindings import market_points
+from gridbus.mappings.retail.bindings import AGREEMENT_REQUESTED, market_points
 
 
 def _header(ctx: MappingContext) -> dict[str, Any]:
@@ -66,7 +73,9 @@ def contract_change(archive: SalesCompanyArchivePushed, ctx: MappingContext) -> 
     if not changes:
         return None
     return ContractChangeRequired(
+        sales_company_id=ctx.decision["company_id"],
         credit_code=archive.credit_code,
+        previous_credit_code=ctx.decision["previous_credit_code"],
         archive_id=archive.archive_id,
         archive_revision=archive.archive_revision,
         company_name=archive.name,
@@ -123,7 +132,8 @@ def _agreement(binding: dict[str, Any]) -> dict[str, Any]:
 
 
 def agreement_draft(review: UserUnitReviewPassed, ctx: MappingContext) -> AgreementDraftRequested | None:
-    if ctx.decision["decision"] != "accepted":
+    """Only when the review starts the signing sub-flow: not when a valid agreement covers the period."""
+    if ctx.decision["decision"] != "accepted" or _binding(ctx)["state"] != AGREEMENT_REQUESTED:
         return None
     binding = _binding(ctx)
     return AgreementDraftRequested(
@@ -133,8 +143,12 @@ def agreement_draft(review: UserUnitReviewPassed, ctx: MappingContext) -> Agreem
     )
 
 
-def agreement_info(review: UserUnitReviewPassed, ctx: MappingContext) -> AgreementInfo | None:
-    if ctx.decision["decision"] != "accepted":
+# -- tripartite agreement (flow 7): marketing's draft review, signing, archival ----------------------------
+
+
+def agreement_info(review: AgreementDraftReviewed, ctx: MappingContext) -> AgreementInfo | None:
+    """The approved agreement, to be signed on the trading center."""
+    if ctx.decision["decision"] != "draft-approved":
         return None
     binding = _binding(ctx)
     return AgreementInfo(
@@ -144,20 +158,36 @@ def agreement_info(review: UserUnitReviewPassed, ctx: MappingContext) -> Agreeme
     )
 
 
-# -- tripartite agreement (flow 7) -------------------------------------------------------------------------
-
-
-def archival_result(message, ctx: MappingContext) -> ArchivalResult | None:
-    if ctx.decision["decision"] != "signed":
+def draft_rejection(review: AgreementDraftReviewed, ctx: MappingContext) -> UserReviewResult | None:
+    """A draft marketing rejected: the trading center's user unit is refused after all, with the reason."""
+    if ctx.decision["decision"] != "draft-rejected":
         return None
     binding = _binding(ctx)
+    return UserReviewResult(
+        **_header(ctx),
+        user_unit_id=binding["user_unit_id"],
+        sales_company_credit_code=review.sales_company_credit_code,
+        **_period(binding),
+        decision="refused",
+        reasons=_reasons(ctx.decision),
+    )
+
+
+def archival_result(signing: TripartiteAgreementSigned, ctx: MappingContext) -> ArchivalResult | None:
+    decision = ctx.decision["decision"]
+    if decision not in ("signed", "effective-time-refused"):
+        return None
+    binding = _binding(ctx)
+    archived = decision == "signed"
     return ArchivalResult(
         **_header(ctx),
         agreement_no=binding["agreement_no"],
         user_unit_id=binding["user_unit_id"],
-        sales_company_credit_code=binding["credit_code"],
-        archived_at=datetime.fromisoformat(binding["archived_at"]),
-        effective_time=datetime.fromisoformat(binding["effective_time"]),
+        sales_company_credit_code=signing.sales_company_credit_code,
+        decision="archived" if archived else "refused",
+        archived_at=datetime.fromisoformat(binding["archived_at"]) if archived else None,
+        effective_time=signing.effective_time,
+        reasons=_reasons(ctx.decision),
     )
 
 

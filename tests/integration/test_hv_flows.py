@@ -296,7 +296,7 @@ def test_contract_and_event_agree_on_categories_so_a_plan_the_command_center_too
     assert [p["Category"] for p in plan["MeteringPlan"]["MeteringPoint"]] == list(categories.CODES)
     assert not [c for c in stub.calls if c.payload.get("ApplicationNo") == refused]
     [event] = events_for(events_tap, good)
-    assert event.body.count(b"<customerKind>") == len(categories.CODES)
+    assert event.body.count(b"<meteringCategory>") == len(categories.CODES)
     [dead] = dead_letter_reader(broker_url, SUPPLY).where(lambda m: m.properties["message_id"] == bad)
     assert dead.headers[H.ERROR_TYPE] == "contract-violation"
     assert "metering_points[1].category" in dead.headers[H.ERROR_MESSAGE]

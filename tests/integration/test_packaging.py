@@ -38,6 +38,9 @@ def test_the_wheel_holds_gridbus_alone(wheel):
     assert "gridbus/contracts/canonical/message.xsd" in names
     assert any(name.startswith("gridbus/contracts/examples/") for name in names)
     assert any(name.endswith(".wsdl") for name in names)
+    # and the console's templates and stylesheet with its code
+    assert "gridbus/tools/console/templates/base.html" in names
+    assert "gridbus/tools/console/static/console.css" in names
     entry_points = zipfile.ZipFile(wheel).read(f"gridbus-{gridbus.__version__}.dist-info/entry_points.txt").decode()
     assert "gridbus = gridbus.tools.cli:main" in entry_points
 

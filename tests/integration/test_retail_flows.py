@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import replace
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +18,7 @@ from gridbus.adapters.soap_stub import SoapStub
 from gridbus.contracts.soap import peer_wsdl
 from gridbus.routes.model import RetryPolicy
 from gridbus.routes.retail_market import (
+    AGREEMENT_DRAFT_REVIEWED,
     OWNERSHIP_DUE,
     SALES_COMPANY_ARCHIVE_PUSHED,
     TRIPARTITE_AGREEMENT_SIGNED,
@@ -27,7 +28,9 @@ from tests.conftest import rabbitmqctl
 from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from tests.support.fig9 import FIG9_ROWS
 from tests.support.fig9 import archive_xml as fig9_archive_xml
-from tests.support.retail import CHINA, Clock, archive_xml, review_xml, signing_xml, unique, valid_credit_code
+from tests.support.retail import (
+    CHINA, Clock, archive_xml, draft_review_json, review_xml, signing_xml, unique, valid_credit_code,
+)
 from gridbus.tools.cli import main as cli
 
 pytestmark = pytest.mark.broker
@@ -35,9 +38,10 @@ pytestmark = pytest.mark.broker
 FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0)
 ROUTES = tuple(
     replace(r, retry=FAST)
-    for r in (SALES_COMPANY_ARCHIVE_PUSHED, USER_UNIT_REVIEW_PASSED, TRIPARTITE_AGREEMENT_SIGNED, OWNERSHIP_DUE)
+    for r in (SALES_COMPANY_ARCHIVE_PUSHED, USER_UNIT_REVIEW_PASSED, AGREEMENT_DRAFT_REVIEWED, TRIPARTITE_AGREEMENT_SIGNED,
+              OWNERSHIP_DUE)
 )
-ARCHIVE, REVIEW, SIGNING, DUE = ROUTES
+ARCHIVE, REVIEW, DRAFT, SIGNING, DUE = ROUTES
 START = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA)
 
 
@@ -55,6 +59,13 @@ def tc(vhost, system_users):
 
 
 @pytest.fixture
+def mkt(vhost, system_users):
+    system = UpstreamSystem(vhost, *system_users["mkt"])
+    yield system
+    system.close()
+
+
+@pytest.fixture
 def mkt_inbox(broker_url):
     return inbox_reader(broker_url, "mkt")
 
@@ -64,9 +75,10 @@ def worker_for(broker_url, store, stub, clock):
     return running_worker(ROUTES, broker_url, store, {"tc": adapter}, clock=clock, schedule_poll_s=0.05)
 
 
-def publish(tc, route, body: bytes, message_id: str | None = None) -> str:
-    return tc.publish(route.source.exchange, route.source.routing_key, body, message_id=message_id,
-                      message_type=route.contract.message_type, content_type="application/xml")
+def publish(system, route, body: bytes, message_id: str | None = None) -> str:
+    content_type = "application/json" if body.lstrip().startswith(b"{") else "application/xml"
+    return system.publish(route.source.exchange, route.source.routing_key, body, message_id=message_id,
+                          message_type=route.contract.message_type, content_type=content_type)
 
 
 def settled(worker, n: int, what: str) -> None:
@@ -125,27 +137,39 @@ def test_fig9_archives_are_each_rejected_for_their_invalid_credit_code(broker_ur
     assert any(r["Code"] == "date-order" for r in reasons(by_row[7]))
 
 
-def test_trading_center_wins_and_a_second_claimant_of_the_code_is_refused(broker_url, store, tc_stub, tc, mkt_inbox):
-    code = valid_credit_code()
-    archive_id = unique("SCA")
+def test_trading_center_wins_a_rename_and_a_corrected_code_change_the_same_company(
+    broker_url, store, tc_stub, tc, mkt_inbox
+):
+    code, corrected = valid_credit_code(), valid_credit_code()
+    archive_id, renamed_id = unique("SCA"), unique("SCA")
     with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
         publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id))
         settled(worker, 1, "first archive")
         publish(tc, ARCHIVE, archive_xml(code, archive_id=archive_id, revision=2, Address="厦门市湖里区云顶北路16号",
                                          RegisteredCapital="30000"))
         settled(worker, 2, "changed archive")
-        publish(tc, ARCHIVE, archive_xml(code, archive_id=unique("SCA"), name="另一家售电有限公司"))
-        settled(worker, 3, "second claimant")
+        publish(tc, ARCHIVE, archive_xml(code, archive_id=renamed_id, name="厦门鹭江新能源售电有限公司",
+                                         Address="厦门市湖里区云顶北路16号", RegisteredCapital="30000"))
+        settled(worker, 3, "renamed under a new archive id")
+        publish(tc, ARCHIVE, archive_xml(corrected, archive_id=archive_id, revision=3,
+                                         name="厦门鹭江新能源售电有限公司", Address="厦门市湖里区云顶北路16号",
+                                         RegisteredCapital="30000"))
+        settled(worker, 4, "corrected credit code")
     decisions = [(c.payload["ArchiveRevision"], c.payload["Decision"]) for c in calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)]
-    assert decisions == [("1", "accepted"), ("2", "accepted"), ("1", "rejected")]
-    claimant = calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)[2]
-    assert [r["Code"] for r in reasons(claimant)] == ["credit-code-claimed"]
-    [change] = marketing(mkt_inbox, "ContractChangeRequired", credit_code=code)
-    assert change["archive_revision"] == 2
-    assert {f["field"]: (f["old_value"], f["new_value"]) for f in change["changed_fields"]} == {
+    assert decisions == [("1", "accepted"), ("2", "accepted"), ("1", "accepted")]
+    assert [c.payload["Decision"] for c in calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=corrected)] == ["accepted"]
+    changes = marketing(mkt_inbox, "ContractChangeRequired", sales_company_id=archive_id)
+    assert [c["archive_revision"] for c in changes] == [2, 1, 3]
+    assert {f["field"]: (f["old_value"], f["new_value"]) for f in changes[0]["changed_fields"]} == {
         "address": ("厦门市思明区鹭江道98号建设科技大厦17层", "厦门市湖里区云顶北路16号"),
         "registered_capital_10k_yuan": ("20000", "30000"),
     }
+    assert [(f["field"], f["new_value"]) for f in changes[1]["changed_fields"]] == [("name", "厦门鹭江新能源售电有限公司")]
+    assert (changes[2]["credit_code"], changes[2]["previous_credit_code"]) == (corrected, code)
+    assert [(f["field"], f["old_value"], f["new_value"]) for f in changes[2]["changed_fields"]] == [
+        ("credit_code", code, corrected)]
+    [company] = [r for r in store.state.find_records("sales-company") if r.key == archive_id]
+    assert (company.data["credit_code"], company.data["archive_ids"]) == (corrected, [archive_id, renamed_id])
 
 
 def test_archive_feedback_reaches_a_trading_center_that_was_down_for_a_while(broker_url, store, tc_stub, tc):
@@ -162,10 +186,10 @@ def test_archive_feedback_reaches_a_trading_center_that_was_down_for_a_while(bro
 # -- retail user review ---------------------------------------------------------------------------------
 
 
-def test_a_retried_message_is_not_decided_again(broker_url, store, tc_stub, tc, mkt_inbox):
+def test_a_retried_message_is_not_decided_again(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
     """The review is decided (binding: agreement requested) and then the trading center is down:
-    the retries read the recorded decision, so the agreement information is still sent, once,
-    rather than the review being taken for a repeat of itself."""
+    the retries read the recorded decision, so the review result is still sent, once, rather than
+    the review being taken for a repeat of itself; likewise the approved draft's agreement information."""
     code, user = valid_credit_code(), unique("RU")
     with worker_for(broker_url, store, tc_stub, Clock(START)) as worker:
         register_company(tc, worker, code)
@@ -173,30 +197,42 @@ def test_a_retried_message_is_not_decided_again(broker_url, store, tc_stub, tc, 
         publish(tc, REVIEW, review_xml(user, code))
         wait_for(lambda: worker.counts.get("delivered") == 2, timeout=30, what="review delivered after recovery")
         assert worker.counts.get("retry-scheduled", 0) >= 1
+        tc_stub.fail_for(1.5, "http503")
+        publish(mkt, DRAFT, draft_review_json(f"TA202612-{user}", user, code))
+        wait_for(lambda: worker.counts.get("delivered") == 3, timeout=30, what="approval delivered after recovery")
     assert [c.payload["Decision"] for c in calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)] == ["accepted"]
     assert len(calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)) == 1
     assert len(marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=user)) == 1
     [binding] = store.state.find_records("binding", key_prefix=f"{user}|")
-    assert (binding.data["state"], binding.version) == ("agreement-requested", 1)
+    assert (binding.data["state"], binding.version) == ("agreement-approved", 2)
 
 
-def review_and_sign(tc, worker, code: str, user: str, clock: Clock, effective_in_days: int) -> str:
+def review_and_approve(tc, mkt, worker, code: str, user: str) -> str:
+    """The review accepted and marketing's draft approved: the agreement goes for signing."""
     before = sum(worker.counts.values())
     publish(tc, REVIEW, review_xml(user, code))
     settled(worker, before + 1, f"review of {user}")
     agreement = f"TA202612-{user}"
-    publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=clock.now,
-                                     effective_time=clock.now + timedelta(days=effective_in_days)))
-    settled(worker, before + 2, f"signing of {agreement}")
+    publish(mkt, DRAFT, draft_review_json(agreement, user, code))
+    settled(worker, before + 2, f"draft of {agreement} approved")
     return agreement
 
 
-def test_agreement_effective_in_10_days_establishes_ownership_at_once(broker_url, store, tc_stub, tc, mkt_inbox):
+def review_and_sign(tc, mkt, worker, code: str, user: str, clock: Clock, effective_in_days: int) -> str:
+    before = sum(worker.counts.values())
+    agreement = review_and_approve(tc, mkt, worker, code, user)
+    publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=clock.now,
+                                     effective_time=clock.now + timedelta(days=effective_in_days)))
+    settled(worker, before + 3, f"signing of {agreement}")
+    return agreement
+
+
+def test_agreement_effective_in_10_days_establishes_ownership_at_once(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
     code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         register_company(tc, worker, code)
-        agreement = review_and_sign(tc, worker, code, user, clock, effective_in_days=10)
-        assert worker.counts == {"delivered": 3}
+        agreement = review_and_sign(tc, mkt, worker, code, user, clock, effective_in_days=10)
+        assert worker.counts == {"delivered": 4}
     [result] = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)
     assert result.payload["Decision"] == "accepted"
     [draft] = marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=user)
@@ -214,12 +250,12 @@ def test_agreement_effective_in_10_days_establishes_ownership_at_once(broker_url
 
 
 def test_agreement_effective_in_40_days_is_scheduled_and_fires_after_a_worker_restart(
-    broker_url, store, tc_stub, tc, mkt_inbox
+    broker_url, store, tc_stub, tc, mkt, mkt_inbox
 ):
     code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         register_company(tc, worker, code)
-        review_and_sign(tc, worker, code, user, clock, effective_in_days=40)
+        review_and_sign(tc, mkt, worker, code, user, clock, effective_in_days=40)
         clock.advance(days=24)  # one day before it falls due: nothing happens
         time.sleep(0.5)  # ten polls of the schedules
     assert marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user) == []
@@ -236,26 +272,27 @@ def test_agreement_effective_in_40_days_is_scheduled_and_fires_after_a_worker_re
     assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1
 
 
-def test_redelivered_and_repeated_messages_change_nothing_a_second_time(broker_url, store, tc_stub, tc, mkt_inbox):
+def test_redelivered_and_repeated_messages_change_nothing_a_second_time(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
     code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
     archive_id = unique("SCA")
     agreement = f"TA202612-{user}"
     bodies = [
-        (ARCHIVE, archive_xml(code, archive_id=archive_id)),
-        (REVIEW, review_xml(user, code)),
-        (SIGNING, signing_xml(agreement, user, code, decided_at=START, effective_time=START.replace(day=30))),
+        (tc, ARCHIVE, archive_xml(code, archive_id=archive_id)),
+        (tc, REVIEW, review_xml(user, code)),
+        (mkt, DRAFT, draft_review_json(agreement, user, code)),
+        (tc, SIGNING, signing_xml(agreement, user, code, decided_at=START, effective_time=START.replace(month=12, day=1, hour=0))),
     ]
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         n = 0
-        for route, body in bodies:
+        for system, route, body in bodies:
             message_id = str(uuid.uuid4())
-            publish(tc, route, body, message_id=message_id)  # the original
-            publish(tc, route, body, message_id=message_id)  # redelivered by the publisher
-            publish(tc, route, body)  # the same content re-sent as a new message
+            publish(system, route, body, message_id=message_id)  # the original
+            publish(system, route, body, message_id=message_id)  # redelivered by the publisher
+            publish(system, route, body)  # the same content re-sent as a new message
             n += 3
             settled(worker, n, f"{route.name} three times")
         # the re-sent archive has the revision already applied: superseded; the others decide "repeat"
-        assert worker.counts == {"delivered": 5, "superseded": 1, "duplicate": 3}
+        assert worker.counts == {"delivered": 7, "superseded": 1, "duplicate": 4}
     assert len(calls(tc_stub, "ReceiveArchiveFeedback", CreditCode=code)) == 1
     assert len(calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)) == 1  # the repeat changes nothing
     assert len(calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)) == 1
@@ -266,13 +303,13 @@ def test_redelivered_and_repeated_messages_change_nothing_a_second_time(broker_u
     assert marketing(mkt_inbox, "ContractChangeRequired", credit_code=code) == []
 
 
-def test_deregistration_requires_dissolution_of_every_bound_user(broker_url, store, tc_stub, tc, mkt_inbox):
+def test_deregistration_requires_dissolution_of_every_bound_user(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
     code, clock = valid_credit_code(), Clock(START)
     users = [unique("RU") for _ in range(3)]
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         archive_id = register_company(tc, worker, code)
-        review_and_sign(tc, worker, code, users[0], clock, effective_in_days=40)  # scheduled
-        review_and_sign(tc, worker, code, users[1], clock, effective_in_days=5)  # established
+        review_and_sign(tc, mkt, worker, code, users[0], clock, effective_in_days=40)  # scheduled
+        review_and_sign(tc, mkt, worker, code, users[1], clock, effective_in_days=8)  # established
         before = sum(worker.counts.values())
         publish(tc, SIGNING, signing_xml(f"TA202612-{users[1]}", users[1], code, decided_at=START,
                                          effective_time=START))  # a repeat: nothing
@@ -288,12 +325,12 @@ def test_deregistration_requires_dissolution_of_every_bound_user(broker_url, sto
     assert marketing(mkt_inbox, "ContractChangeRequired", credit_code=code) == []
 
 
-def test_a_second_sales_company_in_one_period_is_refused_with_its_reason(broker_url, store, tc_stub, tc, mkt_inbox):
+def test_a_second_sales_company_in_one_period_is_refused_with_its_reason(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
     first, second, user, clock = valid_credit_code(), valid_credit_code(), unique("RU"), Clock(START)
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         register_company(tc, worker, first)
         register_company(tc, worker, second)
-        review_and_sign(tc, worker, first, user, clock, effective_in_days=8)
+        review_and_sign(tc, mkt, worker, first, user, clock, effective_in_days=8)
         before = sum(worker.counts.values())
         publish(tc, REVIEW, review_xml(user, second, period_start=date(2027, 3, 1), period_end=date(2028, 2, 29)))
         settled(worker, before + 1, "second binding")
@@ -304,6 +341,112 @@ def test_a_second_sales_company_in_one_period_is_refused_with_its_reason(broker_
     assert refusal["Code"] == "one-sales-company-per-period"
     assert first in refusal["Message"]
     assert marketing(mkt_inbox, "AgreementDraftRequested", sales_company_credit_code=second, user_unit_id=user) == []
+
+
+def test_binding_changes_take_effect_from_the_next_month(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
+    """A mid-month start is refused with its reason; a signing result whose effective time lies
+    outside the contract period is refused back to the trading center, and its correction archived."""
+    code, user, mid_month, clock = valid_credit_code(), unique("RU"), unique("RU"), Clock(START)
+    agreement = f"TA202612-{user}"
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        publish(tc, REVIEW, review_xml(mid_month, code, period_start=date(2026, 12, 15), period_end=date(2027, 12, 14)))
+        publish(tc, REVIEW, review_xml(user, code))
+        settled(worker, 3, "two reviews")
+        publish(mkt, DRAFT, draft_review_json(agreement, user, code))
+        settled(worker, 4, "draft approved")
+        publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
+                                         effective_time=datetime(2026, 11, 25, tzinfo=CHINA)))
+        settled(worker, 5, "signing before the period")
+        # corrected, and sent in UTC: 16:00 UTC on 30 November is 00:00 on 1 December in China
+        publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
+                                         effective_time=datetime(2026, 11, 30, 16, tzinfo=timezone.utc)))
+        settled(worker, 6, "corrected signing")
+        assert worker.counts == {"delivered": 6}
+    [refused] = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=mid_month)
+    assert refused.payload["Decision"] == "refused"
+    assert [r["Code"] for r in reasons(refused)] == ["period-start-mid-month"]
+    assert marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=mid_month) == []
+    first, second = calls(tc_stub, "ReceiveArchivalResult", AgreementNo=agreement)
+    assert (first.payload["Decision"], first.payload.get("ArchivedAt")) == ("refused", None)
+    [why] = reasons(first)
+    assert (why["Code"], why["Field"]) == ("effective-time-outside-period", "EffectiveTime")
+    assert "2026-12-01..2027-11-30" in why["Message"]
+    assert second.payload["Decision"] == "archived" and second.payload["ArchivedAt"]
+    # every time sent on is written in +08:00, the instant unchanged
+    assert second.payload["EffectiveTime"] == "2026-12-01T00:00:00+08:00"
+    [established] = marketing(mkt_inbox, "OwnershipEstablished", user_unit_id=user)
+    assert established["effective_time"] == "2026-12-01T00:00:00+08:00"
+    [relation] = calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)
+    assert relation.payload["EffectiveTime"] == "2026-12-01T00:00:00+08:00"
+
+
+# -- the signing sub-flow in the seed's order (Fig. 2) ---------------------------------------------------
+
+
+def test_the_agreement_goes_to_the_trading_center_only_once_marketing_approved_it(
+    broker_url, store, tc_stub, tc, mkt, mkt_inbox
+):
+    code, user, rejected_user, clock = valid_credit_code(), unique("RU"), unique("RU"), Clock(START)
+    agreement = f"TA202612-{user}"
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        publish(tc, REVIEW, review_xml(user, code))
+        publish(tc, REVIEW, review_xml(rejected_user, code))
+        settled(worker, 3, "two reviews")
+        # drafting, review and approval are marketing's: nothing goes for signing yet
+        assert len(marketing(mkt_inbox, "AgreementDraftRequested", sales_company_credit_code=code)) == 2
+        assert calls(tc_stub, "ReceiveAgreementInfo", SalesCompanyCreditCode=code) == []
+        early = publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
+                                                 effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+        settled(worker, 4, "a signing result before the approval")
+        publish(mkt, DRAFT, draft_review_json(agreement, user, code))
+        publish(mkt, DRAFT, draft_review_json(f"TA202612-{rejected_user}", rejected_user, code, outcome="rejected",
+                                              rejection_reason="用户用电性质与申请不符"))
+        settled(worker, 6, "one draft approved, one rejected")
+        publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START,
+                                         effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+        settled(worker, 7, "signing after the approval")
+        assert worker.counts == {"delivered": 6, "dead-lettered": 1}
+    [letter] = [m for m in dead_letter_reader(broker_url, SIGNING).drain() if m.properties["message_id"] == early]
+    assert "not approved its draft" in letter.headers["x-gridbus-error"]
+    [info] = calls(tc_stub, "ReceiveAgreementInfo", SalesCompanyCreditCode=code)
+    assert info.payload["AgreementNo"] == agreement
+    assert len(calls(tc_stub, "ReceiveArchivalResult", AgreementNo=agreement)) == 1
+    # the rejected draft: the trading center is told the review is refused after all, with the reason
+    results = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=rejected_user)
+    assert [r.payload["Decision"] for r in results] == ["accepted", "refused"]
+    [why] = reasons(results[1])
+    assert why["Code"] == "agreement-draft-rejected" and "用户用电性质与申请不符" in why["Message"]
+    [binding] = store.state.find_records("binding", key_prefix=f"{rejected_user}|")
+    assert binding.data["state"] == "agreement-rejected"
+
+
+def test_a_user_with_a_valid_agreement_skips_the_signing_sub_flow(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
+    code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
+    agreement = f"TA202612-{user}"
+    with worker_for(broker_url, store, tc_stub, clock) as worker:
+        register_company(tc, worker, code)
+        review_and_approve(tc, mkt, worker, code, user)
+        publish(tc, SIGNING, signing_xml(agreement, user, code, decided_at=START, valid_until=date(2028, 11, 30),
+                                         effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+        settled(worker, 4, "a two-year agreement signed")
+        clock.now = datetime(2027, 11, 20, 10, tzinfo=CHINA)
+        publish(tc, REVIEW, review_xml(user, code, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30),
+                                       reviewed_at=datetime(2027, 11, 18, 9, tzinfo=CHINA)))
+        settled(worker, 5, "review of the next period")
+        assert worker.counts == {"delivered": 5}
+    assert len(marketing(mkt_inbox, "AgreementDraftRequested", user_unit_id=user)) == 1  # the first period's only
+    assert len(calls(tc_stub, "ReceiveAgreementInfo", UserUnitId=user)) == 1
+    results = calls(tc_stub, "ReceiveUserReviewResult", UserUnitId=user)
+    assert [r.payload["Decision"] for r in results] == ["accepted", "accepted"]
+    ownership = marketing(mkt_inbox, "OwnershipEstablished", user_unit_id=user)
+    assert [(o["period_start"], o["agreement_no"], o["effective_time"]) for o in ownership] == [
+        ("2026-12-01", agreement, "2026-12-01T00:00:00+08:00"),
+        ("2027-12-01", agreement, "2027-12-01T00:00:00+08:00")]
+    assert len(marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)) == 2
+    relations = calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)
+    assert [r.payload["PeriodStart"] for r in relations] == ["2026-12-01", "2027-12-01"]
 
 
 def test_signing_result_for_an_unknown_agreement_is_dead_lettered_with_the_reason(broker_url, store, tc_stub, tc):
@@ -319,13 +462,13 @@ def test_signing_result_for_an_unknown_agreement_is_dead_lettered_with_the_reaso
 # -- trace ---------------------------------------------------------------------------------------------
 
 
-def test_trace_shows_the_whole_history_of_a_user_unit(broker_url, store, tc_stub, tc):
+def test_trace_shows_the_whole_history_of_a_user_unit(broker_url, store, tc_stub, tc, mkt):
     code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         register_company(tc, worker, code)
-        review_and_sign(tc, worker, code, user, clock, effective_in_days=30)
+        review_and_sign(tc, mkt, worker, code, user, clock, effective_in_days=30)
         clock.advance(days=16)
-        wait_for(lambda: worker.counts.get("delivered") == 4, what="ownership due")
+        wait_for(lambda: worker.counts.get("delivered") == 5, what="ownership due")
     result = CliRunner().invoke(cli, ["trace", user, "--store", store.url])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()[1:]
@@ -337,7 +480,7 @@ def test_trace_shows_the_whole_history_of_a_user_unit(broker_url, store, tc_stub
         assert expected in events, expected
     assert events.index("scheduled") < events.index("fired")
     text = result.output
-    order = [text.index(s) for s in ("agreement-requested", "ReceiveAgreementInfo", "ownership-scheduled",
+    order = [text.index(s) for s in ("agreement-requested", "agreement-approved", "ReceiveAgreementInfo", "ownership-scheduled",
                                      "ReceiveArchivalResult", "fell due", "ownership-established",
                                      "ReceiveOwnershipRelation")]
     assert order == sorted(order), text
@@ -345,17 +488,17 @@ def test_trace_shows_the_whole_history_of_a_user_unit(broker_url, store, tc_stub
 
 
 @pytest.mark.broker_restart
-def test_a_schedule_survives_a_broker_restart(broker_url, store, tc_stub, tc, mkt_inbox):
+def test_a_schedule_survives_a_broker_restart(broker_url, store, tc_stub, tc, mkt, mkt_inbox):
     code, user, clock = valid_credit_code(), unique("RU"), Clock(START)
     with worker_for(broker_url, store, tc_stub, clock) as worker:
         register_company(tc, worker, code)
-        review_and_sign(tc, worker, code, user, clock, effective_in_days=40)
+        review_and_sign(tc, mkt, worker, code, user, clock, effective_in_days=40)
         rabbitmqctl("stop_app", timeout=120)
         time.sleep(1)
         rabbitmqctl("start_app", timeout=120)
         rabbitmqctl("await_startup", timeout=120)
         clock.advance(days=26)  # falls due while the worker reconnects
-        wait_for(lambda: worker.counts.get("delivered") == 4, timeout=90, what="the due schedule handled after the restart")
+        wait_for(lambda: worker.counts.get("delivered") == 5, timeout=90, what="the due schedule handled after the restart")
     assert store.schedules.pending() == []
     assert len(marketing(mkt_inbox, "BillingSchemeAdjustment", user_unit_id=user)) == 1
     assert len(calls(tc_stub, "ReceiveOwnershipRelation", UserUnitId=user)) == 1

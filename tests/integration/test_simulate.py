@@ -120,6 +120,9 @@ def test_variants_are_valid_and_distinct(sim_url, credentials):
     assert sorted(a.credit_code for a in archives) == sorted(r.sales_company_credit_code for r in reviews)
     assert sorted(r.user_unit_id for r in reviews) == sorted(s.user_unit_id for s in signings)
     assert sorted(f"TA{r.period_start:%Y%m}-{r.user_unit_id}" for r in reviews) == sorted(s.agreement_no for s in signings)
+    drafts = taken["mkt.agreement-draft-reviewed"]
+    assert sorted((d.agreement_no, d.user_unit_id, d.sales_company_credit_code) for d in drafts) == sorted(
+        (s.agreement_no, s.user_unit_id, s.sales_company_credit_code) for s in signings)
 
 
 def test_master_data_variants_include_changes_their_sender_may_not_write(sim_url, credentials):

@@ -108,6 +108,7 @@ def test_the_factory_builds_a_trading_center_adapter(tc, module_stub):
         "ReceiveArchiveFeedback",
         "ReceiveAgreementInfo",
         "ReceiveArchivalResult",
+        "ReceiveMeterReadings",
         "ReceiveOwnershipRelation",
         "ReceiveUserReviewResult",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def signing_xml(
     decided_at: datetime,
     effective_time: datetime | None = None,
     refusal_reason: str | None = None,
+    valid_until: date | None = None,
 ) -> bytes:
     e = _maker(_SIGNING_NS)
     root = e("TripartiteAgreementSigned")
@@ -111,7 +113,26 @@ def signing_xml(
         root.append(e("EffectiveTime", effective_time.isoformat()))
     if refusal_reason is not None:
         root.append(e("RefusalReason", refusal_reason))
+    if valid_until is not None:
+        root.append(e("ValidUntil", valid_until.isoformat()))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def draft_review_json(
+    agreement_no: str,
+    user_unit_id: str,
+    credit_code: str,
+    *,
+    outcome: str = "approved",
+    decided_at: datetime = datetime(2026, 11, 23, 9, 0, tzinfo=CHINA),
+    rejection_reason: str | None = None,
+) -> bytes:
+    """Marketing's AgreementDraftReviewed: the draft approved, or rejected with a reason."""
+    document = {"schema_version": "1", "agreement_no": agreement_no, "user_unit_id": user_unit_id,
+                "sales_company_credit_code": credit_code, "outcome": outcome, "decided_at": decided_at.isoformat()}
+    if rejection_reason is not None:
+        document["rejection_reason"] = rejection_reason
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 
 def _maker(namespace: str):

@@ -71,7 +71,24 @@ def test_supply_plan_fields():
 def test_personal_data_stays_out_of_repr():
     plan = SupplyPlanPushed.decode(example("mkt.SupplyPlanPushed.json"))
     text = repr(plan)
-    assert "13957112345" not in text and "杭州西溪精密机械有限公司" not in text and "91330106MA2KE8Q15C" not in text
+    assert "13957112345" not in text and "杭州西溪精密机械有限公司" not in text and "91330106MA2KE8Q100" not in text
+
+
+@pytest.mark.parametrize("number, accepted", [
+    ("91330106MA2KE8Q100", True),  # an organisation customer: a valid credit code
+    ("11010519491231002X", True),  # a person: a resident identity number with its check
+    ("91330106MA2KE8Q15C", False),  # the old example: neither
+    ("110105194912310021", False),  # a resident number with the wrong check character
+    ("110105491231002", False),  # the old 15-digit numbers
+])
+def test_the_customer_id_number_is_checked_by_its_own_rule(number, accepted):
+    document = example_json("mkt.SupplyPlanPushed.json")
+    document["customer"]["id_number"] = number
+    if accepted:
+        assert SupplyPlanPushed.decode(as_body(document)).customer.id_number == number
+    else:
+        reason = refused(SupplyPlanPushed, as_body(document))
+        assert "customer.id_number" in reason and number not in reason
 
 
 def test_id_number_is_optional():

@@ -431,6 +431,7 @@ EXPECTED_TEXT = {
     ],
     "ArchivalResult": [
         ("t:AgreementNo", "TPA-2026-110001"),
+        ("t:Decision", "archived"),
         ("t:ArchivedAt", "2026-11-26T09:30:00+08:00"),
         ("t:EffectiveTime", "2026-12-01T00:00:00+08:00"),
     ],
@@ -505,6 +506,44 @@ def test_a_review_that_does_not_pass_needs_a_reason(model, decision):
         model(**fields)
 
 
+def test_a_refused_archival_result_has_reasons_and_no_archival_time():
+    fields = REQUESTS["ArchivalResult"].model_dump()
+    why = {"code": "effective-time-outside-period", "field": "EffectiveTime", "message": "before the period"}
+    refused = ArchivalResult(**(fields | {"decision": "refused", "archived_at": None, "reasons": [why]}))
+    assert refused.to_soap()["Reasons"]["Reason"][0]["Code"] == "effective-time-outside-period"
+    with pytest.raises(ValidationError, match="at least one reason"):
+        ArchivalResult(**(fields | {"decision": "refused", "archived_at": None}))
+    with pytest.raises(ValidationError, match="archived_at must be None"):
+        ArchivalResult(**(fields | {"decision": "refused", "reasons": [why]}))
+    with pytest.raises(ValidationError, match="needs archived_at"):
+        ArchivalResult(**(fields | {"archived_at": None}))
+
+
+def test_a_signing_result_may_say_how_long_the_agreement_is_valid():
+    body = example(SIGNING).replace(b"</EffectiveTime>", b"</EffectiveTime>\n  <ValidUntil>2028-11-30</ValidUntil>")
+    assert TripartiteAgreementSigned.decode(body).valid_until == date(2028, 11, 30)
+    assert TripartiteAgreementSigned.decode(example(SIGNING)).valid_until is None
+    with pytest.raises(ContractViolation):
+        TripartiteAgreementSigned.decode(body.replace(b"2028-11-30", b"2028-11-30+08:00"))
+
+
+def test_marketing_draft_review_is_strict():
+    approved = json.loads(example("mkt.AgreementDraftReviewed.json"))
+    assert mkt.AgreementDraftReviewed.decode(example("mkt.AgreementDraftReviewed.json")).outcome == "approved"
+    rejected = approved | {"outcome": "rejected"}
+    with pytest.raises(ContractViolation, match="rejection_reason is required"):
+        mkt.AgreementDraftReviewed.decode(json.dumps(rejected).encode())
+    reviewed = mkt.AgreementDraftReviewed.decode(
+        json.dumps(rejected | {"rejection_reason": "负荷性质不符"}, ensure_ascii=False).encode())
+    assert reviewed.rejection_reason == "负荷性质不符"
+    with pytest.raises(ContractViolation, match="must not be given"):
+        mkt.AgreementDraftReviewed.decode(json.dumps(approved | {"rejection_reason": "x"}).encode())
+    with pytest.raises(ContractViolation):
+        mkt.AgreementDraftReviewed.decode(json.dumps(approved | {"approved_by": "张三"}, ensure_ascii=False).encode())
+    with pytest.raises(ContractViolation):
+        mkt.AgreementDraftReviewed.decode(json.dumps(approved | {"decided_at": "2026-11-24T15:40:00"}).encode())
+
+
 def test_soap_requests_refuse_extra_fields_and_naive_times():
     fields = REQUESTS["ArchivalResult"].model_dump()
     with pytest.raises(ValidationError, match="Extra inputs"):
@@ -517,6 +556,7 @@ def test_soap_requests_refuse_extra_fields_and_naive_times():
 
 OUTBOUND = {
     mkt.ContractChangeRequired: mkt.ContractChangeRequired(
+        sales_company_id="SCA-2026-000317",
         credit_code="91350200776049653A",
         archive_id="SCA-2026-000317",
         archive_revision=2,

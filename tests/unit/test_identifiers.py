@@ -262,3 +262,51 @@ def test_fig9_archive_xml_escapes_and_keeps_a_given_legal_representative():
 def test_completing_the_first_16_characters_gives_the_real_codes():
     assert complete_credit_code("9135020077604965") == "91350200776049653A"
     assert complete_credit_code("9135021359498494") == "9135021359498494XQ"
+
+
+# -- sales companies are enterprises; customers are people or organisations ---------------------------
+
+
+def test_a_sales_company_code_must_be_an_enterprises():
+    from gridbus.contracts.identifiers import sales_company_code_problems
+
+    assert sales_company_code_problems("91350200776049653A") == ()
+    for first16 in ("9235020077604965", "9335020077604965", "1135020077604965", "5135020077604965"):
+        code = complete_credit_code(first16)
+        assert credit_code_problems(code) == ()  # a valid code, but not a company's
+        assert [p.code for p in sales_company_code_problems(code)] == ["not-enterprise"]
+        assert "starts with 91" in sales_company_code_problems(code)[0].message
+    # a code too short to read is reported for its length alone
+    assert [p.code for p in sales_company_code_problems("P42040113310410")] == ["length"]
+
+
+def test_resident_identity_numbers_carry_the_gb11643_check():
+    from gridbus.contracts.identifiers import resident_id_check_character, resident_id_problems
+
+    assert resident_id_check_character("11010519491231002") == "X"  # the standard's own example
+    assert resident_id_problems("11010519491231002X") == ()
+    assert [p.code for p in resident_id_problems("110105194912310021")] == ["check-character"]
+    assert "birth-date" in [p.code for p in resident_id_problems("110105194913310025")]  # month 13
+    assert [p.code for p in resident_id_problems("110105491231002")] == ["length"]  # 15-digit numbers are old
+    assert [p.code for p in resident_id_problems("11010519491231002x")] == ["character"]
+    for bad in ("110105194912310021", "110105194913310025"):
+        assert all(bad[6:14] not in p.message for p in resident_id_problems(bad))  # personal data not quoted
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_every_completed_resident_number_with_a_real_birth_date_passes(digits):
+    from gridbus.contracts.identifiers import is_valid_resident_id, resident_id_check_character
+
+    number = digits[:6] + "19900228" + digits[14:]
+    assert is_valid_resident_id(number + resident_id_check_character(number))
+
+
+def test_a_customer_id_number_is_a_resident_id_or_a_credit_code():
+    from gridbus.contracts.identifiers import customer_id_problems
+
+    assert customer_id_problems("11010519491231002X") is None
+    assert customer_id_problems("91330106MA2KE8Q100") is None
+    assert customer_id_problems(complete_credit_code("5135020077604965")) is None  # any organisation's valid code
+    why = customer_id_problems("91330106MA2KE8Q15C")  # the old example: passes neither
+    assert why.startswith("is neither") and "credit code" in why
+    assert "resident identity number (GB 11643)" in customer_id_problems("110105194912310021")

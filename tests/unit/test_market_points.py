@@ -21,10 +21,10 @@ def market_points(store) -> dict[str, MarketPointData]:
 
 
 def test_ownership_established_at_signing_puts_its_market_points_from_the_effective_time(store, company):
-    bound(store, company, "U1", 5)
+    bound(store, company, "U1", 8)  # effective on the contract period's first day (1 December)
     points = market_points(store)
     assert set(points) == {"MP-LI-1", "MP-GCI-1"}  # the residential point is not in the market
-    assert {p.since for p in points.values()} == {NOW + timedelta(days=5)}
+    assert {p.since for p in points.values()} == {NOW + timedelta(days=8)}
     assert {(p.user_unit, p.credit_code) for p in points.values()} == {("U1", company)}
 
 

@@ -3,14 +3,15 @@ wins, deregistration, and the binding process with its 15-day rule."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from gridbus.contracts.internal import OwnershipDue
+from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.tc import SalesCompanyArchivePushed, TripartiteAgreementSigned, UserUnitReviewPassed
-from gridbus.mappings.retail import archive_review, bindings
-from tests.support.retail import CHINA, archive_xml, review_xml, signing_xml, valid_credit_code
+from gridbus.mappings.retail import archive_review, bindings, periods
+from tests.support.retail import CHINA, archive_xml, draft_review_json, review_xml, signing_xml, valid_credit_code
 from gridbus.contracts.errors import UnknownReference
 from gridbus.workers.store import Store
 
@@ -46,6 +47,18 @@ def signing(user, code, days: float | None = None, outcome="signed", agreement=N
         refusal_reason="用户未签字" if outcome == "refused" else None))
 
 
+def approved(user, code, outcome="approved", agreement=None):
+    return AgreementDraftReviewed.decode(draft_review_json(
+        agreement or f"TA202612-{user}", user, code, outcome=outcome,
+        rejection_reason="负荷性质与申请不符" if outcome == "rejected" else None))
+
+
+def requested(store, user, code, message_id, **kwargs):
+    """The review accepted and marketing's draft approved: the agreement awaits signing."""
+    decide(store, bindings.decide_review, review(user, code, **kwargs), message_id)
+    return decide(store, bindings.decide_draft_review, approved(user, code), f"{message_id}-approved")
+
+
 # -- archive review --------------------------------------------------------------------------------
 
 
@@ -66,10 +79,22 @@ def test_every_problem_is_reported_with_its_field():
     ]
 
 
+def test_a_sales_company_must_be_an_enterprise():
+    from gridbus.contracts.identifiers import complete_credit_code
+
+    individual = complete_credit_code("9235020077604965")  # a valid code of an individual business (个体工商户)
+    problems = archive_review.field_problems(archive(individual, archive_id="A"), NOW.date())
+    assert [(p["code"], p["field"]) for p in problems] == [("credit-code-not-enterprise", "CreditCode")]
+
+
 def test_an_implausible_capital_is_named():
     problems = archive_review.field_problems(archive(valid_credit_code(), archive_id="A", RegisteredCapital="20000000"),
                                              NOW.date())
     assert [p["code"] for p in problems] == ["capital-implausible"]
+
+
+def company_record(store, archive_id):
+    return store.state.get_record("sales-company", archive_id)
 
 
 def test_trading_center_wins_and_names_the_changed_fields(store):
@@ -78,21 +103,56 @@ def test_trading_center_wins_and_names_the_changed_fields(store):
     assert first.result["company"] == "created" and first.result["contract_change"] == []
     second = decide(store, archive_review.decide, archive(code, archive_id="A", revision=2, ShortName="鹭江"), "m2")
     assert second.result["contract_change"] == [{"field": "short_name", "old_value": "鹭江新能", "new_value": "鹭江"}]
-    assert store.state.get_record("sales-company", code).data["fields"]["short_name"] == "鹭江"
+    assert company_record(store, "A").data["fields"]["short_name"] == "鹭江"
     same = decide(store, archive_review.decide, archive(code, archive_id="A", revision=3, ShortName="鹭江"), "m3")
     assert same.result["company"] == "unchanged" and same.result["contract_change"] == []
 
 
-def test_another_company_claiming_a_held_code_is_rejected_and_changes_nothing(store):
+def test_a_corrected_credit_code_is_a_change_of_the_same_company(store):
+    """The trading center corrects a company's code under the same archive id: one company, its
+    code replaced, the correction named to marketing, and its bindings still found by the new code."""
+    old, new = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(old, archive_id="A"), "m1")
+    requested(store, "U1", old, "r1")
+    corrected = decide(store, archive_review.decide, archive(new, archive_id="A", revision=2), "m2").result
+    assert (corrected["company"], corrected["company_id"], corrected["previous_credit_code"]) == ("changed", "A", old)
+    assert corrected["contract_change"] == [{"field": "credit_code", "old_value": old, "new_value": new}]
+    [company] = store.state.find_records("sales-company")
+    assert (company.key, company.ref, company.data["credit_code"]) == ("A", new, new)
+    # the old code names no company any more; the new one names the same company and its binding
+    assert [r["code"] for r in decide(store, bindings.decide_review, review("U2", old), "r2").result["reasons"]] == [
+        "sales-company-unknown"]
+    signed = decide(store, bindings.decide_signing, signing("U1", new, 30), "s1")
+    assert signed.result["decision"] == "signed"
+    deregistered = decide(store, archive_review.decide, archive(new, archive_id="A", revision=3, status="deregistered"),
+                          "m3").result
+    assert [b["user_unit_id"] for b in deregistered["dissolutions"]] == ["U1"]
+
+
+def test_a_renamed_company_under_a_new_archive_id_is_the_same_company(store):
     code = valid_credit_code()
     decide(store, archive_review.decide, archive(code, archive_id="A"), "m1")
-    claim = decide(store, archive_review.decide, archive(code, archive_id="B", name="另一家售电有限公司"), "m2")
+    renamed = decide(store, archive_review.decide, archive(code, archive_id="B", name="厦门鹭江新能源售电有限公司"), "m2")
+    assert (renamed.result["decision"], renamed.result["company"], renamed.result["company_id"]) == (
+        "accepted", "changed", "A")
+    assert renamed.result["contract_change"] == [
+        {"field": "name", "old_value": "厦门鹭江新能售电有限公司", "new_value": "厦门鹭江新能源售电有限公司"}]
+    [company] = store.state.find_records("sales-company")
+    assert company.data["archive_ids"] == ["A", "B"] and company.data["name"] == "厦门鹭江新能源售电有限公司"
+    # a later revision under either archive id is an archive of that one company
+    again = decide(store, archive_review.decide, archive(code, archive_id="A", revision=2, ShortName="鹭江"), "m3")
+    assert again.result["company_id"] == "A" and len(store.state.find_records("sales-company")) == 1
+
+
+def test_a_code_correction_onto_another_companys_code_is_refused_and_changes_nothing(store):
+    mine, theirs = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(mine, archive_id="A"), "m1")
+    decide(store, archive_review.decide, archive(theirs, archive_id="B", name="另一家售电有限公司"), "m2")
+    claim = decide(store, archive_review.decide, archive(theirs, archive_id="A", revision=2), "m3")
     assert claim.result["decision"] == "rejected"
     assert [r["code"] for r in claim.result["reasons"]] == ["credit-code-claimed"]
-    assert store.state.get_record("sales-company", code).data["archive_id"] == "A"
-    # the same company under a new archive id is an update, not a claim
-    renewed = decide(store, archive_review.decide, archive(code, archive_id="C"), "m3")
-    assert renewed.result["decision"] == "accepted"
+    assert "另一家售电有限公司" in claim.result["reasons"][0]["message"]
+    assert company_record(store, "A").data["credit_code"] == mine
 
 
 # -- the binding process --------------------------------------------------------------------------------
@@ -100,7 +160,7 @@ def test_another_company_claiming_a_held_code_is_rejected_and_changes_nothing(st
 
 def bound(store, code, user, days, serial=[0]):
     serial[0] += 1
-    decide(store, bindings.decide_review, review(user, code), f"r{serial[0]}")
+    requested(store, user, code, f"r{serial[0]}")
     return decide(store, bindings.decide_signing, signing(user, code, days), f"s{serial[0]}")
 
 
@@ -141,13 +201,13 @@ def test_one_sales_company_per_contract_period(store, company):
 def test_a_refused_agreement_frees_the_period(store, company):
     other = valid_credit_code()
     decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
-    decide(store, bindings.decide_review, review("U1", company), "m1")
+    requested(store, "U1", company, "m1")
     refused = decide(store, bindings.decide_signing, signing("U1", company, outcome="refused"), "m2")
     assert refused.result["binding"]["state"] == bindings.AGREEMENT_REFUSED
     assert decide(store, bindings.decide_review, review("U1", other), "m3").result["decision"] == "accepted"
 
 
-@pytest.mark.parametrize("days, state", [(1, "ownership-established"), (14.9, "ownership-established"),
+@pytest.mark.parametrize("days, state", [(8, "ownership-established"), (14.9, "ownership-established"),
                                          (15, "ownership-established"), (15.1, "ownership-scheduled"),
                                          (40, "ownership-scheduled")])
 def test_ownership_at_once_under_15_days_else_scheduled_for_effective_minus_15(store, company, days, state):
@@ -183,16 +243,16 @@ def test_signing_for_an_agreement_no_binding_awaits_is_an_unknown_reference(stor
 
 def test_deregistration_dissolves_holding_bindings_and_cancels_their_schedules(store, company):
     bound(store, company, "U1", 40)  # scheduled
-    bound(store, company, "U2", 3)  # established
+    bound(store, company, "U2", 8)  # established
     decide(store, bindings.decide_review, review("U3", company), "m3")  # agreement requested
-    decide(store, bindings.decide_review, review("U4", company), "m4")
+    requested(store, "U4", company, "m4")
     decide(store, bindings.decide_signing, signing("U4", company, outcome="refused"), "m5")  # refused: not bound
     result = decide(store, archive_review.decide,
                     archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "m6").result
     assert sorted(b["user_unit_id"] for b in result["dissolutions"]) == ["U1", "U2", "U3"]
     assert result["contract_change"] == [] and sorted(result["trace_keys"]) == ["U1", "U2", "U3"]
     assert store.schedules.pending() == []
-    states = {r.data["user_unit_id"]: r.data["state"] for r in store.state.find_records(bindings.KIND, ref=company)}
+    states = {r.data["user_unit_id"]: r.data["state"] for r in store.state.find_records(bindings.KIND, ref=f"A-{company}")}
     assert states == {"U1": "dissolution-required", "U2": "dissolution-required", "U3": "dissolution-required",
                       "U4": "agreement-refused"}
 
@@ -224,3 +284,190 @@ def test_a_binding_made_while_its_company_is_deregistered_is_not_missed(store, c
     again = decide(store, archive_review.decide,
                    archive(company, archive_id=f"A-{company}", revision=2, status="deregistered"), "d")
     assert [b["user_unit_id"] for b in again.result["dissolutions"]] == ["U9"]
+
+
+# -- binding changes take effect from the next month -----------------------------------------------
+
+
+@pytest.mark.parametrize("start, end, now, codes", [
+    (date(2026, 12, 1), date(2027, 11, 30), NOW, []),
+    (date(2026, 12, 15), date(2027, 11, 30), NOW, ["period-start-mid-month"]),
+    (date(2026, 11, 1), date(2027, 10, 31), NOW, ["period-start-not-next-month", "period-already-begun"]),
+    # reviewed in November, decided on 1 December (after an outage): the period has begun
+    (date(2026, 12, 1), date(2027, 11, 30), datetime(2026, 12, 1, 9, tzinfo=CHINA), ["period-already-begun"]),
+    # 16:30 UTC on 30 November is already 1 December in China
+    (date(2026, 12, 1), date(2027, 11, 30), datetime(2026, 11, 30, 16, 30, tzinfo=timezone.utc),
+     ["period-already-begun"]),
+])
+def test_a_binding_starts_on_the_first_of_a_month_after_the_review(store, company, start, end, now, codes):
+    result = decide(store, bindings.decide_review, review("U1", company, period_start=start, period_end=end), "m1",
+                    now=now).result
+    assert [r["code"] for r in result["reasons"]] == codes
+    assert all(r["field"] == "PeriodStart" for r in result["reasons"])
+
+
+def test_the_review_month_is_the_china_local_one():
+    """A review at 17:00 UTC on 30 November happened on 1 December in China: December is its month."""
+    late = UserUnitReviewPassed.decode(review_xml("U1", valid_credit_code(),
+                                                  reviewed_at=datetime(2026, 11, 30, 17, tzinfo=timezone.utc)))
+    codes = [p["code"] for p in periods.period_problems(late, [], datetime(2026, 11, 30, 17, tzinfo=timezone.utc))]
+    assert codes == ["period-start-not-next-month", "period-already-begun"]
+
+
+def test_after_a_dissolution_a_new_binding_starts_no_earlier_than_the_next_month(store, company):
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    bound(store, company, "U1", 8)
+    arrived = datetime(2026, 12, 10, 9, tzinfo=CHINA)
+    decide(store, archive_review.decide,  # deregistered with effect from 15 January
+           archive(company, archive_id=f"A-{company}", revision=2, status="deregistered", EffectiveDate="2027-01-15"),
+           "d1", now=arrived)
+    reviewed = datetime(2026, 12, 11, 10, tzinfo=CHINA)
+    too_soon = decide(store, bindings.decide_review,
+                      review("U1", other, period_start=date(2027, 1, 1), period_end=date(2027, 12, 31),
+                             reviewed_at=reviewed), "r1", now=reviewed).result
+    assert [r["code"] for r in too_soon["reasons"]] == ["period-start-before-dissolution-month-ends"]
+    assert "2027-02-01 at the earliest" in too_soon["reasons"][0]["message"]
+    next_month = decide(store, bindings.decide_review,
+                        review("U1", other, period_start=date(2027, 2, 1), period_end=date(2028, 1, 31),
+                               reviewed_at=reviewed), "r2", now=reviewed).result
+    assert next_month["decision"] == "accepted"
+
+
+@pytest.mark.parametrize("effective, refused", [
+    (datetime(2026, 12, 1, tzinfo=CHINA), False),
+    (datetime(2026, 11, 30, 16, tzinfo=timezone.utc), False),  # 00:00 on 1 December in China
+    (datetime(2026, 11, 30, 23, 59, tzinfo=CHINA), True),
+    (datetime(2027, 11, 30, 23, 59, tzinfo=CHINA), False),
+    (datetime(2027, 12, 1, tzinfo=CHINA), True),
+])
+def test_an_effective_time_outside_the_contract_period_is_refused_and_the_binding_waits(store, company, effective,
+                                                                                          refused):
+    requested(store, "U1", company, "m1")
+    message = TripartiteAgreementSigned.decode(signing_xml(
+        "TA202612-U1", "U1", company, decided_at=NOW, effective_time=effective))
+    result = decide(store, bindings.decide_signing, message, "m2").result
+    if refused:
+        assert result["decision"] == "effective-time-refused"
+        assert [(r["code"], r["field"]) for r in result["reasons"]] == [("effective-time-outside-period", "EffectiveTime")]
+        [binding] = store.state.find_records(bindings.KIND, key_prefix="U1|")
+        assert binding.data["state"] == bindings.AGREEMENT_APPROVED  # a corrected result can still come
+        corrected = TripartiteAgreementSigned.decode(signing_xml(
+            "TA202612-U1", "U1", company, decided_at=NOW, effective_time=datetime(2026, 12, 1, tzinfo=CHINA)))
+        assert decide(store, bindings.decide_signing, corrected, "m3").result["decision"] == "signed"
+    else:
+        assert result["decision"] == "signed"
+
+
+# -- the signing sub-flow in the seed's order (Fig. 2) -------------------------------------------------
+
+
+def test_the_agreement_goes_for_signing_only_once_marketing_approved_its_draft(store, company):
+    accepted = decide(store, bindings.decide_review, review("U1", company), "m1")
+    assert accepted.result["binding"]["state"] == bindings.AGREEMENT_REQUESTED
+    with pytest.raises(UnknownReference, match="not approved its draft"):  # signed before it was sent
+        bindings.decide_signing(signing("U1", company, 8), store.state.view(), NOW)
+    draft = decide(store, bindings.decide_draft_review, approved("U1", company), "m2")
+    assert (draft.result["decision"], draft.result["binding"]["state"]) == ("draft-approved", bindings.AGREEMENT_APPROVED)
+    again = decide(store, bindings.decide_draft_review, approved("U1", company), "m3")
+    assert again.result == {"decision": "repeat", "state": bindings.AGREEMENT_APPROVED}
+    assert decide(store, bindings.decide_signing, signing("U1", company, 8), "m4").result["decision"] == "signed"
+
+
+def test_a_rejected_draft_ends_the_binding_and_frees_the_period(store, company):
+    other = valid_credit_code()
+    decide(store, archive_review.decide, archive(other, archive_id="B", name="另一家售电有限公司"), "a2")
+    decide(store, bindings.decide_review, review("U1", company), "m1")
+    rejected = decide(store, bindings.decide_draft_review, approved("U1", company, outcome="rejected"), "m2").result
+    assert rejected["decision"] == "draft-rejected" and rejected["binding"]["state"] == bindings.AGREEMENT_REJECTED
+    [why] = rejected["reasons"]
+    assert why["code"] == "agreement-draft-rejected" and "负荷性质与申请不符" in why["message"]
+    assert decide(store, bindings.decide_review, review("U1", other), "m3").result["decision"] == "accepted"
+    with pytest.raises(UnknownReference, match="TA-NONE"):
+        bindings.decide_draft_review(approved("U1", company, agreement="TA-NONE"), store.state.view(), NOW)
+
+
+def test_a_user_with_a_valid_agreement_skips_the_signing_sub_flow(store, company):
+    """Signed for 2026-12..2027-11 and valid until 2028-11-30: the review of the next period with
+    the same company needs no new agreement, and ownership follows the 15-day rule from its first day."""
+    requested(store, "U1", company, "m1")
+    decide(store, bindings.decide_signing, TripartiteAgreementSigned.decode(signing_xml(
+        "TA202612-U1", "U1", company, decided_at=NOW, effective_time=datetime(2026, 12, 1, tzinfo=CHINA),
+        valid_until=date(2028, 11, 30))), "m2")
+    later = datetime(2027, 11, 20, 10, tzinfo=CHINA)  # 11 days before the next period
+    next_period = decide(store, bindings.decide_review, review(
+        "U1", company, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30),
+        reviewed_at=datetime(2027, 11, 18, 9, tzinfo=CHINA)), "m3", now=later).result
+    assert next_period["decision"] == "accepted"
+    binding = next_period["binding"]
+    assert (binding["state"], binding["agreement_no"], binding["signing"]) == (
+        bindings.OWNERSHIP_ESTABLISHED, "TA202612-U1", "covered")
+    assert binding["effective_time"] == "2027-12-01T00:00:00+08:00"
+    assert next_period["ownership"] is binding
+    # beyond the agreement's validity, or with another company, the sub-flow runs again
+    beyond = decide(store, bindings.decide_review, review(
+        "U1", company, period_start=date(2028, 12, 1), period_end=date(2029, 11, 30),
+        reviewed_at=datetime(2028, 11, 1, 9, tzinfo=CHINA)), "m4", now=datetime(2028, 11, 1, 9, tzinfo=CHINA)).result
+    assert beyond["binding"]["state"] == bindings.AGREEMENT_REQUESTED
+
+
+def test_without_valid_until_an_agreement_covers_only_its_own_period(store, company):
+    bound(store, company, "U1", 8)
+    later = datetime(2027, 11, 20, 10, tzinfo=CHINA)
+    next_period = decide(store, bindings.decide_review, review(
+        "U1", company, period_start=date(2027, 12, 1), period_end=date(2028, 11, 30), reviewed_at=later),
+        "m2", now=later).result
+    assert next_period["binding"]["state"] == bindings.AGREEMENT_REQUESTED
+
+
+# -- canonical events in CIM names ------------------------------------------------------------------------
+
+
+def event_payload(event):
+    from lxml import etree
+
+    root = etree.fromstring(event.encode())
+    [payload] = root.find("{http://iec.ch/TC57/2011/schema/message}Payload")
+    namespace = etree.QName(payload).namespace
+    return payload, lambda path: payload.findtext("/".join(f"{{{namespace}}}{p}" for p in path.split("/")))
+
+
+def event_context(decision, item=None):
+    from gridbus.contracts.base import MappingContext
+
+    return MappingContext(route="r", step="event", message_id="m-1", correlation_id="c", source_message_id="s",
+                          source_system="tc", now=NOW, decision=decision, item=item)
+
+
+def test_a_sales_company_event_is_a_cim_service_supplier_named_by_its_credit_code(store):
+    from gridbus.mappings.retail import events
+
+    old, new = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(old, archive_id="A"), "m1")
+    message = archive(new, archive_id="A", revision=2)
+    decision = decide(store, archive_review.decide, message, "m2")
+    event = events.sales_company(message, event_context(decision.result))
+    assert (event.noun, event.verb) == ("ServiceSupplier", "changed")
+    payload, text = event_payload(event)
+    assert text("mRID") == "A"  # the stable id: a corrected code is the same supplier
+    assert (text("kind"), text("name")) == ("retailer", "厦门鹭江新能售电有限公司")
+    assert (text("Names/name"), text("Names/NameType/name")) == (new, "unifiedSocialCreditCode")
+    assert text("changedField") == "credit_code"
+
+
+def test_a_customer_agreement_event_uses_cim_validity_and_refers_to_its_parties_by_mrid(store, company):
+    from gridbus.mappings.retail import events
+
+    message = review("U1", company)
+    decision = decide(store, bindings.decide_review, message, "m1")
+    event = events.binding(message, event_context(decision.result))
+    assert (event.noun, event.verb) == ("CustomerAgreement", "created")
+    payload, text = event_payload(event)
+    assert text("mRID") == "TA202612-U1" and text("status/value") == "agreement-requested"
+    assert (text("validityInterval/start"), text("validityInterval/end")) == (
+        "2026-12-01T00:00:00+08:00", "2027-12-01T00:00:00+08:00")
+    assert (text("ServiceSupplier/mRID"), text("Customer/mRID")) == (f"A-{company}", "0731000012345")
+    points = [(p[0].text, p[1].text, p[2].text) for p in payload if p.tag.endswith("UsagePoint")]
+    assert points == [("MP-LI-1", "large_industrial", "true"), ("MP-GCI-1", "general_commercial_industrial", "true"),
+                      ("MP-RES-1", "residential", "false")]
+    assert "customerKind" not in event.encode().decode() and "长沙" not in event.encode().decode()

@@ -38,7 +38,12 @@ EXPECTED_FLOWS = {
     "tc.user-unit-review-passed": (
         "tc", "user-unit.review-passed", "UserUnitReviewPassed",
         [("tc-review-result", "tc", "ReceiveUserReviewResult"), ("mkt-agreement-draft", "mkt", "agreement-draft.requested"),
-         ("tc-agreement-info", "tc", "ReceiveAgreementInfo"), ("event", "events", "")]),
+         ("mkt-billing-scheme", "mkt", "billing-scheme.adjust"), ("mkt-ownership", "mkt", "ownership.established"),
+         ("tc-ownership", "tc", "ReceiveOwnershipRelation"), ("event", "events", "")]),
+    "mkt.agreement-draft-reviewed": (
+        "mkt", "agreement-draft.reviewed", "AgreementDraftReviewed",
+        [("tc-agreement-info", "tc", "ReceiveAgreementInfo"), ("tc-review-result", "tc", "ReceiveUserReviewResult"),
+         ("event", "events", "")]),
     "tc.tripartite-agreement-signed": (
         "tc", "tripartite-agreement.signed", "TripartiteAgreementSigned",
         [("tc-archival-result", "tc", "ReceiveArchivalResult"), ("mkt-billing-scheme", "mkt", "billing-scheme.adjust"),
@@ -72,6 +77,7 @@ EXAMPLE_FILES = {
     "SalesCompanyArchivePushed": "tc.SalesCompanyArchivePushed.xml",
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
+    "AgreementDraftReviewed": "mkt.AgreementDraftReviewed.json",
     "OwnershipDue": "gridbus.OwnershipDue.json",
     "DailyFrozenPublished": "mdc.DailyFrozenPublished.xml",
 }
@@ -168,19 +174,22 @@ def test_hv_examples_in_process_order_map_to_every_output():
     """The examples are one story: plan revision 1 pushed, its energization time changed, the
     command center's change to revision 2, the black map of revision 2; decided on a real store."""
     store = Store("sqlite:///:memory:")
-    produced, decision = decide_in_turn(store, ("mkt.supply-plan-pushed", "mkt.energization-time-set", "cmd.plan-changed", "pms.black-map-published"))
+    produced, decision = decide_in_turn(store, ("mkt.supply-plan-pushed", "mkt.energization-time-set",
+                                                "cmd.plan-changed", "pms.black-map-published"))
     assert produced == {name: {s.name for s in route_by_name(name).steps} for name in produced}
     assert decision.result == {"may_energize": True, "hold_reason": None}
 
 
 def test_retail_examples_in_process_order_map_to_every_output():
-    """The examples are one story: company archived, user reviewed, agreement signed (effective
-    in 5 days: ownership at once); decided on a real store, each in turn."""
+    """The examples are one story: company archived, user reviewed, draft approved by marketing,
+    agreement signed (effective in 5 days: ownership at once); decided on a real store, each in turn."""
     store = Store("sqlite:///:memory:")
-    produced, _ = decide_in_turn(store, ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "tc.tripartite-agreement-signed"))
+    produced, _ = decide_in_turn(store, ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed",
+                                         "mkt.agreement-draft-reviewed", "tc.tripartite-agreement-signed"))
     assert produced == {
         "tc.sales-company-archive-pushed": {"tc-feedback", "event"},
-        "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "tc-agreement-info", "event"},
+        "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "event"},
+        "mkt.agreement-draft-reviewed": {"tc-agreement-info", "event"},
         "tc.tripartite-agreement-signed": {"tc-archival-result", "mkt-billing-scheme", "mkt-ownership",
                                            "tc-ownership", "event"},
     }

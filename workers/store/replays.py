@@ -56,6 +56,8 @@ class Replays:
         """CREATE TABLE IF NOT EXISTS replay_items (
             replay_id TEXT NOT NULL, seq BIGINT NOT NULL, replays_before INTEGER NOT NULL,
             sent_at DOUBLE PRECISION, PRIMARY KEY (replay_id, seq))""",
+        # a letter's replays (its page)
+        "CREATE INDEX IF NOT EXISTS replay_items_seq ON replay_items (seq)",
     )
 
     def __init__(self, db: Database, letters: DeadLetters, audit: Audit):
@@ -161,6 +163,16 @@ class Replays:
         return ReplayProgress(
             rid, who, float(started_at), json.loads(selection), float(rate), int(total), int(sent), int(passed), state
         )
+
+    def of_letter(self, seq: int) -> list[tuple[str, float, str, float | None]]:
+        """The replays that took on letter ``seq``, oldest first: (replay_id, started_at, who,
+        sent_at: when its copy was confirmed, None while not sent)."""
+        rows = self._db.query(
+            "SELECT i.replay_id, r.started_at, r.who, i.sent_at FROM replay_items i "
+            "JOIN replays r ON r.replay_id = i.replay_id WHERE i.seq = {p} ORDER BY r.started_at",
+            (int(seq),),
+        )
+        return [(r[0], float(r[1]), r[2], None if r[3] is None else float(r[3])) for r in rows]
 
     def unfinished(self) -> list[ReplayProgress]:
         """Replays still running (cut off, or under way elsewhere), oldest first."""

@@ -2,7 +2,8 @@
 
 The trading center (a loopback SOAP stub, and the ``tc`` publisher) pushes a sales-company
 archive that is accepted and one from seed 000's Fig. 9 that is rejected for its credit code;
-two retail user units pass review, their tripartite agreements are signed: one takes effect in
+two retail user units pass review, marketing approves their agreement drafts, the agreements
+go to the trading center and are signed: one takes effect in
 6 days (ownership established at once), the other in 41 days (ownership scheduled). The demo
 then moves the worker's clock 27 days on, the schedule falls due, and the second ownership is
 established. Last, the trace of that user unit, as ``gridbus trace`` prints it.
@@ -10,6 +11,7 @@ established. Last, the trace of that user unit, as ``gridbus trace`` prints it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import uuid
@@ -21,7 +23,12 @@ from lxml import etree
 from gridbus.adapters.soap_stub import SoapStub
 from gridbus.contracts.soap import peer_wsdl
 from gridbus.routes import retail_market
-from gridbus.routes.retail_market import SALES_COMPANY_ARCHIVE_PUSHED, TRIPARTITE_AGREEMENT_SIGNED, USER_UNIT_REVIEW_PASSED
+from gridbus.routes.retail_market import (
+    AGREEMENT_DRAFT_REVIEWED,
+    SALES_COMPANY_ARCHIVE_PUSHED,
+    TRIPARTITE_AGREEMENT_SIGNED,
+    USER_UNIT_REVIEW_PASSED,
+)
 from gridbus.workers.bootstrap import build_worker
 from gridbus.tools.demo.common import DEMO_RETRY, collect, declare_with_events_tap, example_body, publish_as_source, wait_settled
 from gridbus.workers.runtime import CHINA_TZ
@@ -62,10 +69,14 @@ def run_retail_demo(broker_url: str, passwords: dict[str, str], echo) -> bool:
             (SALES_COMPANY_ARCHIVE_PUSHED, _fig9_row1(example_body("tc.SalesCompanyArchivePushed.xml")),
              "archive of Fig. 9 row 1 (太原市国电晋能售电有限公司, code P42040113310410)"),
             (USER_UNIT_REVIEW_PASSED, example_body("tc.UserUnitReviewPassed.xml"), "user unit RU2026110001 passed review"),
+            (AGREEMENT_DRAFT_REVIEWED, example_body("mkt.AgreementDraftReviewed.json"),
+             "marketing approved the draft of TA202612-RU2026110001: it goes for signing"),
             (TRIPARTITE_AGREEMENT_SIGNED, example_body("tc.TripartiteAgreementSigned.xml"),
              "agreement TA202612-RU2026110001 signed, effective 2026-12-01 (in 6 days)"),
             (USER_UNIT_REVIEW_PASSED, _second_user(example_body("tc.UserUnitReviewPassed.xml")),
              f"user unit {SCHEDULED_USER} passed review"),
+            (AGREEMENT_DRAFT_REVIEWED, _second_draft(example_body("mkt.AgreementDraftReviewed.json")),
+             f"marketing approved the draft of TA202612-{SCHEDULED_USER}"),
             (TRIPARTITE_AGREEMENT_SIGNED, _second_signing(example_body("tc.TripartiteAgreementSigned.xml")),
              f"agreement TA202612-{SCHEDULED_USER} signed, effective 2027-01-05 (in 41 days)"),
         ]
@@ -110,6 +121,12 @@ def _fig9_row1(body: bytes) -> bytes:
 
 def _second_user(body: bytes) -> bytes:
     return _edit(body, {"UserUnitId": SCHEDULED_USER, "CustomerNo": "0731000012346"})
+
+
+def _second_draft(body: bytes) -> bytes:
+    document = json.loads(body)
+    document.update(agreement_no=f"TA202612-{SCHEDULED_USER}", user_unit_id=SCHEDULED_USER)
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 
 def _second_signing(body: bytes) -> bytes:

@@ -1,0 +1,1 @@
+"""The dead-letter console: a web application on one port for operators (``gridbus console``)."""
