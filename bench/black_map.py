@@ -494,6 +494,7 @@ def run_worker(
         "GRIDBUS_LOG_LEVEL": log_level,
         "GRIDBUS_LOG_FORMAT": "json",
         "GRIDBUS_SOURCE_USERS": json.dumps({"pms": PMS_USER}),
+        "GRIDBUS_ARCHIVE_INGEST": "false",  # the bench counts dead letters in their queues
     }
     env.pop("GRIDBUS_METRICS_PORT", None)
     if metrics_port is not None:

@@ -121,7 +121,9 @@ def measure(vhost: str, kind: str, outage_s: float, plans: int, lanes: bool, sto
         latencies = []
         while time.monotonic() - started < outage_s:
             correlation, sent = str(uuid.uuid4()), time.monotonic()
-            publish(pms, BLACK_MAP, black_map, USERS["pms"], content_type="application/xml", correlation_id=correlation)
+            # one application each: a black map of the same application and graph version is superseded
+            body = black_map.replace(b"HV2026110300017", f"HV{uuid.uuid4().int % 10**13:013d}".encode())
+            publish(pms, BLACK_MAP, body, USERS["pms"], content_type="application/xml", correlation_id=correlation)
             while True:
                 message = inbox_channel.basic_get(system_inbox_queue("mkt"), no_ack=True)
                 if message is not None and message.properties.get("correlation_id") == correlation:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
+
 
 @dataclass(frozen=True)
 class MappingContext:
@@ -28,6 +30,7 @@ class MappingContext:
     decision: the result of the route's decision on durable state (``Route.decide``), the same
         on every redelivery; empty for routes without one.
     item: for a fan-out step (``Step.each``), the item this output is for.
+    rules: the business rules configured for this deployment (``contracts.rules``).
     options: the worker's settings that mappings read (``Settings.mapping_options``: the readings
         flow's trading-center chunk size), the same for every message; a mapping falls back to its
         own default for an option not given.
@@ -42,4 +45,5 @@ class MappingContext:
     now: datetime
     decision: Mapping[str, Any] = field(default_factory=dict)
     item: Any = None
+    rules: Rules = DEFAULT_RULES
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -130,6 +130,15 @@ class UnknownReference(PermanentError):
     kind = "unknown-reference"
 
 
+class OutOfSequence(PermanentError):
+    """The message carries a revision that does not follow the latest one gridbus holds for its
+    business object from another source (a plan change from the command center numbered past
+    marketing's latest plan revision, or a supply plan not newer than a change already held).
+    Nothing was decided or written for it; the sender must renumber."""
+
+    kind = "out-of-sequence"
+
+
 class PermanentDeliveryError(PermanentError):
     """The target refused the message in a way that retrying cannot change (SOAP Client fault, HTTP 4xx)."""
 

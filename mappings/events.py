@@ -12,25 +12,14 @@ from decimal import Decimal
 
 from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent, PayloadBuilder, payload_namespace
+from gridbus.contracts.categories import category
 from gridbus.contracts.canonical.payload import PayloadNode, PayloadTemplate, UnfitText
 from gridbus.contracts.cmd.models import PlanChanged
 from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
 from gridbus.contracts.pms import BlackMapPublished
 from gridbus.contracts.errors import MappingError
+from gridbus.mappings.hv_application import intended_energization_time, is_repeat
 from gridbus.contracts.times import china_time
-
-#: Marketing's metering-point categories -> (a name of the category, becomes a market retail
-#: metering point when the customer joins the retail market). Large-industrial (大工业) and
-#: general commercial/industrial (一般工商业) points are the market-eligible ones. Events carry
-#: the category code itself, as data (``UsagePoint/meteringCategory``): CIM's ``customerKind``
-#: describes a customer, not a metering point.
-METERING_CATEGORIES: dict[str, tuple[str, bool]] = {
-    "large_industrial": ("largeIndustrial", True),
-    "general_commercial_industrial": ("generalCommercialIndustrial", True),
-    "residential": ("residential", False),
-    "agricultural": ("agricultural", False),
-}
-
 
 def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> CanonicalEvent:
     plan = _Payload("SupplyPlan")
@@ -38,7 +27,7 @@ def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> Canon
     plan.add(root, "mRID", message.application_no)
     plan.add(root, "revision", message.plan_revision)
     plan.add(root, "surveyedAt", message.surveyed_at)
-    plan.add(root, "intendedEnergizationTime", message.intended_energization_time)
+    plan.add(root, "intendedEnergizationTime", intended_energization_time(message, ctx))
     plan.add(root, "supplyVoltage", message.access_plan.supply_voltage_kv, unit="kV")
     plan.add(root, "contractCapacity", message.access_plan.contract_capacity_kva, unit="kVA")
     for point in message.access_plan.supply_points:
@@ -47,11 +36,9 @@ def supply_plan_created(message: SupplyPlanPushed, ctx: MappingContext) -> Canon
         plan.add(supply, "ACLineSegment", point.line)
         plan.add(supply, "role", point.power_source)
     for point in message.metering_plan.metering_points:
-        _, market_eligible = _metering_category(point.category, point.metering_point_id)
         usage = plan.add(root, "UsagePoint")
         plan.add(usage, "mRID", point.metering_point_id)
-        plan.add(usage, "meteringCategory", point.category)  # marketing's code, as data
-        plan.add(usage, "marketEligible", market_eligible)
+        add_category(plan, usage, point.category, ctx)
         plan.add(usage, "nominalServiceVoltage", point.voltage_kv, unit="kV")
         plan.add(usage, "ctRatio", point.ct_ratio)
         plan.add(usage, "ptRatio", point.pt_ratio)
@@ -114,7 +101,9 @@ _BLACK_MAP = PayloadTemplate(
 )
 
 
-def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent:
+def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent | None:
+    if is_repeat(ctx):
+        return None
     payload = _Payload("SupplyPlan")
     root = payload.root
     payload.add(root, "mRID", message.application_no)
@@ -130,14 +119,12 @@ def plan_changed(message: PlanChanged, ctx: MappingContext) -> CanonicalEvent:
     return _event("changed", payload, ctx)
 
 
-def _metering_category(category: str, metering_point_id: str) -> tuple[str, bool]:
-    try:
-        return METERING_CATEGORIES[category]
-    except KeyError:
-        raise MappingError(
-            f"metering point {metering_point_id}: category {category!r} has no canonical mapping; "
-            f"known: {', '.join(sorted(METERING_CATEGORIES))}"
-        ) from None
+def add_category(payload: _Payload, usage: PayloadNode, code: str, ctx: MappingContext) -> None:
+    """A usage point's category as data, its code in the one table (``contracts.categories``): CIM's
+    ``customerKind`` describes a customer, not a metering point. Whether it may join the retail
+    market is the configured rule (``ctx.rules.market``)."""
+    payload.add(usage, "meteringCategory", category(code).code)
+    payload.add(usage, "marketEligible", ctx.rules.market.eligible(code))
 
 
 class _Payload:

@@ -1,11 +1,15 @@
-"""High-voltage new installation (高压业扩新装): the four flows between marketing, PMS and the command center."""
+"""High-voltage new installation (高压业扩新装): the flows between marketing, PMS and the command
+center (seed 003 Fig. 4): flows 1-4, and the project numbers, the maintenance outage and
+energization done that marketing needs to organise 送电."""
 
 from __future__ import annotations
 
 from gridbus.contracts.cmd.models import PlanChanged
-from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from gridbus.contracts.pms import BlackMapPublished
-from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
+from gridbus.contracts.cmd.outage import OutagePlanned
+from gridbus.contracts.mkt import EnergizationCompleted, EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.pms import BlackMapPublished, ProjectCreated
+from gridbus.mappings import cmd_to_mkt, events, hv_application, mkt_to_cmd, mkt_to_pms, pms_to_mkt
+from gridbus.mappings.hv_application import application_no
 from gridbus.routes.model import RetryPolicy, Route, Source, Step, Supersession, Target
 
 #: The command center's SOAP service may be down for maintenance windows: 8 attempts, 5 s doubling to 10 min.
@@ -14,15 +18,23 @@ RETRY = RetryPolicy(attempts=8, first_delay_s=5, max_delay_s=600)
 EVENTS = Target("events")
 
 
-def application_no(message: EnergizationTimeSet | PlanChanged) -> str:
-    return message.application_no
-
-
 def energization_time_revision(message: EnergizationTimeSet) -> int:
     return message.revision
 
 
-def plan_revision(message: PlanChanged) -> int:
+def graph_version(message: BlackMapPublished) -> int:
+    return message.graph_version
+
+
+def outage_plan_no(message: OutagePlanned) -> str:
+    return message.outage_plan_no
+
+
+def outage_revision(message: OutagePlanned) -> int:
+    return message.revision
+
+
+def plan_revision(message: SupplyPlanPushed) -> int:
     return message.plan_revision
 
 
@@ -35,6 +47,10 @@ SUPPLY_PLAN_PUSHED = Route(
         Step("event", events.supply_plan_created, EVENTS),
     ),
     retry=RETRY,
+    # A late older plan never overwrites a newer one; a held flow-2 energization time wins over the plan's.
+    supersession=Supersession(key=application_no, revision=plan_revision),
+    decide=hv_application.decide_supply_plan,
+    trace_keys=hv_application.trace_keys,
 )
 
 ENERGIZATION_TIME_SET = Route(
@@ -47,6 +63,8 @@ ENERGIZATION_TIME_SET = Route(
     ),
     retry=RETRY,
     supersession=Supersession(key=application_no, revision=energization_time_revision),
+    decide=hv_application.decide_energization_time,
+    trace_keys=hv_application.trace_keys,
 )
 
 BLACK_MAP_PUBLISHED = Route(
@@ -58,6 +76,10 @@ BLACK_MAP_PUBLISHED = Route(
         Step("event", events.black_map_created, EVENTS),
     ),
     retry=RETRY,
+    # A republished older graph version never overwrites a newer one's notice.
+    supersession=Supersession(key=application_no, revision=graph_version),
+    decide=hv_application.decide_black_map,
+    trace_keys=hv_application.trace_keys,
 )
 
 PLAN_CHANGED = Route(
@@ -69,8 +91,48 @@ PLAN_CHANGED = Route(
         Step("event", events.plan_changed, EVENTS),
     ),
     retry=RETRY,
-    # Marketing must see the newest plan revision: an older one arriving late is not forwarded.
-    supersession=Supersession(key=application_no, revision=plan_revision),
+    # A change must carry the revision after the latest one gridbus holds (marketing numbers
+    # them), else it is refused as out-of-sequence. No runtime supersession: a refused change
+    # would claim its revision and supersede the correct one that follows it.
+    decide=hv_application.decide_plan_change,
+    trace_keys=hv_application.trace_keys,
 )
 
-ROUTES = (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED)
+PROJECT_CREATED = Route(
+    name="pms.project-created",
+    source=Source(system="pms", routing_key="project.created"),
+    contract=ProjectCreated,
+    steps=(Step("mkt", pms_to_mkt.project_notice, Target("mkt", "project.notice")),),
+    retry=RETRY,
+    trace_keys=hv_application.trace_keys,
+)
+
+OUTAGE_PLANNED = Route(
+    name="cmd.outage-planned",
+    source=Source(system="cmd", routing_key="outage.planned"),
+    contract=OutagePlanned,
+    steps=(Step("mkt", cmd_to_mkt.outage_plan_notice, Target("mkt", "outage-plan.notice")),),
+    retry=RETRY,
+    # A moved window is a new revision: a late older one never reaches marketing after it.
+    supersession=Supersession(key=outage_plan_no, revision=outage_revision),
+    trace_keys=hv_application.trace_keys,
+)
+
+ENERGIZATION_COMPLETED = Route(
+    name="mkt.energization-completed",
+    source=Source(system="mkt", routing_key="energization.completed"),
+    contract=EnergizationCompleted,
+    steps=(
+        Step("cmd", mkt_to_cmd.energization_completed, Target("cmd", "ReceiveEnergizationCompleted")),
+        Step("pms", mkt_to_pms.energization_completed, Target("pms", "energization.completed")),
+    ),
+    retry=RETRY,
+    trace_keys=hv_application.trace_keys,
+)
+
+#: In Fig. 4's order within each source system, the systems' routes together.
+ROUTES = (
+    SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, ENERGIZATION_COMPLETED,
+    BLACK_MAP_PUBLISHED, PROJECT_CREATED,
+    PLAN_CHANGED, OUTAGE_PLANNED,
+)

@@ -102,6 +102,7 @@ def build_worker(settings: Settings, routes: Iterable[Route], *, store: Store | 
         amqp_fast_path=settings.amqp_fast_path,
         name=kwargs.pop("name", settings.worker_name),
         source_users=settings.source_user_names(),
+        rules=settings.rules(),
         options=settings.mapping_options(),
         metrics=settings.metrics_port is not None,
         **kwargs,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gridbus.contracts.base import MappingContext
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.contracts import naming
 from gridbus.routes.model import Route, Step
 from gridbus.workers import envelope
@@ -136,12 +137,14 @@ class Pipeline:
         adapters: dict[str, Any],
         clock,
         source_users: dict[str, str] | None = None,
+        rules: Rules = DEFAULT_RULES,
         options: dict[str, Any] | None = None,
     ):
         self.store = store
         self.adapters = adapters
         self.clock = clock
         self.source_users = source_users or {}  # system -> its RabbitMQ user; absent: the system code
+        self.rules = rules  # handed to every mapping (MappingContext.rules)
         self.options = dict(options or {})  # what mappings read of the settings (MappingContext.options)
 
     def check(self, d: Delivery) -> None:
@@ -332,6 +335,7 @@ class Pipeline:
             source_system=d.route.source.system,
             now=now,
             decision=decision,
+            rules=self.rules,
             options=self.options,
         )
         if step.each is None:

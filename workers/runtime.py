@@ -27,6 +27,7 @@ from gridbus.workers.amqp import (
     is_amqp, mask_url,
 )
 from gridbus.contracts.errors import TransientDeliveryError
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.workers.intake import Intake
 from gridbus.workers.logging import get_logger
 from gridbus.workers.metrics import Meter
@@ -56,6 +57,7 @@ class Worker:
     adapters: a callable ``(publisher_getter) -> {name: adapter}`` called once at start, so AMQP
     adapters can reach the publisher of the current connection (it changes on reconnect).
     source_users: system code -> the RabbitMQ user whose ``user_id`` its routes accept (default: the code).
+    rules: the configured business rules every mapping is handed (``contracts.rules``).
     options: settings the mappings read (``MappingContext.options``, ``Settings.mapping_options``).
     batch_size, batch_linger_s: how batches are formed (``Intake``).
     retention_s: processed ids older than this are forgotten, by a purge started every
@@ -86,6 +88,7 @@ class Worker:
         amqp_fast_path: bool = True,
         name: str = "worker",
         source_users: dict[str, str] | None = None,
+        rules: Rules = DEFAULT_RULES,
         options: dict | None = None,
         metrics: bool = False,
         alerts: Part | None = None,
@@ -118,7 +121,7 @@ class Worker:
         self._stop = threading.Event()
         self._delays = DelayEmulation(self.routes, self.publisher)  # in-memory broker only
         self.adapters = adapters(self.publisher)
-        self.pipeline = Pipeline(store, self.adapters, clock, source_users, options)
+        self.pipeline = Pipeline(store, self.adapters, clock, source_users, rules, options)
         self.intake = Intake(self.pipeline, batch_size=batch_size, batch_linger_s=batch_linger_s, stopping=self._stop.is_set)
         self.outcomes = OutcomeLog()
         self.meter = Meter(name, [r.name for r in self.routes]) if metrics else None

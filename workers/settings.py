@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gridbus.contracts.categories import CODES, DEFAULT_MARKET_CATEGORIES, MarketEligibility
+from gridbus.contracts.rules import Rules
 from gridbus.contracts.soap import peer_wsdl, soap_peer_wsdls
 from gridbus.routes.model import SYSTEMS
 
@@ -152,6 +154,21 @@ class Settings(BaseSettings):
             raise ValueError(f"one of {', '.join(LOG_LEVELS)} is accepted")
         return level
 
+    market_categories: Annotated[frozenset[str], NoDecode] = Field(
+        DEFAULT_MARKET_CATEGORIES,
+        description="Metering-point categories (contracts/categories.py codes) that may join the retail market, "
+        "separated by commas: a provincial rule.",
+    )
+
+    @field_validator("market_categories", mode="before")
+    @classmethod
+    def _known_categories(cls, value: Any) -> frozenset[str]:
+        codes = frozenset(c.strip() for c in value.split(",") if c.strip()) if isinstance(value, str) else frozenset(value)
+        unknown = sorted(codes - set(CODES))
+        if unknown:
+            raise ValueError(f"unknown metering categories {', '.join(unknown)}; known: {', '.join(CODES)}")
+        return codes
+
     @field_validator("metrics_port", mode="before")
     @classmethod
     def _blank_is_off(cls, value: Any) -> Any:
@@ -209,6 +226,10 @@ class Settings(BaseSettings):
             if not _an_http_url(url):
                 raise ValueError(f"the URL of peer {peer!r} must be http:// or https:// with a host, not {url!r}")
         return {**DEFAULT_SOAP_PEERS, **peers}
+
+    def rules(self) -> Rules:
+        """The business rules the mappings are handed (``contracts.rules``)."""
+        return Rules(market=MarketEligibility(self.market_categories))
 
     def mapping_options(self) -> dict[str, Any]:
         """What mappings may read of the settings (``MappingContext.options``), by option name."""

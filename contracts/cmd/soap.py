@@ -115,4 +115,29 @@ class EnergizationTimeDelivery(_Request):
         }
 
 
-__all__ = ["EnergizationTimeDelivery", "MeteringPoint", "SupplyPlanDelivery", "SupplyPoint", "Transformer"]
+class EnergizationCompletedDelivery(_Request):
+    """Operation ReceiveEnergizationCompleted: the joint energization (送电) is done, at ``energized_at``."""
+
+    message_type: ClassVar[str] = "EnergizationCompletedDelivery"
+    operation: ClassVar[str] = "ReceiveEnergizationCompleted"
+
+    application_no: str
+    project_no: str
+    outage_plan_no: str | None = None
+    graph_id: str
+    graph_version: int = Field(ge=1)
+    energized_at: ChinaTime
+
+    def to_soap(self) -> dict[str, Any]:
+        return {
+            **self._header(),
+            "ApplicationNo": self.application_no,
+            "ProjectNo": self.project_no,
+            "OutagePlanNo": self.outage_plan_no,
+            "GraphID": self.graph_id,
+            "GraphVersion": self.graph_version,
+            "EnergizedAt": self.energized_at,
+        }
+
+
+__all__ = ["EnergizationCompletedDelivery", "EnergizationTimeDelivery", "MeteringPoint", "SupplyPlanDelivery", "SupplyPoint", "Transformer"]

@@ -1,8 +1,9 @@
 """Marketing system (营销2.0) contracts: JSON on AMQP both ways."""
 
 from gridbus.contracts.mkt.agreement_draft import AgreementDraftReviewed
+from gridbus.contracts.mkt.energization_completed import EnergizationCompleted
 from gridbus.contracts.mkt.energization_time import EnergizationTimeSet
-from gridbus.contracts.mkt.notices import BlackMapNotice, PlanChange, PlanChangeNotice
+from gridbus.contracts.mkt.notices import BlackMapNotice, OutagePlanNotice, PlanChange, PlanChangeNotice, ProjectNotice
 from gridbus.contracts.mkt.retail import (
     AgreementDraftRequested,
     BillingSchemeAdjustment,
@@ -22,11 +23,14 @@ __all__ = [
     "BlackMapNotice",
     "ContractChangeRequired",
     "ConvertedMeteringPoint",
+    "EnergizationCompleted",
     "EnergizationTimeSet",
     "FieldChange",
+    "OutagePlanNotice",
     "OwnershipEstablished",
     "PlanChange",
     "PlanChangeNotice",
+    "ProjectNotice",
     "RelationshipDissolutionRequired",
     "RetailMeteringPoint",
     "SupplyPlanPushed",

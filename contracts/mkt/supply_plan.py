@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field
 
+from gridbus.contracts.categories import CategoryCode
 from gridbus.contracts.identifiers import customer_id_problems
 from gridbus.contracts.mkt.base import APPLICATION_NO, JsonInbound, StrictModel, Text, xml_safe
 
@@ -56,7 +57,7 @@ class MeteringPoint(StrictModel):
     """A metering point (计量点). ``ct_ratio``/``pt_ratio`` are multipliers (200/5 A -> 40)."""
 
     metering_point_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{1,32}$")]
-    category: Code  # e.g. large_industrial (大工业), general_commercial_industrial (一般工商业)
+    category: CategoryCode  # one of contracts/categories.py, e.g. large_industrial (大工业)
     voltage_kv: Kilovolts
     ct_ratio: Annotated[int, Field(ge=1, le=100_000)]
     pt_ratio: Annotated[int, Field(ge=1, le=100_000)]

@@ -40,6 +40,8 @@ class BlackMapPublished(BaseModel):
     application_no: str
     graph_id: str
     graph_version: Annotated[int, Field(ge=1)]
+    #: the supply-plan revision the graph realises; None when PMS did not say (see the XSD)
+    plan_revision: Annotated[int | None, Field(ge=1)] = None
     published_at: AwareDatetime
     substation: str
     feeder: str
@@ -62,6 +64,7 @@ def _fields_by_name(root) -> dict:
         "application_no": top["ApplicationNo"],
         "graph_id": top["GraphId"],
         "graph_version": top["GraphVersion"],
+        "plan_revision": top["PlanRevision"],
         "published_at": top["PublishedAt"],
         "substation": top["Substation"],
         "feeder": top["Feeder"],
@@ -75,6 +78,9 @@ def _fields_in_order(root) -> dict | None:
     where it matters: the schema's sequence then fixes which child is which. None otherwise
     (``parse_xml`` drops comments and processing instructions, so that is a safeguard only)."""
     top = list(root)
+    plan_revision = None
+    if len(top) == 9:  # the optional PlanRevision is there, fourth in the sequence
+        plan_revision = top.pop(3).text or ""
     if len(top) != 8:
         return None
     items = list(top[6])
@@ -91,6 +97,7 @@ def _fields_in_order(root) -> dict | None:
         "application_no": application_no,
         "graph_id": graph_id,
         "graph_version": graph_version,
+        "plan_revision": plan_revision,
         "published_at": published_at,
         "substation": substation,
         "feeder": feeder,
@@ -100,6 +107,7 @@ def _fields_in_order(root) -> dict | None:
 
 
 _FIELDS = xml.ChildTexts(
-    NAMESPACE, ("ApplicationNo", "GraphId", "GraphVersion", "PublishedAt", "Substation", "Feeder", "Reviewer")
+    NAMESPACE,
+    ("ApplicationNo", "GraphId", "GraphVersion", "PlanRevision", "PublishedAt", "Substation", "Feeder", "Reviewer"),
 )
 _ITEM_FIELDS = xml.ChildTexts(NAMESPACE, ("EquipmentId", "Kind", "Name"), ("equipment_id", "kind", "name"))

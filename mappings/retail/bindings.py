@@ -44,7 +44,7 @@ from typing import Any, Iterable
 
 from gridbus.contracts.internal import OwnershipDue
 from gridbus.contracts.mkt import AgreementDraftReviewed
-from gridbus.contracts.metering_point import MARKET_POINT, MarketPointData
+from gridbus.contracts.metering_point import MARKET_POINT, METERING_POINT, MarketPointData, MeteringPointData
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import company_by_code, reason
 from gridbus.contracts.state import Decision, Record, Schedule, State
@@ -105,6 +105,38 @@ def market_points(binding: dict[str, Any]) -> list[dict[str, str]]:
 # -- review passed ---------------------------------------------------------------------------------
 
 
+def metering_points_of(
+    review: UserUnitReviewPassed, state: State
+) -> tuple[list[dict[str, str]], str | None, list[tuple[str, str]]]:
+    """The user unit's metering points with their categories as marketing holds them.
+
+    Marketing (the customer-service platform) is the system of record for metering points: where
+    gridbus holds a point's master data (flow 10), its category is marketing's, whatever the
+    trading center's message says, and a point marketing files under another customer is
+    returned in ``foreign`` as (point, owner). A point gridbus holds nothing of keeps the
+    category the trading center sent; the note (for the trace) says which points those are.
+    """
+    ids = [p.metering_point_id for p in review.metering_points]
+    held = state.get_many(METERING_POINT, ids)
+    points, from_message, foreign = [], [], []
+    for p in review.metering_points:
+        record = held.get(p.metering_point_id)
+        data = MeteringPointData.from_data(record.data) if record is not None else MeteringPointData()
+        if data.customer is not None and data.customer != review.customer_no:
+            foreign.append((p.metering_point_id, data.customer))
+        if data.category_code is None:
+            from_message.append(p.metering_point_id)
+        points.append({"metering_point_id": p.metering_point_id, "category": data.category_code or p.category})
+    note = None
+    if from_message:
+        note = (
+            f"categories of metering points {', '.join(from_message)} taken from the trading center's review: "
+            "gridbus holds no master data of them from marketing yet"
+        )
+    return points, note, foreign
+
+
+
 def claim_user(state: State, decision: Decision, user_unit_id: str, now: datetime) -> None:
     """Decisions about one user unit's bindings are serialised: each reads and rewrites the user
     unit's record, so of two made at once on the same user (competing workers), the second is
@@ -157,7 +189,17 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
                 )
             )
     problems += period_problems(review, [r.data for r in existing if r.data["state"] == DISSOLUTION_REQUIRED], now)
-    points = [{"metering_point_id": p.metering_point_id, "category": p.category} for p in review.metering_points]
+    points, held_note, foreign = metering_points_of(review, state)
+    if held_note:
+        decision.change([user], held_note)
+    for point_id, _owner in foreign:  # the other customer is not named to the trading center
+        problems.append(
+            reason(
+                "metering-point-of-other-customer",
+                "MeteringPoints",
+                f"metering point {point_id} belongs to another customer than {review.customer_no} in marketing's data",
+            )
+        )
     if not any(p["category"] in MARKET_CATEGORIES for p in points):
         problems.append(
             reason(

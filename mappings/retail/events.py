@@ -21,7 +21,7 @@ from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.tc import SalesCompanyArchivePushed
 from gridbus.contracts.times import china_midnight
-from gridbus.mappings.events import METERING_CATEGORIES, _event, _Payload
+from gridbus.mappings.events import _event, _Payload, add_category
 from gridbus.mappings.retail.bindings import AGREEMENT_REFUSED, AGREEMENT_REJECTED, DISSOLUTION_REQUIRED
 
 _COMPANY_VERBS = {"created": "created", "changed": "changed"}
@@ -93,9 +93,7 @@ def _agreement_event(data: dict, ctx: MappingContext, created: bool = False) -> 
     if data.get("ownership_due_at"):
         payload.add(root, "ownershipDueAt", datetime.fromisoformat(data["ownership_due_at"]))
     for point in data["metering_points"]:
-        _, market_eligible = METERING_CATEGORIES[point["category"]]
         usage = payload.add(root, "UsagePoint")
         payload.add(usage, "mRID", point["metering_point_id"])
-        payload.add(usage, "meteringCategory", point["category"])
-        payload.add(usage, "marketEligible", market_eligible)
+        add_category(payload, usage, point["category"], ctx)
     return _event(verb, payload, ctx)

@@ -104,7 +104,7 @@ def test_a_worker_archives_the_dead_letters_it_makes(broker_url, vhost, system_u
 
     declare_routes(broker_url, [AMQP_ONLY_NOTES])
     url = f"sqlite:///{tmp_path}/store.sqlite3"
-    worker = WorkerProcess(broker_url, url, "tests.support.routes:SUBPROCESS_ROUTES", tmp_path)
+    worker = WorkerProcess(broker_url, url, "tests.support.routes:SUBPROCESS_ROUTES", tmp_path, GRIDBUS_ARCHIVE_INGEST="true")
     pms = UpstreamSystem(vhost, *system_users["pms"])
     try:
         message_id = pms.publish("pms.out", "note.amqp", note_body(uuid.uuid4().hex, version="2"), message_type="Note")

@@ -5,6 +5,7 @@ inbox and the canonical events exchange."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +16,16 @@ from kombu import Connection, Queue
 from gridbus.adapters.soap import SoapAdapter
 from gridbus.adapters.soap_stub import SoapStub
 from gridbus.contracts.soap import peer_wsdl
-from gridbus.contracts import naming
-from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from gridbus.contracts import categories, naming
+from gridbus.routes.hv_install import (
+    BLACK_MAP_PUBLISHED,
+    ENERGIZATION_COMPLETED,
+    ENERGIZATION_TIME_SET,
+    OUTAGE_PLANNED,
+    PLAN_CHANGED,
+    PROJECT_CREATED,
+    SUPPLY_PLAN_PUSHED,
+)
 from gridbus.routes.model import RetryPolicy
 from tests.support.amqp import QueueReader, UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
 from gridbus.workers import headers as H
@@ -25,8 +34,10 @@ pytestmark = pytest.mark.broker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
 FAST = RetryPolicy(attempts=6, first_delay_s=0.3, max_delay_s=1.0)
-ROUTES = tuple(replace(r, retry=FAST) for r in (SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED))
-SUPPLY, ENERGIZATION, BLACK_MAP, PLAN = ROUTES
+ROUTES = tuple(replace(r, retry=FAST) for r in (
+    SUPPLY_PLAN_PUSHED, ENERGIZATION_TIME_SET, BLACK_MAP_PUBLISHED, PLAN_CHANGED,
+    PROJECT_CREATED, OUTAGE_PLANNED, ENERGIZATION_COMPLETED))
+SUPPLY, ENERGIZATION, BLACK_MAP, PLAN, PROJECT, OUTAGE, COMPLETED = ROUTES
 
 
 @pytest.fixture
@@ -170,7 +181,8 @@ def test_bad_black_maps_are_dead_lettered_with_reasons_and_good_ones_flow(broker
         ids = {}
         for name, (body, _) in cases.items():
             ids[name] = publish(systems, BLACK_MAP, body)
-            publish(systems, BLACK_MAP, example("pms.BlackMapPublished.gbk.xml"), correlation_id=correlation)
+            good = unique_application(example("pms.BlackMapPublished.gbk.xml"), f"HV{uuid.uuid4().int % 10**13:013d}")
+            publish(systems, BLACK_MAP, good, correlation_id=correlation)
         wait_for(lambda: worker.counts.get("dead-lettered", 0) == len(cases), what="bad ones dead-lettered")
         wait_for(lambda: worker.counts.get("delivered", 0) == len(cases), what="good ones delivered")
     dead = {m.properties["message_id"]: m for m in dead_letter_reader(broker_url, BLACK_MAP).drain()}
@@ -232,3 +244,144 @@ def test_replay_after_the_cause_is_fixed_delivers_once(broker_url, store, stub, 
     applied = [c for c in stub.calls if c.applied and c.payload["ApplicationNo"] == application]
     assert len(applied) == 1
     assert dlq.show(broker_url, ROUTES, message_id=message_id) == []
+
+
+def supply_plan(application_no: str, revision: int) -> bytes:
+    doc = json.loads(example("mkt.SupplyPlanPushed.json"))
+    doc.update(application_no=application_no, plan_revision=revision)
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def test_a_late_older_plan_is_superseded_and_a_held_energization_time_wins_over_a_plan_s(broker_url, store, stub, systems):
+    """Flow 1 is superseded by plan_revision; once flow 2 has set a time, a later plan carries
+    that time to the command center, not the one in its own body (README: which time wins)."""
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    sent = [
+        (SUPPLY, supply_plan(application, 2)),
+        (SUPPLY, supply_plan(application, 1)),  # late, older
+        (ENERGIZATION, energization(application, 4)),  # 2026-12-14T09:30+08:00
+        (SUPPLY, supply_plan(application, 3)),  # its body says 2026-12-15T09:00+08:00
+    ]
+    with worker_for(broker_url, store, stub) as worker:
+        for n, (route, body) in enumerate(sent, start=1):
+            publish(systems, route, body)
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"message {n} settled")
+        assert worker.counts == {"delivered": 3, "superseded": 1}
+    plans = [c.payload for c in stub.effects("ReceiveSupplyPlan") if c.payload["ApplicationNo"] == application]
+    assert [int(p["PlanRevision"]) for p in plans] == [2, 3]
+    times = [datetime.fromisoformat(str(p["IntendedEnergizationTime"])) for p in plans]
+    assert times == [datetime.fromisoformat("2026-12-15T09:00:00+08:00"), datetime.fromisoformat("2026-12-14T09:30:00+08:00")]
+
+
+def with_categories(application_no: str, *codes: str) -> bytes:
+    doc = json.loads(example("mkt.SupplyPlanPushed.json"))
+    point = doc["metering_plan"]["metering_points"][0]
+    doc["application_no"] = application_no
+    doc["metering_plan"]["metering_points"] = [
+        {**point, "metering_point_id": f"{application_no[2:]}{n}", "category": code} for n, code in enumerate(codes)]
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def test_contract_and_event_agree_on_categories_so_a_plan_the_command_center_took_is_not_dead_lettered(
+        broker_url, store, stub, systems, events_tap):
+    """Every category in the code table reaches the command center and the events exchange; one
+    outside it is refused at the door, before the command center is called."""
+    accepted, refused = f"HV{uuid.uuid4().int % 10**13:013d}", f"HV{uuid.uuid4().int % 10**13:013d}"
+    with worker_for(broker_url, store, stub) as worker:
+        good = publish(systems, SUPPLY, with_categories(accepted, *categories.CODES))
+        bad = publish(systems, SUPPLY, with_categories(refused, "large_industrial", "street_lighting"))
+        wait_for(lambda: sum(worker.counts.values()) == 2, what="both settled")
+        assert worker.counts == {"delivered": 1, "dead-lettered": 1}
+    [plan] = [c.payload for c in stub.effects("ReceiveSupplyPlan") if c.payload["ApplicationNo"] == accepted]
+    assert [p["Category"] for p in plan["MeteringPlan"]["MeteringPoint"]] == list(categories.CODES)
+    assert not [c for c in stub.calls if c.payload.get("ApplicationNo") == refused]
+    [event] = events_for(events_tap, good)
+    assert event.body.count(b"<meteringCategory>") == len(categories.CODES)
+    [dead] = dead_letter_reader(broker_url, SUPPLY).where(lambda m: m.properties["message_id"] == bad)
+    assert dead.headers[H.ERROR_TYPE] == "contract-violation"
+    assert "metering_points[1].category" in dead.headers[H.ERROR_MESSAGE]
+
+
+def black_map_of(application_no: str, graph_version: int, plan_revision: int) -> bytes:
+    body = unique_application(example("pms.BlackMapPublished.xml"), application_no)
+    return (body.replace(b"<GraphVersion>3<", f"<GraphVersion>{graph_version}<".encode())
+                .replace(b"<PlanRevision>2<", f"<PlanRevision>{plan_revision}<".encode()))
+
+
+def test_black_maps_are_superseded_by_graph_version_and_a_stale_one_holds_energization(broker_url, store, stub, systems):
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    inbox = inbox_reader(broker_url)
+    with worker_for(broker_url, store, stub) as worker:
+        publish(systems, SUPPLY, supply_plan(application, 2))
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="plan revision 2 held")
+        for n, body in enumerate((black_map_of(application, 4, 1),  # drawn from plan revision 1
+                                  black_map_of(application, 3, 2),  # late, older graph version
+                                  black_map_of(application, 5, 2)), start=2):
+            publish(systems, BLACK_MAP, body)
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"black map {n - 1} settled")
+        assert worker.counts == {"delivered": 3, "superseded": 1}
+    notices = [json.loads(m.body) for m in inbox.where(lambda m: m.properties.get("type") == "BlackMapNotice")]
+    mine = [(n["graph_version"], n["plan_revision"], n["may_energize"], n["hold_reason"])
+            for n in notices if n["application_no"] == application]
+    assert mine == [
+        (4, 1, False, "the black map realises plan revision 1, but plan revision 2 (marketing's supply plan) is newer"),
+        (5, 2, True, None),
+    ]
+
+
+def plan_change_of(application_no: str, revision: int) -> bytes:
+    body = unique_application(example("cmd.PlanChanged.xml"), application_no)
+    return body.replace(b"<PlanRevision>2<", f"<PlanRevision>{revision}<".encode())
+
+
+def test_a_plan_change_out_of_sequence_is_dead_lettered_with_the_revision_held_and_the_next_one_flows(
+        broker_url, store, stub, systems):
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    inbox = inbox_reader(broker_url)
+    with worker_for(broker_url, store, stub) as worker:
+        publish(systems, SUPPLY, supply_plan(application, 1))
+        wait_for(lambda: worker.counts.get("delivered") == 1, what="plan revision 1 held")
+        skipped = publish(systems, PLAN, plan_change_of(application, 3))
+        wait_for(lambda: worker.counts.get("dead-lettered") == 1, what="revision 3 refused")
+        publish(systems, PLAN, plan_change_of(application, 2))
+        wait_for(lambda: worker.counts.get("delivered") == 2, what="revision 2 delivered")
+    [dead] = dead_letter_reader(broker_url, PLAN).where(lambda m: m.properties["message_id"] == skipped)
+    assert dead.headers[H.ERROR_TYPE] == "out-of-sequence"
+    assert f"plan change {application} revision 3 from the command center does not follow plan revision 1" in (
+        dead.headers[H.ERROR_MESSAGE])
+    notices = [json.loads(m.body) for m in inbox.where(lambda m: m.properties.get("type") == "PlanChangeNotice")]
+    assert [n["plan_revision"] for n in notices if n["application_no"] == application] == [2]
+
+
+
+def test_project_numbers_and_outage_reach_marketing_and_energization_done_reaches_cmd_and_pms(
+        broker_url, store, stub, systems):
+    """The rest of seed 003's Fig. 4: 工程编号/创建异动 and 检修计划 to marketing (a moved window
+    supersedes the first, a late older one does not reach marketing), 送电完成 to both."""
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"
+    outage_no = f"JX-{application}"
+    outage = unique_application(example("cmd.OutagePlanned.xml"), application).replace(
+        b"JX-330106-20261210-003", outage_no.encode())
+    moved = outage.replace(b"<Revision>1<", b"<Revision>2<").replace(b"T08:00:00", b"T13:00:00").replace(
+        b"T12:00:00", b"T17:00:00")
+    completed = json.loads(example("mkt.EnergizationCompleted.json"))
+    completed.update(application_no=application, outage_plan_no=outage_no)
+    mkt_inbox, pms_inbox = inbox_reader(broker_url), inbox_reader(broker_url, "pms")
+    sent = [(PROJECT, unique_application(example("pms.ProjectCreated.xml"), application)),
+            (OUTAGE, outage), (OUTAGE, moved), (OUTAGE, outage),  # the first window again, late
+            (COMPLETED, json.dumps(completed).encode())]
+    with worker_for(broker_url, store, stub) as worker:
+        for n, (route, body) in enumerate(sent, start=1):
+            publish(systems, route, body)
+            wait_for(lambda: sum(worker.counts.values()) == n, what=f"message {n} settled")
+        assert worker.counts == {"delivered": 4, "superseded": 1}
+    notices = [(m.properties["type"], json.loads(m.body)) for m in mkt_inbox.drain()]
+    mine = [(kind, n.get("project_no") or n.get("revision")) for kind, n in notices if n["application_no"] == application]
+    assert mine == [("ProjectNotice", "GC-330106-2026-0318"), ("OutagePlanNotice", 1), ("OutagePlanNotice", 2)]
+    [call] = [c for c in stub.effects("ReceiveEnergizationCompleted") if c.payload["ApplicationNo"] == application]
+    assert (call.payload["OutagePlanNo"], int(call.payload["GraphVersion"])) == (outage_no, 3)
+    assert datetime.fromisoformat(str(call.payload["EnergizedAt"])) == datetime.fromisoformat("2026-12-10T10:42:00+08:00")
+    [to_pms] = [m for m in pms_inbox.drain() if application.encode() in m.body]
+    assert to_pms.properties["type"] == "EnergizationCompleted"
+    assert to_pms.properties["content_type"] == "application/xml"
+    assert b"urn:gridbus:pms:energization-completed:1" in to_pms.body and outage_no.encode() in to_pms.body

@@ -123,8 +123,9 @@ def black_map_latency(systems, inbox) -> float:
     """Publish one black map and wait for its notice in marketing's inbox: seconds it took."""
     correlation = str(uuid.uuid4())
     started = time.monotonic()
+    application = f"HV{uuid.uuid4().int % 10**13:013d}"  # one application each: no black map supersedes another
     systems["pms"].publish(BLACK_MAP.source.exchange, BLACK_MAP.source.routing_key,
-                           (EXAMPLES / "pms.BlackMapPublished.xml").read_bytes(),
+                           (EXAMPLES / "pms.BlackMapPublished.xml").read_bytes().replace(b"HV2026110300017", application.encode()),
                            message_type=BLACK_MAP.contract.message_type, content_type="application/xml",
                            correlation_id=correlation)
     wait_for(lambda: inbox.where(lambda m: m.properties.get("correlation_id") == correlation),

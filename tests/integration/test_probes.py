@@ -161,7 +161,8 @@ def test_the_worker_command_serves_its_probes_on_the_metrics_port(broker_url, tm
     port = free_port()
     store_url = f"sqlite:///{tmp_path}/store.sqlite3"
     worker = WorkerProcess(broker_url, store_url, "tests.support.routes:SUBPROCESS_ROUTES",
-                           tmp_path, GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1").start()
+                           tmp_path, GRIDBUS_METRICS_PORT=port, GRIDBUS_METRICS_HOST="127.0.0.1",
+                           GRIDBUS_ARCHIVE_INGEST="true").start()
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(base + "/readyz") == 200, timeout=30, what="the worker process ready")

@@ -172,7 +172,7 @@ def test_errors_are_reported_per_route(sim_url, credentials, fresh_broker_url):
 
 
 def test_cli_needs_the_system_passwords_or_as_guest(sim_url, credentials, tmp_path: Path):
-    [route] = [r for r in ROUTES if r.source.system == "cmd"]
+    route = route_by_name("cmd.plan-changed")
     runner = CliRunner()
     obj = {"routes": ROUTES}
 

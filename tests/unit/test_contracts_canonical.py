@@ -100,23 +100,23 @@ def test_naive_timestamp_is_refused():
 
 def test_black_map_notice_encodes_compact_utf8_json():
     notice = BlackMapNotice(
-        application_no="HV2026110300017", graph_id="G-1", graph_version=3, published_at=NOW,
-        substation="杭州110kV文一变", feeder="10kV文三线", equipment_count=4, notified_at=NOW,
+        application_no="HV2026110300017", graph_id="G-1", graph_version=3, plan_revision=2, published_at=NOW,
+        substation="杭州110kV文一变", feeder="10kV文三线", equipment_count=4, may_energize=True, notified_at=NOW,
     )
     body = notice.encode()
     assert "文一变".encode() in body
     assert json.loads(body) == {
         "schema_version": "1", "application_no": "HV2026110300017", "graph_id": "G-1", "graph_version": 3,
-        "published_at": "2026-12-08T17:00:00+08:00", "substation": "杭州110kV文一变", "feeder": "10kV文三线",
-        "equipment_count": 4, "may_energize": True, "notified_at": "2026-12-08T17:00:00+08:00",
+        "plan_revision": 2, "published_at": "2026-12-08T17:00:00+08:00", "substation": "杭州110kV文一变", "feeder": "10kV文三线",
+        "equipment_count": 4, "may_energize": True, "hold_reason": None, "notified_at": "2026-12-08T17:00:00+08:00",
     }
 
 
-def test_black_map_notice_only_ever_allows_energization():
-    with pytest.raises(ValueError):
+def test_black_map_notice_says_whether_marketing_may_energize():
+    with pytest.raises(ValueError):  # no default: the route's decision says it
         BlackMapNotice(
-            application_no="HV1", graph_id="G", graph_version=1, published_at=NOW, substation="s", feeder="f",
-            equipment_count=1, may_energize=False, notified_at=NOW,
+            application_no="HV1", graph_id="G", graph_version=1, plan_revision=1, published_at=NOW, substation="s",
+            feeder="f", equipment_count=1, notified_at=NOW,
         )
 
 

@@ -28,7 +28,11 @@ NS = payload_namespace("BlackMap")
 
 def context(system: str = "pms", message_id: str = "gb-0001-step") -> MappingContext:
     return MappingContext(route="r", step="s", message_id=message_id, correlation_id="HV2026110300017",
-                          source_message_id="src-1", source_system=system, now=NOW)
+                          source_message_id="src-1", source_system=system, now=NOW, decision=MAY_ENERGIZE)
+
+
+#: The black-map route's decision when the graph realises the latest plan revision.
+MAY_ENERGIZE = {"may_energize": True, "hold_reason": None}
 
 
 def reference_encoding(event: CanonicalEvent) -> bytes:
@@ -171,14 +175,16 @@ def test_utf8_bodies_parse_as_their_decoded_text_does(body):
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(st.characters(blacklist_categories=("Cs",))))
 def test_json_notices_are_what_json_dumps_writes(text):
-    notice = BlackMapNotice(application_no="HV1", graph_id=text, graph_version=3, published_at=NOW, substation=text,
-                            feeder="f", equipment_count=2, notified_at=NOW.astimezone(timezone.utc))
+    notice = BlackMapNotice(application_no="HV1", graph_id=text, graph_version=3, plan_revision=2, published_at=NOW,
+                            substation=text, feeder="f", equipment_count=2, may_energize=False, hold_reason=text,
+                            notified_at=NOW.astimezone(timezone.utc))
     assert notice.encode() == notice._encode_with_json()
 
 
 def test_json_notice_refusals_are_unchanged():
-    notice = BlackMapNotice(application_no="HV1", graph_id="a\ud800", graph_version=3, published_at=NOW,
-                            substation="s", feeder="f", equipment_count=2, notified_at=NOW)
+    notice = BlackMapNotice(application_no="HV1", graph_id="a\ud800", graph_version=3, plan_revision=None,
+                            published_at=NOW, substation="s", feeder="f", equipment_count=2, may_energize=True,
+                            notified_at=NOW)
     with pytest.raises(UnicodeEncodeError):
         notice.encode()
 

@@ -8,7 +8,15 @@ import threading
 import pytest
 
 from gridbus.routes import ROUTES
-from gridbus.routes.hv_install import BLACK_MAP_PUBLISHED, ENERGIZATION_TIME_SET, PLAN_CHANGED, SUPPLY_PLAN_PUSHED
+from gridbus.routes.hv_install import (
+    BLACK_MAP_PUBLISHED,
+    ENERGIZATION_COMPLETED,
+    ENERGIZATION_TIME_SET,
+    OUTAGE_PLANNED,
+    PLAN_CHANGED,
+    PROJECT_CREATED,
+    SUPPLY_PLAN_PUSHED,
+)
 from gridbus.routes.master_data import MKT_MASTER_DATA_CHANGED, PMS_MASTER_DATA_CHANGED
 from gridbus.workers.bootstrap import build_lanes
 from gridbus.workers.breaker import GuardedAdapter
@@ -19,9 +27,11 @@ from gridbus.workers.settings import Settings
 def test_routes_are_split_by_the_synchronous_peers_they_call():
     lanes = {lane.name: lane for lane in plan_lanes(ROUTES, {"cmd", "tc"})}
     assert sorted(lanes) == ["amqp", "cmd", "tc"]
-    assert [r.name for r in lanes["cmd"].routes] == [SUPPLY_PLAN_PUSHED.name, ENERGIZATION_TIME_SET.name]
+    assert [r.name for r in lanes["cmd"].routes] == [
+        SUPPLY_PLAN_PUSHED.name, ENERGIZATION_TIME_SET.name, ENERGIZATION_COMPLETED.name]
     assert [r.name for r in lanes["amqp"].routes] == [
-        BLACK_MAP_PUBLISHED.name, PLAN_CHANGED.name, PMS_MASTER_DATA_CHANGED.name, MKT_MASTER_DATA_CHANGED.name
+        BLACK_MAP_PUBLISHED.name, PROJECT_CREATED.name, PLAN_CHANGED.name, OUTAGE_PLANNED.name,
+        PMS_MASTER_DATA_CHANGED.name, MKT_MASTER_DATA_CHANGED.name,
     ]
     assert lanes["tc"].peers == ("tc",) and "gridbus.ownership-due" in [r.name for r in lanes["tc"].routes]
     assert sum(len(lane.routes) for lane in lanes.values()) == len(ROUTES)

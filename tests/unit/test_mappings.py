@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -18,10 +19,15 @@ from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.canonical.envelope import SCHEMA as ENVELOPE_SCHEMA
 from gridbus.contracts.cmd.models import PlanChanged
-from gridbus.contracts.mkt import EnergizationTimeSet, SupplyPlanPushed
-from gridbus.contracts.pms import BlackMapPublished
-from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, pms_to_mkt
-from gridbus.contracts.errors import MappingError
+from gridbus.contracts.mkt import EnergizationCompleted, EnergizationTimeSet, SupplyPlanPushed
+from gridbus.contracts.cmd.outage import OutagePlanned
+from gridbus.contracts.pms import BlackMapPublished, ProjectCreated
+from gridbus.contracts.pms.energization import SCHEMA as PMS_ENERGIZATION_SCHEMA
+from gridbus.mappings import cmd_to_mkt, events, mkt_to_cmd, mkt_to_pms, pms_to_mkt
+from gridbus.contracts.errors import ContractViolation, MappingError
+from gridbus.contracts import categories
+from gridbus.contracts.categories import MarketEligibility
+from gridbus.contracts.rules import Rules
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "contracts" / "examples"
@@ -40,7 +46,12 @@ def context(source_system: str = "mkt") -> MappingContext:
         source_message_id="src-0001",
         source_system=source_system,
         now=NOW,
+        decision=MAY_ENERGIZE if source_system == "pms" else {},
     )
+
+
+#: The black-map route's decision when the graph realises the latest plan revision.
+MAY_ENERGIZE = {"may_energize": True, "hold_reason": None}
 
 
 def supply_plan() -> SupplyPlanPushed:
@@ -53,6 +64,10 @@ def energization_time() -> EnergizationTimeSet:
 
 def black_map() -> BlackMapPublished:
     return BlackMapPublished.decode((EXAMPLES / "pms.BlackMapPublished.xml").read_bytes())
+
+
+def energization_completed() -> EnergizationCompleted:
+    return EnergizationCompleted.decode((EXAMPLES / "mkt.EnergizationCompleted.json").read_bytes())
 
 
 def plan_changed() -> PlanChanged:
@@ -118,6 +133,7 @@ def cmd_client():
     [
         (mkt_to_cmd.supply_plan, supply_plan, "ReceiveSupplyPlanRequest"),
         (mkt_to_cmd.energization_time, energization_time, "ReceiveEnergizationTimeRequest"),
+        (mkt_to_cmd.energization_completed, energization_completed, "ReceiveEnergizationCompletedRequest"),
     ],
 )
 def test_soap_requests_fit_the_wsdl(cmd_client, mapping, message, element):
@@ -146,6 +162,12 @@ def test_black_map_notice():
     notice = pms_to_mkt.black_map_notice(black_map(), context("pms"))
     assert notice.message_type == "BlackMapNotice" and notice.content_type == "application/json"
     assert json.loads(notice.encode()) == expected_json("pms_to_mkt.black_map_notice.json")
+
+
+def test_a_black_map_notice_says_why_energization_is_held():
+    held = {"may_energize": False, "hold_reason": "the black map realises plan revision 2, but plan revision 3 is newer"}
+    notice = pms_to_mkt.black_map_notice(black_map(), replace(context("pms"), decision=held))
+    assert (notice.plan_revision, notice.may_energize, notice.hold_reason) == (2, False, held["hold_reason"])
 
 
 def test_plan_change_notice():
@@ -190,17 +212,33 @@ def test_events_carry_no_personal_data(mapping, message, system, noun, verb, exp
         assert personal not in text
 
 
-def test_unknown_metering_category_has_no_event_mapping():
+def test_every_category_the_contract_accepts_has_an_event_mapping():
+    """One code table (contracts/categories.py) for contract and events: a plan the contract
+    accepts cannot fail at the event step after the command center took it."""
     plan = supply_plan()
-    points = plan.metering_plan.metering_points
-    odd = plan.model_copy(
-        update={"metering_plan": plan.metering_plan.model_copy(
-            update={"metering_points": (points[0].model_copy(update={"category": "street_lighting"}),)}
-        )}
-    )
-    with pytest.raises(MappingError) as caught:
-        events.supply_plan_created(odd, context())
-    assert "3301060001234" in caught.value.reason and "street_lighting" in caught.value.reason
+    point = plan.metering_plan.metering_points[0]
+    for code in categories.CODES:
+        one = plan.model_copy(update={"metering_plan": plan.metering_plan.model_copy(
+            update={"metering_points": (point.model_copy(update={"category": code}),)})})
+        xml_text = events.supply_plan_created(one, context()).encode().decode()
+        assert f"<meteringCategory>{code}</meteringCategory>" in xml_text
+
+
+def test_a_category_outside_the_table_is_refused_by_the_contract():
+    doc = json.loads((EXAMPLES / "mkt.SupplyPlanPushed.json").read_bytes())
+    doc["metering_plan"]["metering_points"][0]["category"] = "street_lighting"
+    with pytest.raises(ContractViolation) as caught:
+        SupplyPlanPushed.decode(json.dumps(doc, ensure_ascii=False).encode())
+    assert "street_lighting" in caught.value.reason or "category" in caught.value.reason
+    assert "large_industrial" in caught.value.reason
+
+
+def test_market_eligibility_is_the_configured_rule():
+    residential_only = Rules(market=MarketEligibility.of({"residential"}))
+    default = events.supply_plan_created(supply_plan(), context()).encode().decode()
+    configured = events.supply_plan_created(supply_plan(), replace(context(), rules=residential_only)).encode().decode()
+    assert default.count("<marketEligible>true</marketEligible>") == 2
+    assert configured.count("<marketEligible>true</marketEligible>") == 0
 
 
 def test_mappings_are_pure():
@@ -276,7 +314,7 @@ def supply_plan_documents(draw) -> dict:
         "metering_plan": {"metering_points": draw(st.lists(
             st.fixed_dictionaries({
                 "metering_point_id": st.from_regex(r"[0-9]{13}", fullmatch=True),
-                "category": st.sampled_from(sorted(events.METERING_CATEGORIES)),
+                "category": st.sampled_from(categories.CODES),
                 "voltage_kv": st.sampled_from(["0.4", "10", "35"]),
                 "ct_ratio": st.integers(1, 10_000),
                 "pt_ratio": st.integers(1, 10_000),
@@ -303,3 +341,56 @@ def test_any_valid_supply_plan_reaches_the_wsdl_and_the_event_schema(cmd_client,
     event = events.supply_plan_created(message, context())
     assert document["customer"]["contact_phone"] not in event.encode().decode("utf-8")
     xml.validate(xml.parse_xml(event.encode()), ENVELOPE_SCHEMA)
+
+
+
+# ---------------------------------------------------------------- the rest of Fig. 4 (item 5)
+
+
+def test_project_numbers_reach_marketing_without_the_pms_staff_id():
+    message = ProjectCreated.decode((EXAMPLES / "pms.ProjectCreated.xml").read_bytes())
+    body = pms_to_mkt.project_notice(message, context("pms")).encode()
+    assert json.loads(body) == {
+        "schema_version": "1", "application_no": "HV2026110300017", "project_no": "GC-330106-2026-0318",
+        "change_order_no": "YD-330106-20261125-0007", "plan_revision": 2, "created_at": "2026-11-25T15:30:00+08:00",
+        "substation": "杭州110kV文一变", "feeder": "10kV古墩线", "notified_at": "2026-12-08T17:00:00+08:00",
+    }
+    assert b"sc330100415" not in body
+
+
+def test_the_outage_window_reaches_marketing():
+    message = OutagePlanned.decode((EXAMPLES / "cmd.OutagePlanned.xml").read_bytes())
+    notice = json.loads(cmd_to_mkt.outage_plan_notice(message, context("cmd")).encode())
+    assert (notice["outage_plan_no"], notice["revision"], notice["start"], notice["end"]) == (
+        "JX-330106-20261210-003", 1, "2026-12-10T08:00:00+08:00", "2026-12-10T12:00:00+08:00")
+    assert "dd330100208" not in json.dumps(notice)
+
+
+def test_energization_done_reaches_pms_as_schema_valid_xml():
+    notice = mkt_to_pms.energization_completed(energization_completed(), context())
+    root = xml.parse_xml(notice.encode())
+    xml.validate(root, PMS_ENERGIZATION_SCHEMA)
+    texts = {etree.QName(child).localname: child.text for child in root}
+    assert texts == {
+        "MessageID": "gb-0001-step", "ApplicationNo": "HV2026110300017", "ProjectNo": "GC-330106-2026-0318",
+        "GraphId": "PMS-GR-330106-20261208-0042", "GraphVersion": "3", "OutagePlanNo": "JX-330106-20261210-003",
+        "EnergizedAt": "2026-12-10T10:42:00+08:00", "NotifiedAt": "2026-12-08T17:00:00+08:00",
+    }
+    without_outage = energization_completed().model_copy(update={"outage_plan_no": None})
+    xml.validate(xml.parse_xml(mkt_to_pms.energization_completed(without_outage, context()).encode()),
+                 PMS_ENERGIZATION_SCHEMA)
+
+
+def test_an_outage_that_ends_before_it_starts_is_refused():
+    body = (EXAMPLES / "cmd.OutagePlanned.xml").read_bytes().replace(b"<End>2026-12-10T12:00", b"<End>2026-12-10T07:00")
+    with pytest.raises(ContractViolation) as caught:
+        OutagePlanned.decode(body)
+    assert "End must be after Start" in caught.value.reason
+
+
+def test_a_project_without_its_change_order_is_refused_by_the_schema():
+    body = (EXAMPLES / "pms.ProjectCreated.xml").read_bytes()
+    body = body.replace(b"  <ChangeOrderNo>YD-330106-20261125-0007</ChangeOrderNo>\n", b"")
+    with pytest.raises(ContractViolation) as caught:
+        ProjectCreated.decode(body)
+    assert "project_created.v1.xsd" in caught.value.reason

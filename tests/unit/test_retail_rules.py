@@ -471,3 +471,48 @@ def test_a_customer_agreement_event_uses_cim_validity_and_refers_to_its_parties_
     assert points == [("MP-LI-1", "large_industrial", "true"), ("MP-GCI-1", "general_commercial_industrial", "true"),
                       ("MP-RES-1", "residential", "false")]
     assert "customerKind" not in event.encode().decode() and "长沙" not in event.encode().decode()
+
+
+# -- metering points are marketing's (issue: domain fidelity, item 9) ------------------------------
+
+
+def hold_points(store, *points):
+    """Marketing's master data of metering points, as flow 10 keeps it: (point, category, customer)."""
+    from gridbus.contracts.metering_point import METERING_POINT, MeteringPointData
+    from gridbus.contracts.state import Decision
+
+    decision = Decision()
+    for point_id, category, customer in points:
+        decision.put(METERING_POINT, point_id, MeteringPointData(category_code=category, customer=customer).to_data())
+    state = store.state.view()
+    assert store.state.commit_decision("test", f"points-{points[0][0]}", decision, state.read, NOW)
+
+
+def test_categories_held_from_marketing_win_over_the_trading_centers(store, company):
+    hold_points(store, ("MP-LI-1", "residential", "0731000012345"), ("MP-GCI-1", "agricultural", "0731000012345"))
+    refused = decide(store, bindings.decide_review, review("U1", company), "m1")
+    assert [r["code"] for r in refused.result["reasons"]] == ["no-market-metering-point"]
+    categories = {p["metering_point_id"]: p["category"] for p in refused.result["binding"]["metering_points"]}
+    assert categories == {"MP-LI-1": "residential", "MP-GCI-1": "agricultural", "MP-RES-1": "residential"}
+    assert any("MP-RES-1" in c.what and "no master data" in c.what for c in refused.changes)
+
+
+def test_a_point_marketing_files_under_another_customer_is_refused(store, company):
+    hold_points(store, ("MP-LI-1", "large_industrial", "0731000099999"))
+    refused = decide(store, bindings.decide_review, review("U1", company), "m1")
+    assert [r["code"] for r in refused.result["reasons"]] == ["metering-point-of-other-customer"]
+    message = refused.result["reasons"][0]["message"]
+    assert "MP-LI-1" in message and "0731000099999" not in message
+
+
+def test_without_marketings_data_the_review_keeps_the_trading_centers_categories_and_says_so(store, company):
+    accepted = decide(store, bindings.decide_review, review("U1", company), "m1")
+    assert accepted.result["decision"] == "accepted"
+    assert [p["category"] for p in accepted.result["binding"]["metering_points"]] == [
+        "large_industrial", "general_commercial_industrial", "residential"]
+    notes = [c.what for c in accepted.changes if "no master data" in c.what]
+    assert notes and all(p in notes[0] for p in ("MP-LI-1", "MP-GCI-1", "MP-RES-1"))
+    hold_points(store, ("MP-LI-1", "large_industrial", "0731000012345"))
+    later = decide(store, bindings.decide_review, review("U2", company, points=(("MP-LI-1", "residential"),)), "m2")
+    assert later.result["binding"]["metering_points"] == [{"metering_point_id": "MP-LI-1", "category": "large_industrial"}]
+    assert not [c for c in later.changes if "no master data" in c.what]

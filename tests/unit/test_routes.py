@@ -25,6 +25,11 @@ EXPECTED_FLOWS = {
                                 [("mkt", "mkt", "black-map.notice"), ("event", "events", "")]),
     "cmd.plan-changed": ("cmd", "plan.changed", "PlanChanged",
                          [("mkt", "mkt", "plan-change.notice"), ("event", "events", "")]),
+    "pms.project-created": ("pms", "project.created", "ProjectCreated", [("mkt", "mkt", "project.notice")]),
+    "cmd.outage-planned": ("cmd", "outage.planned", "OutagePlanned", [("mkt", "mkt", "outage-plan.notice")]),
+    "mkt.energization-completed": ("mkt", "energization.completed", "EnergizationCompleted",
+                                   [("cmd", "cmd", "ReceiveEnergizationCompleted"),
+                                    ("pms", "pms", "energization.completed")]),
     "tc.sales-company-archive-pushed": (
         "tc", "sales-company.archive-pushed", "SalesCompanyArchivePushed",
         [("tc-feedback", "tc", "ReceiveArchiveFeedback"), ("mkt-contract-change", "mkt", "contract-change.required"),
@@ -66,6 +71,9 @@ EXAMPLE_FILES = {
     "EnergizationTimeSet": "mkt.EnergizationTimeSet.json",
     "BlackMapPublished": "pms.BlackMapPublished.xml",
     "PlanChanged": "cmd.PlanChanged.xml",
+    "ProjectCreated": "pms.ProjectCreated.xml",
+    "OutagePlanned": "cmd.OutagePlanned.xml",
+    "EnergizationCompleted": "mkt.EnergizationCompleted.json",
     "SalesCompanyArchivePushed": "tc.SalesCompanyArchivePushed.xml",
     "UserUnitReviewPassed": "tc.UserUnitReviewPassed.xml",
     "TripartiteAgreementSigned": "tc.TripartiteAgreementSigned.xml",
@@ -148,19 +156,36 @@ def test_every_step_maps_the_example(route):
     assert all(output is not None for output in outputs.values())
 
 
-def test_retail_examples_in_process_order_map_to_every_output():
-    """The examples are one story: company archived, user reviewed, draft approved by marketing,
-    agreement signed (effective in 5 days: ownership at once); decided on a real store, each in turn."""
-    store = Store("sqlite:///:memory:")
+def decide_in_turn(store, names):
+    """Each named route's example decided on ``store`` in turn and mapped: the steps that produced
+    an output, per route, and the last decision."""
     produced = {}
-    for name in ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed", "mkt.agreement-draft-reviewed",
-                 "tc.tripartite-agreement-signed"):
+    for name in names:
         route = route_by_name(name)
         message = example(route)
         state = store.state.view()
         decision = route.decide(message, state, NOW)
         assert store.state.commit_decision(route.name, f"id-{name}", decision, state.read, NOW)
         produced[name] = {k for k, v in map_steps(route, message, decision.result).items() if v is not None}
+    return produced, decision
+
+
+def test_hv_examples_in_process_order_map_to_every_output():
+    """The examples are one story: plan revision 1 pushed, its energization time changed, the
+    command center's change to revision 2, the black map of revision 2; decided on a real store."""
+    store = Store("sqlite:///:memory:")
+    produced, decision = decide_in_turn(store, ("mkt.supply-plan-pushed", "mkt.energization-time-set",
+                                                "cmd.plan-changed", "pms.black-map-published"))
+    assert produced == {name: {s.name for s in route_by_name(name).steps} for name in produced}
+    assert decision.result == {"may_energize": True, "hold_reason": None}
+
+
+def test_retail_examples_in_process_order_map_to_every_output():
+    """The examples are one story: company archived, user reviewed, draft approved by marketing,
+    agreement signed (effective in 5 days: ownership at once); decided on a real store, each in turn."""
+    store = Store("sqlite:///:memory:")
+    produced, _ = decide_in_turn(store, ("tc.sales-company-archive-pushed", "tc.user-unit-review-passed",
+                                         "mkt.agreement-draft-reviewed", "tc.tripartite-agreement-signed"))
     assert produced == {
         "tc.sales-company-archive-pushed": {"tc-feedback", "event"},
         "tc.user-unit-review-passed": {"tc-review-result", "mkt-agreement-draft", "event"},
@@ -215,16 +240,27 @@ def test_energization_time_later_revision_supersedes():
     assert route.supersession.key.__name__ != "<lambda>" and route.supersession.revision.__name__ != "<lambda>"
 
 
-def test_plan_change_later_revision_supersedes():
+def test_plan_changes_are_checked_by_the_route_s_decision_not_superseded():
     route = route_by_name("cmd.plan-changed")
-    message = route.contract.decode((EXAMPLES / "cmd.PlanChanged.xml").read_bytes())
+    assert route.supersession is None and route.decide is not None
+
+
+def test_supply_plan_later_revision_supersedes():
+    route = route_by_name("mkt.supply-plan-pushed")
+    message = route.contract.decode((EXAMPLES / "mkt.SupplyPlanPushed.json").read_bytes())
     assert route.supersession.key(message) == "HV2026110300017"
-    assert route.supersession.revision(message) == message.plan_revision
+    assert route.supersession.revision(message) == message.plan_revision == 1
+
+
+def test_black_maps_are_superseded_by_graph_version_per_application():
+    route = route_by_name("pms.black-map-published")
+    message = route.contract.decode((EXAMPLES / "pms.BlackMapPublished.xml").read_bytes())
+    assert (route.supersession.key(message), route.supersession.revision(message)) == ("HV2026110300017", 3)
 
 
 def test_only_revisioned_flows_are_superseded():
     assert [r.name for r in ROUTES if r.supersession] == [
-        "mkt.energization-time-set", "cmd.plan-changed", "tc.sales-company-archive-pushed"]
+        "mkt.supply-plan-pushed", "mkt.energization-time-set", "pms.black-map-published", "cmd.outage-planned", "tc.sales-company-archive-pushed"]
 
 
 def test_route_by_name():

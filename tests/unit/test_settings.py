@@ -116,6 +116,17 @@ def test_a_soap_peer_without_a_wsdl_stops_a_command_before_it_starts(tmp_path):
     )
 
 
+def test_market_categories_are_a_setting_of_known_codes(monkeypatch):
+    assert load_settings().rules().market.eligible("large_industrial")
+    monkeypatch.setenv("GRIDBUS_MARKET_CATEGORIES", "large_industrial, residential")
+    market = load_settings().rules().market
+    assert market.eligible("residential") and not market.eligible("general_commercial_industrial")
+    monkeypatch.setenv("GRIDBUS_MARKET_CATEGORIES", "large_industrial,street_lighting")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "GRIDBUS_MARKET_CATEGORIES" in str(caught.value) and "unknown metering categories street_lighting" in str(caught.value)
+
+
 def test_the_metrics_port_and_the_webhook_are_off_unless_set(monkeypatch):
     monkeypatch.setenv("GRIDBUS_METRICS_PORT", " ")
     monkeypatch.setenv("GRIDBUS_ALERT_WEBHOOK_URL", "")

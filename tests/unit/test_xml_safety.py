@@ -162,7 +162,7 @@ def test_schema_errors_list_line_and_element_path():
         xml.validate(root, SCHEMA)
     reason = caught.value.reason
     assert "black_map_published.v1.xsd" in reason
-    assert "line 12" in reason
+    assert "line 13" in reason
     assert "/BlackMapPublished/Equipment/Item[1]/Kind" in reason
     assert "Teapot" in reason
 

@@ -66,7 +66,12 @@ def _publish_all(broker_url: str, passwords: dict[str, str], usernames: dict[str
         (ENERGIZATION_TIME_SET, _with_revision(3), "energization time revision 3", None),
         (ENERGIZATION_TIME_SET, _with_revision(2), "energization time revision 2, arriving late", None),
         (BLACK_MAP_PUBLISHED, example_body("pms.BlackMapPublished.xml"), "black map (UTF-8)", None),
-        (BLACK_MAP_PUBLISHED, example_body("pms.BlackMapPublished.gbk.xml"), "black map (GBK, declared)", None),
+        (
+            BLACK_MAP_PUBLISHED,
+            example_body("pms.BlackMapPublished.gbk.xml").replace(b"<GraphVersion>3<", b"<GraphVersion>4<"),
+            "black map graph version 4 (GBK, declared)",
+            None,
+        ),
         (
             BLACK_MAP_PUBLISHED,
             example_body("pms.BlackMapPublished.xml").replace(b"black-map:1", b"black-map:2"),
