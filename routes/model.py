@@ -129,7 +129,10 @@ class Route:
         routes.state.Decision`` (see ``contracts.state``). It runs once per message: its writes,
         schedules and result are committed together with the fact that it ran, and a
         redelivered message gets the recorded result, so the steps (which read it as
-        ``context.decision``) do the same thing again, and the state changes only once.
+        ``context.decision``) do the same thing again, and the state changes only once. A
+        decision that depends on a configured business rule takes a keyword ``rules``
+        (``contracts.rules.Rules``, e.g. which metering categories may join the market) and is
+        handed the worker's.
     trace_keys: ``trace_keys(message) -> iterable of str``, the business keys (credit code,
         user unit...) under which every outcome and delivery of the message is journalled for
         ``gridbus trace``.

@@ -10,6 +10,7 @@ as effects are skipped, so a retry repeats only what did not take effect.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 import uuid
@@ -144,7 +145,8 @@ class Pipeline:
         self.adapters = adapters
         self.clock = clock
         self.source_users = source_users or {}  # system -> its RabbitMQ user; absent: the system code
-        self.rules = rules  # handed to every mapping (MappingContext.rules)
+        self.rules = rules  # handed to every mapping (MappingContext.rules), and to decisions that ask
+        self._decide_args: dict[Any, dict[str, Any]] = {}  # by decision function
         self.options = dict(options or {})  # what mappings read of the settings (MappingContext.options)
 
     def check(self, d: Delivery) -> None:
@@ -256,6 +258,14 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001
             raise MappingError(f"no trace keys: {type(exc).__name__}: {exc}") from exc
 
+    def _decide_arguments(self, route) -> dict[str, Any]:
+        """``rules=`` for a decision function that takes it (see ``Route.decide``), else nothing."""
+        args = self._decide_args.get(route.decide)
+        if args is None:
+            args = {"rules": self.rules} if "rules" in inspect.signature(route.decide).parameters else {}
+            self._decide_args[route.decide] = args
+        return args
+
     def _decide(self, d: Delivery, message, now) -> dict:
         """The route's decision on this message: decided and committed once, then read back."""
         route = d.route
@@ -264,7 +274,7 @@ class Pipeline:
             return recorded
         state = self.store.state.view()
         try:
-            decision = route.decide(message, state, now)
+            decision = route.decide(message, state, now, **self._decide_arguments(route))
         except GridbusError:
             raise
         except Exception as exc:  # noqa: BLE001 - a rule bug ends this message, not the worker

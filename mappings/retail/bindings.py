@@ -47,6 +47,7 @@ from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.metering_point import MARKET_POINT, METERING_POINT, MarketPointData, MeteringPointData
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
 from gridbus.mappings.retail import company_by_code, reason
+from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.contracts.state import Decision, Record, Schedule, State
 from gridbus.contracts.errors import UnknownReference
 from gridbus.contracts.times import china_midnight
@@ -76,8 +77,6 @@ OWNERSHIP_LEAD = timedelta(days=15)
 #: The internal route that a due ownership schedule is sent to.
 OWNERSHIP_ROUTE = "gridbus.ownership-due"
 
-#: Metering-point categories that become market retail metering points (大工业, 一般工商业).
-MARKET_CATEGORIES = frozenset({"large_industrial", "general_commercial_industrial"})
 
 
 def binding_key(user_unit_id: str, period_start: date | str) -> str:
@@ -99,7 +98,12 @@ def trace_keys_of(binding: dict[str, Any]) -> tuple[str, ...]:
 
 
 def market_points(binding: dict[str, Any]) -> list[dict[str, str]]:
-    return [p for p in binding["metering_points"] if p["category"] in MARKET_CATEGORIES]
+    """The binding's metering points that become market retail metering points: as the review
+    decided them under the configured rule (``market``), so later steps never decide it again."""
+    chosen = binding.get("market_point_ids")
+    if chosen is None:  # a binding decided before the review recorded its choice
+        return [p for p in binding["metering_points"] if DEFAULT_RULES.market.eligible(p["category"])]
+    return [p for p in binding["metering_points"] if p["metering_point_id"] in chosen]
 
 
 # -- review passed ---------------------------------------------------------------------------------
@@ -154,7 +158,7 @@ def count_binding(state: State, decision: Decision, company_id: str) -> None:
     decision.put(COMPANY_BINDINGS, company_id, {"bindings": (record.data["bindings"] if record else 0) + 1})
 
 
-def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> Decision:
+def decide_review(review: UserUnitReviewPassed, state: State, now: datetime, rules: Rules = DEFAULT_RULES) -> Decision:
     decision = Decision()
     user, code = review.user_unit_id, review.sales_company_credit_code
     claim_user(state, decision, user, now)
@@ -190,6 +194,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
             )
     problems += period_problems(review, [r.data for r in existing if r.data["state"] == DISSOLUTION_REQUIRED], now)
     points, held_note, foreign = metering_points_of(review, state)
+    market_ids = [p["metering_point_id"] for p in points if rules.market.eligible(p["category"])]
     if held_note:
         decision.change([user], held_note)
     for point_id, _owner in foreign:  # the other customer is not named to the trading center
@@ -200,12 +205,13 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
                 f"metering point {point_id} belongs to another customer than {review.customer_no} in marketing's data",
             )
         )
-    if not any(p["category"] in MARKET_CATEGORIES for p in points):
+    if not market_ids:
         problems.append(
             reason(
                 "no-market-metering-point",
                 "MeteringPoints",
-                "none of the user's metering points is large-industrial or general commercial/industrial",
+                "none of the user's metering points is of a category that may join the retail market "
+                f"({', '.join(sorted(rules.market.codes))})",
             )
         )
     binding = {
@@ -216,6 +222,7 @@ def decide_review(review: UserUnitReviewPassed, state: State, now: datetime) -> 
         "period_start": review.period_start.isoformat(),
         "period_end": review.period_end.isoformat(),
         "metering_points": points,
+        "market_point_ids": market_ids,
         "agreement_no": agreement_no(user, review.period_start),
         "reviewed_at": review.reviewed_at.isoformat(),
     }

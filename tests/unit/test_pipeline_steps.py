@@ -139,3 +139,33 @@ def test_work_ahead_and_the_steps_share_one_decoding_per_delivery(tmp_path):
     assert isinstance(bad.error, ContractViolation)
     assert bad.error.reason == "could not decode as Note: 'boom'"
     assert bad.decoded.error is bad.error
+
+
+def test_a_decision_that_takes_rules_is_handed_the_workers_and_one_that_does_not_is_not(tmp_path):
+    """``Route.decide`` may take ``rules``: the pipeline hands it the rules it was built with
+    (from ``GRIDBUS_MARKET_CATEGORIES``), and calls a three-argument decision as it always did."""
+    from dataclasses import replace
+
+    from gridbus.contracts.categories import MarketEligibility
+    from gridbus.contracts.rules import Rules
+    from gridbus.contracts.state import Decision
+
+    seen = []
+
+    def with_rules(message, state, now, rules):
+        seen.append(rules.market.codes)
+        return Decision(result={"market": sorted(rules.market.codes)})
+
+    def without(message, state, now):
+        seen.append("three")
+        return Decision()
+
+    rules = Rules(market=MarketEligibility.of({"residential"}))
+    store = Store(f"sqlite:///{tmp_path}/store.sqlite3")
+    pipeline = Pipeline(store, {"rec": _Ordered("rec", []), "mkt": _Ordered("mkt", [])}, lambda: NOW, rules=rules)
+    for decide in (with_rules, without):
+        d = Delivery(route=replace(NOTES, decide=decide), message=_Message(note_body("k", "a")))
+        pipeline.start_all([(d, (None, set()))])
+        assert d.outcome == "delivered", d.error
+    store.close()
+    assert seen == [frozenset({"residential"}), "three"]

@@ -514,5 +514,18 @@ def test_without_marketings_data_the_review_keeps_the_trading_centers_categories
     assert notes and all(p in notes[0] for p in ("MP-LI-1", "MP-GCI-1", "MP-RES-1"))
     hold_points(store, ("MP-LI-1", "large_industrial", "0731000012345"))
     later = decide(store, bindings.decide_review, review("U2", company, points=(("MP-LI-1", "residential"),)), "m2")
-    assert later.result["binding"]["metering_points"] == [{"metering_point_id": "MP-LI-1", "category": "large_industrial"}]
+    assert bindings.market_points(later.result["binding"]) == [{"metering_point_id": "MP-LI-1", "category": "large_industrial"}]
     assert not [c for c in later.changes if "no master data" in c.what]
+
+
+def test_the_configured_market_categories_decide_which_points_join_the_market(store, company):
+    from gridbus.contracts.categories import MarketEligibility
+    from gridbus.contracts.rules import Rules
+
+    residential_only = review("U1", company, points=(("MP-RES-1", "residential"),))
+    assert decide(store, bindings.decide_review, residential_only, "m1").result["decision"] == "refused"
+    rules = Rules(market=MarketEligibility.of({"large_industrial", "residential"}))
+    state = store.state.view()
+    accepted = bindings.decide_review(review("U2", company, points=(("MP-RES-2", "residential"), ("MP-GCI-2", "general_commercial_industrial"))), state, NOW, rules=rules)
+    assert accepted.result["decision"] == "accepted"
+    assert bindings.market_points(accepted.result["binding"]) == [{"metering_point_id": "MP-RES-2", "category": "residential"}]
