@@ -46,7 +46,7 @@ from gridbus.contracts.internal import OwnershipDue
 from gridbus.contracts.mkt import AgreementDraftReviewed
 from gridbus.contracts.metering_point import MARKET_POINT, METERING_POINT, MarketPointData, MeteringPointData
 from gridbus.contracts.tc import TripartiteAgreementSigned, UserUnitReviewPassed
-from gridbus.mappings.retail import company_by_code, reason
+from gridbus.mappings.retail import COMPANY, company_by_code, reason
 from gridbus.contracts.rules import DEFAULT_RULES, Rules
 from gridbus.contracts.state import Decision, Record, Schedule, State
 from gridbus.contracts.errors import UnknownReference
@@ -327,6 +327,21 @@ def awaiting_binding(state: State, user: str, agreement: str, credit_code: str) 
 # -- agreement draft approved or rejected by marketing ---------------------------------------------------
 
 
+def with_current_code(state: State, binding: dict[str, Any]) -> dict[str, Any]:
+    """The binding as it goes on: the trading center wins, so the credit code it carries out is its
+    sales company's code now. A binding names its company by the company's stable id; a code
+    corrected since the review moves with the company (the code the review named is kept as
+    ``reviewed_credit_code``), and every later output and market point names the corrected one."""
+    company = state.get(COMPANY, binding["company_id"]) if binding.get("company_id") else None
+    if company is None or company.data["credit_code"] == binding["credit_code"]:
+        return binding
+    return {
+        **binding,
+        "credit_code": company.data["credit_code"],
+        "reviewed_credit_code": binding.get("reviewed_credit_code", binding["credit_code"]),
+    }
+
+
 def decide_draft_review(review: AgreementDraftReviewed, state: State, now: datetime) -> Decision:
     """Marketing drafted, reviewed and approved the agreement (seed 000 Fig. 2): only now does it
     go to the trading center for signing. A rejected draft ends the binding, the period is free."""
@@ -334,7 +349,7 @@ def decide_draft_review(review: AgreementDraftReviewed, state: State, now: datet
     user = review.user_unit_id
     claim_user(state, decision, user, now)
     record = awaiting_binding(state, user, review.agreement_no, review.sales_company_credit_code)
-    binding = dict(record.data)
+    binding = with_current_code(state, dict(record.data))
     if binding["state"] != AGREEMENT_REQUESTED:
         decision.result = {"decision": "repeat", "state": binding["state"]}
         decision.change(
@@ -371,7 +386,7 @@ def decide_signing(signing: TripartiteAgreementSigned, state: State, now: dateti
     user = signing.user_unit_id
     claim_user(state, decision, user, now)
     record = awaiting_binding(state, user, signing.agreement_no, signing.sales_company_credit_code)
-    binding = dict(record.data)
+    binding = with_current_code(state, dict(record.data))
     if binding["state"] == AGREEMENT_REQUESTED:
         raise UnknownReference(
             f"agreement {signing.agreement_no} was not sent for signing: marketing has not approved its draft"
@@ -424,7 +439,7 @@ def decide_ownership_due(due: OwnershipDue, state: State, now: datetime) -> Deci
     if record is None:
         raise UnknownReference(f"ownership of binding {key} fell due, but no such binding is held")
     claim_user(state, decision, due.user_unit_id, now)
-    binding = dict(record.data)
+    binding = with_current_code(state, dict(record.data))
     if binding["state"] != OWNERSHIP_SCHEDULED or binding["agreement_no"] != due.agreement_no:
         decision.result = {"decision": "skipped", "state": binding["state"]}
         decision.change(trace_keys_of(binding), f"ownership of {key} fell due; nothing to do: binding is {binding['state']}")

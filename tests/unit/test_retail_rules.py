@@ -129,6 +129,26 @@ def test_a_corrected_credit_code_is_a_change_of_the_same_company(store):
     assert [b["user_unit_id"] for b in deregistered["dissolutions"]] == ["U1"]
 
 
+def test_after_a_code_correction_the_binding_goes_on_under_the_corrected_code(store):
+    """A binding reviewed under the old code: its signing, ownership and market points name the
+    company's code now, whichever code the trading center's signing result quotes."""
+    from gridbus.contracts.metering_point import MARKET_POINT
+
+    old, new = valid_credit_code(), valid_credit_code()
+    decide(store, archive_review.decide, archive(old, archive_id="A"), "m1")
+    requested(store, "U1", old, "r1")
+    decide(store, archive_review.decide, archive(new, archive_id="A", revision=2), "m2")
+    signed = decide(store, bindings.decide_signing, signing("U1", old, 8), "s1")
+    assert signed.result["decision"] == "signed"
+    binding = signed.result["binding"]
+    assert (binding["state"], binding["credit_code"], binding["reviewed_credit_code"]) == (
+        bindings.OWNERSHIP_ESTABLISHED, new, old)
+    [stored] = store.state.find_records(bindings.KIND, key_prefix="U1|")
+    assert stored.data["credit_code"] == new
+    points = store.state.get_records(MARKET_POINT, ["MP-LI-1", "MP-GCI-1"])
+    assert {r.data["credit_code"] for r in points.values()} == {new}
+
+
 def test_a_renamed_company_under_a_new_archive_id_is_the_same_company(store):
     code = valid_credit_code()
     decide(store, archive_review.decide, archive(code, archive_id="A"), "m1")
