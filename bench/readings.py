@@ -15,6 +15,7 @@ text: no store, no output.
     .venv/bin/python bench/readings.py                       # SQLite, 6 parts of 10,000
     .venv/bin/python bench/readings.py --store postgresql    # GRIDBUS_TEST_PG_URL, a schema of its own
     .venv/bin/python bench/readings.py --points 100000 --parts 4
+    .venv/bin/python bench/readings.py --profile /tmp/readings.prof    # the worker under cProfile
 
 Needs GRIDBUS_TEST_VHOST_PREFIX (the vhost is ``<prefix>-bench-readings``, created and deleted
 here) and ``rabbitmqctl``; publishes as ``guest``, which the worker takes as mdc's user.
@@ -164,9 +165,10 @@ def run(args) -> None:
                    "GRIDBUS_BATCH_SIZE": "1", "GRIDBUS_PREFETCH": "2", "GRIDBUS_LOG_LEVEL": "WARNING",
                    "GRIDBUS_MESSAGE_DEADLINE_S": "600"}
             log = open(tmp / "worker.log", "wb")
-            worker = subprocess.Popen([sys.executable, "-m", "gridbus", "worker", "--routes-module",
-                                       "gridbus.routes.meter_readings:ROUTES"], cwd=REPO, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT)
+            command = [sys.executable, "-m", "gridbus", "worker", "--routes-module", "gridbus.routes.meter_readings:ROUTES"]
+            if args.profile:
+                command[1:1] = ["-m", "cProfile", "-o", args.profile]
+            worker = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
             replies_queue = system_inbox_queue("mdc")
             times: list[float] = []
             deadline = time.monotonic() + args.timeout
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--profile", metavar="PATH", help="run the worker under cProfile, write its stats to PATH")
     run(parser.parse_args())
 
 

@@ -34,14 +34,29 @@ class Record:
     version: int = 0
 
 
+class Encoded(str):
+    """A record's data already written as JSON text, as the store writes it (compact, keys
+    sorted, Chinese as it is): for a decision that writes thousands of records of one plain
+    shape, where encoding each through ``json`` would cost more than the rest of the decision."""
+
+
 class State(Protocol):
     """Read access to the stored records during a decision."""
 
     def get(self, kind: str, key: str) -> Record | None: ...
 
-    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, Record]:
+    def get_many(self, kind: str, keys: Iterable[str], *, checked: bool = True) -> dict[str, Record]:
         """The records of ``kind`` under ``keys`` that exist, by key: one read for a whole batch
-        of keys (a readings batch's ten thousand metering points), not one per key."""
+        of keys (a readings batch's ten thousand metering points), not one per key.
+
+        ``checked=False`` reads reference data as it is now, and the commit does not check it
+        again: only for a kind this decision never writes and whose writers never read what
+        this decision writes (then either order of the two is a valid history)."""
+        ...
+
+    def get_data_many(self, kind: str, keys: Iterable[str]) -> dict[str, Any]:
+        """``get_many``'s records' ``data`` alone, by key: the same read, checked at commit the same
+        way, without a ``Record`` for each of ten thousand keys."""
         ...
 
     def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]: ...
@@ -83,8 +98,8 @@ class Decision:
     cancels: list[Cancel] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
 
-    def put(self, kind: str, key: str, data: Mapping[str, Any], ref: str | None = None) -> None:
-        self.puts.append(Record(kind, key, dict(data), ref))
+    def put(self, kind: str, key: str, data: Mapping[str, Any] | Encoded, ref: str | None = None) -> None:
+        self.puts.append(Record(kind, key, data if isinstance(data, Encoded) else dict(data), ref))
 
     def change(self, keys: Iterable[str], what: str) -> None:
         self.changes.append(Change(tuple(keys), what))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from gridbus.contracts.canonical.envelope import NAMESPACE
 from gridbus.contracts.canonical.payload import escape_text
@@ -32,8 +32,7 @@ METER_READINGS_NAMESPACE = "http://iec.ch/TC57/2011/MeterReadings#"
 READING_TYPES = tuple(f"11.0.0.1.1.1.12.0.0.0.0.{tou}.0.0.0.3.72.0" for tou in range(5))
 
 
-@dataclass(frozen=True, slots=True)
-class MeterReading:
+class MeterReading(NamedTuple):
     """One record as marketing gets it: registers as text (total, then TOU 1-4)."""
 
     meter: str
@@ -81,13 +80,18 @@ class MeterReadingsMessage:
 
 
 def _reading(r: MeterReading) -> str:
-    qualities = "".join(f"<ReadingQualities><ReadingQualityType ref=\"{q}\"/></ReadingQualities>" for q in r.qualities)
-    readings = "".join(
-        f"<Readings>{qualities}<ReadingType ref=\"{kind}\"/><reportedDateTime>{r.collected_at}</reportedDateTime>"
-        f"<timeStamp>{r.time_stamp}</timeStamp><value>{value}</value></Readings>"
-        for kind, value in zip(READING_TYPES, r.registers)
-    )
+    meter, point, time_stamp, collected, registers, multiplier, qualities = r
+    quality = "".join(f"<ReadingQualities><ReadingQualityType ref=\"{q}\"/></ReadingQualities>" for q in qualities)
+    head = f"<Readings>{quality}<ReadingType ref=\""
+    tail = f"\"/><reportedDateTime>{collected}</reportedDateTime><timeStamp>{time_stamp}</timeStamp><value>"
+    total, sharp, peak, flat, valley = registers
     return (
-        f"<MeterReading><Meter><mRID>{escape_text(r.meter)}</mRID><multiplier>{r.multiplier}</multiplier></Meter>"
-        f"{readings}<UsagePoint><mRID>{escape_text(r.usage_point)}</mRID></UsagePoint></MeterReading>"
+        f"<MeterReading><Meter><mRID>{escape_text(meter)}</mRID><multiplier>{multiplier}</multiplier></Meter>"
+        f"{head}{_TYPE_0}{tail}{total}</value></Readings>{head}{_TYPE_1}{tail}{sharp}</value></Readings>"
+        f"{head}{_TYPE_2}{tail}{peak}</value></Readings>{head}{_TYPE_3}{tail}{flat}</value></Readings>"
+        f"{head}{_TYPE_4}{tail}{valley}</value></Readings>"
+        f"<UsagePoint><mRID>{escape_text(point)}</mRID></UsagePoint></MeterReading>"
     )
+
+
+_TYPE_0, _TYPE_1, _TYPE_2, _TYPE_3, _TYPE_4 = READING_TYPES

@@ -12,7 +12,7 @@ from gridbus.contracts.base import MappingContext
 from gridbus.contracts.canonical import CanonicalEvent
 from gridbus.contracts.canonical.meter_readings import MeterReading, MeterReadingsMessage
 from gridbus.contracts.canonical.reply import ObjectId, Reply, ReplyError
-from gridbus.contracts.mdc import DailyFrozenPublished, FrozenReading
+from gridbus.contracts.mdc import DailyFrozenPublished
 from gridbus.contracts.tc.soap import ChunkReading, MeterReadingsChunk
 from gridbus.mappings.events import _event, _Payload
 from gridbus.mappings.readings.decision import CHINA
@@ -28,20 +28,18 @@ def _qualities(decision, index: int) -> tuple[str, ...]:
     return tuple(RULES[code].quality for code in decision["flags"].get(str(index), ()) if RULES[code].quality)
 
 
-def _end_of_day(r: FrozenReading) -> str:
-    return _end_of(r.data_date)
-
-
 @lru_cache(maxsize=64)
-def _end_of(day: date) -> str:
-    """The end of a China-local day as a reading's timeStamp: the records of a part share it."""
-    return datetime.combine(day + timedelta(days=1), time(0, 0), CHINA).isoformat()
+def _end_of(day: str) -> str:
+    """The end of a China-local day (ISO date) as a reading's timeStamp: the records of a part share it."""
+    return datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(0, 0), CHINA).isoformat()
 
 
 def _to_marketing(part: DailyFrozenPublished, ctx: MappingContext, indices: list[int], verb: str) -> MeterReadingsMessage | None:
     if not indices:
         return None
     readings = part.readings
+    decision = ctx.decision
+    flagged = decision["flags"]
     return MeterReadingsMessage(
         verb=verb,
         timestamp=ctx.now,
@@ -53,13 +51,9 @@ def _to_marketing(part: DailyFrozenPublished, ctx: MappingContext, indices: list
         ),
         readings=tuple(
             MeterReading(
-                meter=r.meter_asset_no,
-                usage_point=r.metering_point_id,
-                time_stamp=_end_of_day(r),
-                collected_at=r.collected_at.isoformat(),
-                registers=(str(r.total), *map(str, r.tariffs)),
-                multiplier=str(r.multiplier),
-                qualities=_qualities(ctx.decision, r.index),
+                r.meter_asset_no, r.metering_point_id, _end_of(r.day), r.collected,
+                (str(r.total), *map(str, r.tariffs)), str(r.multiplier),
+                _qualities(decision, r.index) if str(r.index) in flagged else (),
             )
             for r in (readings[i - 1] for i in indices)
         ),

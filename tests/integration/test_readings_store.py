@@ -86,15 +86,19 @@ def test_the_state_is_read_in_one_get_many_per_kind_whatever_the_parts_size(stor
             calls.append(("get", kind))
             return view.get(kind, key)
 
-        def get_many(self, kind, keys):
+        def get_many(self, kind, keys, *, checked=True):
             calls.append(("get_many", kind))
-            return view.get_many(kind, keys)
+            return view.get_many(kind, keys, checked=checked)
+
+        def get_data_many(self, kind, keys):
+            calls.append(("get_data_many", kind))
+            return view.get_data_many(kind, keys)
 
         def find(self, *args, **kwargs):  # pragma: no cover - the decision never searches
             raise AssertionError("no find")
 
     decision = readings.decide(part, Counting(), NOW)
-    assert sorted(calls) == sorted([("get_many", "last-reading"), ("get_many", "metering-point"),
+    assert sorted(calls) == sorted([("get_data_many", "last-reading"), ("get_many", "metering-point"),
                                     ("get_many", "market-point"), ("get", "readings-batch")])
     assert len([p for p in decision.puts if p.kind == "last-reading"]) == 2000
 

@@ -7,6 +7,8 @@ from datetime import date, timedelta
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from gridbus.contracts.mdc import DailyFrozenPublished
 from gridbus.contracts.metering_point import MeteringPointData
@@ -141,3 +143,45 @@ def test_every_code_is_named_in_the_readme_table(code):
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert f"| `{code}` |" in readme
+
+
+# -- the decision's quick check agrees with the rules ---------------------------------------------
+
+#: What a day adds to a tariff register: nothing, a little, or a lot (past a cap of 600 kWh).
+_STEP = st.sampled_from([D("0"), D("0.01"), D("1"), D("150"), D("700")])
+#: One thing wrong with the record or its history, or nothing (about half the examples).
+_SPOILS = [
+    ("tariff down", {}), ("total off", D("0.04")), ("total off", D("-0.04")), ("total off", D("0.05")),
+    ("total off", D("-0.05")), ("held days before", 2), ("held days before", 0), ("held days before", -1),
+    ("other meter", "MA99000000000007"), ("record day", 1), ("multiplier", D("2")), ("multiplier", D("1.0")),
+    ("multiplier", D("0")), ("multiplier", D("-1")), ("held multiplier", D("2")),
+]
+_SPOIL = st.sampled_from([None] * len(_SPOILS) + _SPOILS)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    tariff_steps=st.tuples(_STEP, _STEP, _STEP, _STEP), spoil=_SPOIL,
+    master=st.sampled_from([None, None, MeteringPointData(), MeteringPointData(multiplier=D("1")),
+                            MeteringPointData(multiplier=D("2"), contracted_capacity_kva=D("0.2")),
+                            MeteringPointData(contracted_capacity_kva=D("25"))]),  # a cap of 600 kWh a day: 4 x 150 is at it
+)
+def test_the_decisions_quick_check_passes_exactly_the_records_the_rules_find_nothing_in(tariff_steps, spoil, master):
+    from gridbus.mappings.readings.decision import _good, _History, judge
+
+    what, value = spoil or (None, None)
+    base = held(day=DAY - timedelta(days=value if what == "held days before" else 1),
+                multiplier=value if what == "held multiplier" else D("1"))
+    tariffs = [t + step for t, step in zip(base.tariffs, tariff_steps)]
+    if what == "tariff down":
+        tariffs[2] = base.tariffs[2] - D("0.01")
+    changes = {"meter": value} if what == "other meter" else {}
+    r = reading(
+        day=DAY + timedelta(days=value if what == "record day" else 0), tariffs=tuple(tariffs),
+        total=sum(tariffs) + (value if what == "total off" else 0),
+        multiplier=value if what == "multiplier" else D("1"), **changes,
+    )
+    last = base.to_data()
+    quick = _good(r, last, DAY.isoformat(), (DAY - timedelta(days=1)).isoformat(), master)
+    assert quick == (judge(r, DAY, _History(last), master) == (rules.NEW, []))
+    event("passes the quick check" if quick else "goes to the full rules")

@@ -1,0 +1,159 @@
+"""Micro-benchmark of the worker's batch path for the readings route (flow 9), without a broker.
+
+``Settlement.process`` on parts of ``--records`` daily frozen records, one part a batch, in this
+process: the real pipeline, store (SQLite in a temporary directory, or a PostgreSQL schema of its
+own, dropped at the end), the trading center's SOAP stub over loopback HTTP, and marketing's,
+the reply's and the event's publish frames written to a null socket that confirms at once. The
+store holds the last reading of ``--points`` metering points, every tenth benched point in the
+retail market, as ``bench/readings.py`` sets it up. Prints seconds per part and records per
+second: gridbus's own share of the worker's time in ``bench/readings.py``, free of the broker.
+
+    .venv/bin/python bench/readings_path.py                        # SQLite, 4 parts of 10,000
+    .venv/bin/python bench/readings_path.py --store postgresql
+    .venv/bin/python bench/readings_path.py --profile /tmp/path.prof   # cProfile, top 35 by own time
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from batch_path import InstantPublisher  # noqa: E402
+from readings import PG_URL, prefill  # noqa: E402
+
+from gridbus.adapters.soap_stub import SoapStub  # noqa: E402
+from gridbus.contracts.soap import peer_wsdl  # noqa: E402
+from gridbus.routes.meter_readings import DAILY_FROZEN_PUBLISHED as ROUTE  # noqa: E402
+from gridbus.tools.readings_batch import DAY, Batch, good_record  # noqa: E402
+from gridbus.workers.bootstrap import adapter_factory  # noqa: E402
+from gridbus.workers.logging import configure  # noqa: E402
+from gridbus.workers.pipeline import Delivery  # noqa: E402
+from gridbus.workers.runtime import Worker  # noqa: E402
+from gridbus.workers.settings import load_settings  # noqa: E402
+from gridbus.workers.store import Store  # noqa: E402
+
+
+class _Publisher(InstantPublisher):
+    """A part's MeterReadings needs several frames: py-amqp's ``basic_publish`` takes it, here
+    encoded with py-amqp's own frame writer onto the null socket."""
+
+    def __init__(self):
+        super().__init__()
+        channel = self._channel
+        channel.basic_publish = self._large
+
+    def _large(self, message, exchange, routing_key, mandatory):
+        from amqp.method_framing import frame_writer
+
+        class _Conn:
+            bytes_sent = 0
+            frame_max = 131072
+
+        writer = frame_writer(_Conn(), self._channel.connection.transport)
+        writer(1, 1, (60, 40), b"", message)  # basic.publish's method frame, header and body frames
+
+
+class _Message:
+    """What the worker reads of a kombu message, and its ack."""
+
+    __slots__ = ("body", "properties", "headers", "delivery_info", "delivery_tag", "acked")
+
+    def __init__(self, body: bytes, tag: int):
+        self.body = body
+        self.properties = {
+            "message_id": str(uuid.uuid4()), "type": "DailyFrozenPublished", "user_id": "mdc",
+            "content_type": "application/xml", "delivery_mode": 2,
+        }
+        self.headers = {}
+        self.delivery_info = {"exchange": "mdc.out", "routing_key": "daily-frozen.published", "redelivered": False}
+        self.delivery_tag = tag
+        self.acked = 0
+
+    def ack(self, multiple: bool = False) -> None:
+        self.acked += 1
+
+
+def run(args) -> None:
+    configure("json", "WARNING")  # as bench/readings.py runs the worker
+    schema = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.store == "postgresql":
+            import psycopg
+
+            schema = f"gridbus_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            store_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        else:
+            store_url = f"sqlite:///{tmp}/store.sqlite3"
+        try:
+            parts = args.parts + 1  # the first warms the schemas and caches, and is not counted
+            store = Store(store_url)
+            prefill(store, max(args.points, parts * args.records), 10, parts * args.records)
+            bodies = [
+                Batch(f"MDC-PATH-{p:03d}", DAY, tuple(good_record(n, DAY) for n in range(p * args.records + 1, (p + 1) * args.records + 1)),
+                      part_no=p + 1, part_count=parts).xml()
+                for p in range(parts)
+            ]
+            with SoapStub(peer_wsdl("tc"), path="/tc") as stub:
+                os.environ["GRIDBUS_SOAP_PEERS"] = f"tc={stub.url}"
+                settings = load_settings()
+                worker = Worker([ROUTE], broker_url="amqp://unused", store=store, adapters=adapter_factory(settings),
+                                source_users={"mdc": "mdc"}, options=settings.mapping_options())
+                publisher = _Publisher()
+                worker._publisher, worker.settlement.multiple_ack = publisher, True
+                profiler = None
+                times = []
+                for n, body in enumerate(bodies):
+                    if n == 1 and args.profile:
+                        import cProfile
+
+                        profiler = cProfile.Profile()
+                        profiler.enable()
+                    batch = [Delivery(route=ROUTE, message=_Message(body, n + 1))]
+                    started = time.perf_counter()
+                    worker.settlement.process(batch)
+                    times.append(time.perf_counter() - started)
+                    if batch[0].outcome != "delivered":
+                        raise SystemExit(f"part {n + 1}: {batch[0].outcome} {batch[0].error}")
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(args.profile)
+            store.close()
+        finally:
+            if schema is not None:
+                import psycopg
+
+                with psycopg.connect(PG_URL, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    counted = sorted(times[1:])
+    median = counted[len(counted) // 2]
+    print(f"readings batch path ({args.store}): {median:.3f} s per part of {args.records:,} (median of {len(counted)}; "
+          f"best {counted[0]:.3f}), {args.records / median:,.0f} records/s")
+    if args.profile:
+        import pstats
+
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(35)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--parts", type=int, default=4)
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--points", type=int, default=200_000)
+    parser.add_argument("--profile", metavar="PATH")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
