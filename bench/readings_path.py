@@ -16,6 +16,7 @@ second: gridbus's own share of the worker's time in ``bench/readings.py``, free 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from readings import PG_URL, prefill  # noqa: E402
 
 from gridbus.adapters.soap_stub import SoapStub  # noqa: E402
 from gridbus.contracts.soap import peer_wsdl  # noqa: E402
+from gridbus.tools.cli import GC_THRESHOLD  # noqa: E402
 from gridbus.routes.meter_readings import DAILY_FROZEN_PUBLISHED as ROUTE  # noqa: E402
 from gridbus.tools.readings_batch import DAY, Batch, good_record  # noqa: E402
 from gridbus.workers.bootstrap import adapter_factory  # noqa: E402
@@ -84,6 +86,9 @@ class _Message:
 
 def run(args) -> None:
     configure("json", "WARNING")  # as bench/readings.py runs the worker
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])  # as `gridbus worker` does
     schema = None
     with tempfile.TemporaryDirectory() as tmp:
         if args.store == "postgresql":

@@ -59,7 +59,12 @@ class State(Protocol):
         way, without a ``Record`` for each of ten thousand keys."""
         ...
 
-    def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]: ...
+    def find(
+        self, kind: str, *, ref: str | None = None, key_prefix: str | None = None, checked: bool = True
+    ) -> list[Record]:
+        """The records of ``kind`` with ``ref`` or a key starting with ``key_prefix``;
+        ``checked=False`` as for ``get_many``."""
+        ...
 
 
 @dataclass(frozen=True)

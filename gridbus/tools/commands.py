@@ -286,9 +286,12 @@ def trace(key, store_url) -> None:
     from gridbus.workers.runtime import CHINA_TZ
     from gridbus.workers.store import Store
 
+    from gridbus.mappings.readings.decision import batch_status
+
     store = Store(store_url or settings().store_url)
     try:
         rows = store.journal.trace(key)
+        status = batch_status(store.state.view(), key)
     finally:
         store.close()
     if not rows:
@@ -299,3 +302,5 @@ def trace(key, store_url) -> None:
         for at, event, route, message_id, detail in rows
     ]
     click.echo(_table(table, ("AT", "EVENT", "ROUTE", "MESSAGE", "DETAIL")))
+    if status is not None:
+        click.echo(status)

@@ -5,8 +5,8 @@ the last accepted reading of each metering point (kind ``last-reading``, key = M
 data ``{"last": [...], "previous": [...] or null}``, see ``rules.Held``: the previous one is the
 base of a correction), what the
 master data holds of each point (``metering-point``), and since when each is in the retail
-market (``market-point``); plus the batch's own record (``readings-batch``, key = BatchId), which
-tracks its parts for ``gridbus trace``. Its writes are one ``last-reading`` put per point that
+market (``market-point``); plus the records of the batch's other parts (``readings-part``, key =
+BatchId/PartNo, ref = BatchId), which track the batch for ``gridbus trace``. Its writes are one ``last-reading`` put per point that
 moved and the batch record, committed in one transaction with the fact that the part was decided.
 
 The result is compact, records named by index (1-based) only, so the steps re-derive what they
@@ -33,7 +33,7 @@ from gridbus.mappings.readings import rules
 from gridbus.mappings.readings.rules import FATAL, INFORM, WARNING, Finding, Held
 
 LAST_READING = "last-reading"
-BATCH = "readings-batch"
+PART = "readings-part"
 CHINA = timezone(timedelta(hours=8))
 
 
@@ -245,29 +245,50 @@ def _errors(problems: list[list]):
 
 
 def _track_part(part: DailyFrozenPublished, state: State, decision: Decision) -> None:
-    """Record the part in its batch and journal its counts with the parts still missing."""
-    record = state.get(BATCH, part.batch_id)
-    data = dict(record.data) if record else {"part_count": part.part_count, "data_date": part.data_date.isoformat(), "org_no": part.org_no, "parts": {}}
-    parts = dict(data["parts"])
+    """Record the part (``readings-part``, key ``BATCH/PARTNO``, ref the BatchId) and journal its
+    counts with the parts of its batch still missing.
+
+    A part never reads another part's record for a write, so the parts of one batch decided at
+    the same moment by competing workers never refuse each other's commits; the others are read
+    as they are now for the journal line only ("parts received 3 of 5")."""
     counts = decision.result["counts"]
-    parts[str(part.part_no)] = counts
-    data["parts"] = parts
-    data["part_count"] = max(int(data["part_count"]), part.part_count)
-    decision.put(BATCH, part.batch_id, data)
-    missing = [n for n in range(1, int(data["part_count"]) + 1) if str(n) not in parts]
+    mine = {
+        "part_no": part.part_no, "part_count": part.part_count, "data_date": part.data_date.isoformat(),
+        "org_no": part.org_no, "counts": counts,
+    }
+    decision.put(PART, part.part, mine, ref=part.batch_id)
     decision.change(
         [part.batch_id],
         f"part {part.part_no} of {part.part_count} ({part.data_date.isoformat()}, org {part.org_no}): "
         f"{decision.result['result']}; received {counts['received']}, accepted {counts['accepted']} "
         f"(flagged {counts['flagged']}, corrections {counts['corrections']}), withheld {counts['withheld']}, "
         f"repeats {counts['repeats']}; to marketing {counts['accepted']}, to the trading center {counts['market']}; "
-        f"parts received {len(parts)} of {data['part_count']}"
-        + (f", missing {', '.join(map(str, missing))}" if missing else ", complete"),
+        + _parts_line(state, part.batch_id, mine),
     )
+
+
+def _parts_line(state: State, batch_id: str, mine: dict | None = None) -> str:
+    """``parts received 2 of 3, missing 3`` (or ``, complete``) from the batch's part records."""
+    parts = [record.data for record in state.find(PART, ref=batch_id, checked=False)]
+    if mine is not None:
+        parts = [data for data in parts if data.get("part_no") != mine["part_no"]] + [mine]
+    numbers = {int(data.get("part_no", 0)) for data in parts}
+    part_count = max(int(data.get("part_count", 0)) for data in parts)
+    missing = [n for n in range(1, part_count + 1) if n not in numbers]
+    return f"parts received {len(numbers)} of {part_count}" + (f", missing {', '.join(map(str, missing))}" if missing else ", complete")
+
+
+def batch_status(state: State, batch_id: str) -> str | None:
+    """The batch's parts as the store holds them now (``gridbus trace BATCHID`` ends with it):
+    each journal line says what its part saw when it was decided, and parts decided at the same
+    moment by competing workers do not see each other. None when ``batch_id`` names no batch."""
+    if not state.find(PART, ref=batch_id, checked=False):
+        return None
+    return f"batch {batch_id}: {_parts_line(state, batch_id)}"
 
 
 def trace_keys(part: DailyFrozenPublished) -> tuple[str, ...]:
     return (part.batch_id,)
 
 
-__all__ = ["BATCH", "INFORM", "LAST_READING", "decide", "judge", "trace_keys"]
+__all__ = ["INFORM", "LAST_READING", "PART", "batch_status", "decide", "judge", "trace_keys"]

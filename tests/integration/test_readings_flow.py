@@ -147,7 +147,7 @@ def test_a_gbk_part_keeps_its_chinese_org_name_and_a_redelivery_or_resend_change
         assert worker.counts == {"delivered": 2, "duplicate": 1}
     trace = [row[4] for row in store.journal.trace(batch_id) if row[1] == "state"]
     assert "org 43403" in trace[0] and "accepted 10" in trace[0] and "accepted 0" in trace[1]
-    assert store.state.get_record("readings-batch", batch_id).data["org_no"] == "43403"
+    assert store.state.get_record("readings-part", f"{batch_id}/1").data["org_no"] == "43403"
     [again] = replies(mdc_inbox, resent)
     assert again.findtext("m:Reply/m:Result", namespaces=M) == "OK"
     assert {e.findtext("m:code", namespaces=M) for e in again.iterfind("m:Reply/m:Error", namespaces=M)} == {"repeat"}
@@ -161,6 +161,7 @@ def test_a_gbk_part_keeps_its_chinese_org_name_and_a_redelivery_or_resend_change
                  "tc-readings/1 -> tc ReceiveMeterReadings", "tc-readings/3 -> tc ReceiveMeterReadings",
                  "mdc-reply -> mdc daily-frozen.reply", "parts received 1 of 1, complete"):
         assert what in shown.output, shown.output
+    assert shown.output.rstrip().splitlines()[-1] == f"batch {batch_id}: parts received 1 of 1, complete"
 
 
 def test_a_body_over_the_routes_limit_is_refused_with_advice_to_split(broker_url, store, tc_stub, mdc):

@@ -94,12 +94,13 @@ def test_the_state_is_read_in_one_get_many_per_kind_whatever_the_parts_size(stor
             calls.append(("get_data_many", kind))
             return view.get_data_many(kind, keys)
 
-        def find(self, *args, **kwargs):  # pragma: no cover - the decision never searches
-            raise AssertionError("no find")
+        def find(self, kind, **kwargs):
+            calls.append(("find", kind))
+            return view.find(kind, **kwargs)
 
     decision = readings.decide(part, Counting(), NOW)
     assert sorted(calls) == sorted([("get_data_many", "last-reading"), ("get_many", "metering-point"),
-                                    ("get_many", "market-point"), ("get", "readings-batch")])
+                                    ("get_many", "market-point"), ("find", "readings-part")])
     assert len([p for p in decision.puts if p.kind == "last-reading"]) == 2000
 
 
@@ -165,3 +166,25 @@ def test_the_batch_record_names_the_parts_received_and_missing(store):
     lines = [row[4] for row in store.journal.trace("B-PARTS")]
     assert lines[-1].endswith("parts received 2 of 3, missing 2")
     assert "part 1 of 3" in lines[0] and "received 1, accepted 1" in lines[0]
+
+
+def test_two_parts_of_one_batch_decided_at_once_both_commit_and_a_point_moved_meanwhile_does_not(store):
+    """Competing workers take the parts of one batch at the same moment: neither refuses the
+    other (each part has its own record); a part whose point another part moved is refused."""
+    decide(store, previous_day([1, 2]), "p0")
+    parts = [DailyFrozenPublished.decode(Batch("B-AT-ONCE", DAY, (good_record(n, DAY),), part_no=n, part_count=2).xml())
+             for n in (1, 2)]
+    views = [store.state.view() for _ in parts]
+    decisions = [readings.decide(part, view, NOW) for part, view in zip(parts, views)]  # both before either commits
+    route = "mdc.daily-frozen-published"
+    assert [store.state.commit_decision(route, f"at-once-{n}", d, v.read, NOW) for n, d, v in zip((1, 2), decisions, views)] == [True, True]
+    lines = [row[4] for row in store.journal.trace("B-AT-ONCE")]
+    assert [line.endswith("parts received 1 of 2, missing 2") for line in lines] == [True, False]  # neither saw the other
+    assert lines[1].endswith("parts received 1 of 2, missing 1")
+    assert readings.batch_status(store.state.view(), "B-AT-ONCE") == "batch B-AT-ONCE: parts received 2 of 2, complete"
+    assert readings.batch_status(store.state.view(), "B-NONE") is None
+    again = DailyFrozenPublished.decode(Batch("B-OTHER", DAY, (good_record(1, DAY),)).xml())
+    view = store.state.view()
+    decision = readings.decide(again, view, NOW)  # a repeat of point 1: reads its last reading
+    decide(store, Batch("B-THIRD", DAY + timedelta(days=1), (good_record(1, DAY + timedelta(days=1)),)), "p-next")
+    assert store.state.commit_decision(route, "late", decision, view.read, NOW) is False

@@ -67,20 +67,14 @@ class BusinessState:
 
     def get_records(self, kind: str, keys: Iterable[str]) -> dict[str, Record]:
         """The records of ``kind`` under ``keys`` that exist, by key, read in one statement."""
-        rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}} AND {self._db.in_set('key')}",
-            (kind, self._db.set_param(set(keys))),
-        )
+        rows = self._db.query(self._db.keyed(_COLUMNS, "records", "key", "kind = {p}"), (self._db.set_param(set(keys)), kind))
         return {row[1]: _record(row) for row in rows}
 
     def get_data(self, kind: str, keys: Iterable[str]) -> list[tuple[str, int, object]]:
         """``(key, version, data)`` of the records of ``kind`` under ``keys`` that exist, in one
         statement: ``get_records`` without a ``Record`` per row, for thousands of keys."""
         loads = json.loads
-        rows = self._db.query(
-            f"SELECT key, version, data FROM records WHERE kind = {{p}} AND {self._db.in_set('key')}",
-            (kind, self._db.set_param(set(keys))),
-        )
+        rows = self._db.query(self._db.keyed("key, version, data", "records", "key", "kind = {p}"), (self._db.set_param(set(keys)), kind))
         return [(key, int(version), loads(data)) for key, version, data in rows]
 
     def find_records(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
@@ -148,10 +142,7 @@ class BusinessState:
         for (kind, key), version in read.items():
             by_kind.setdefault(kind, {})[key] = version
         for kind, versions in by_kind.items():
-            cur.execute(
-                self._db.sql(f"SELECT key, version FROM records WHERE kind = {{p}} AND {self._db.in_set('key')}"),
-                (kind, self._db.set_param(versions)),
-            )
+            cur.execute(self._db.keyed("key, version", "records", "key", "kind = {p}"), (self._db.set_param(versions), kind))
             found = dict(cur.fetchall())
             if any(found.get(key, 0) != version for key, version in versions.items()):
                 raise _Refused
@@ -190,10 +181,13 @@ class StateView:
                 read[(kind, key)] = version
         return {key: data for key, _, data in found}
 
-    def find(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
+    def find(
+        self, kind: str, *, ref: str | None = None, key_prefix: str | None = None, checked: bool = True
+    ) -> list[Record]:
         records = self._state.find_records(kind, ref=ref, key_prefix=key_prefix)
-        for record in records:
-            self.read.setdefault((kind, record.key), record.version)
+        if checked:
+            for record in records:
+                self.read.setdefault((kind, record.key), record.version)
         return records
 
 
