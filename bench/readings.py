@@ -6,13 +6,14 @@ The worker is ``gridbus worker`` in a process of its own (so its RSS is its own)
 metering points (default 1,000,000; pre-filled in a temporary SQLite file, or in a PostgreSQL
 schema of the bench's own that is dropped at the end), every tenth benched point in the retail
 market (so the trading center's stub gets its chunks), both outputs confirmed and the reply
-sent. A part is a batch of its own (``GRIDBUS_BATCH_SIZE=1``, prefetch 2). The rate is taken
+sent. A part is a batch of its own (``GRIDBUS_BATCH_SIZE=1``, prefetch 2), and the worker runs
+``--consumers`` consumers (``GRIDBUS_LANE_CONSUMERS``, default 2). The rate is taken
 between the first and the last reply, so start-up is left out: ``(parts - 1) x records / time``.
 
 The bare loop parses each part with lxml, validates it against the XSD and reads every field's
 text: no store, no output.
 
-    .venv/bin/python bench/readings.py                       # SQLite, 6 parts of 10,000
+    .venv/bin/python bench/readings.py                       # SQLite, 12 parts of 10,000, 2 consumers
     .venv/bin/python bench/readings.py --store postgresql    # GRIDBUS_TEST_PG_URL, a schema of its own
     .venv/bin/python bench/readings.py --points 100000 --parts 4
     .venv/bin/python bench/readings.py --profile /tmp/readings.prof    # the worker under cProfile
@@ -163,6 +164,7 @@ def run(args) -> None:
                    "GRIDBUS_ARCHIVE_INGEST": "false",  # the bench counts dead letters in their queues
                    "GRIDBUS_SOURCE_USERS": json.dumps({"mdc": "guest"}), "GRIDBUS_SOAP_PEERS": f"tc={stub.url}",
                    "GRIDBUS_BATCH_SIZE": "1", "GRIDBUS_PREFETCH": "2", "GRIDBUS_LOG_LEVEL": "WARNING",
+                   "GRIDBUS_LANE_CONSUMERS": str(args.consumers),
                    "GRIDBUS_MESSAGE_DEADLINE_S": "600"}
             log = open(tmp / "worker.log", "wb")
             command = [sys.executable, "-m", "gridbus", "worker", "--routes-module", "gridbus.routes.meter_readings:ROUTES"]
@@ -182,7 +184,7 @@ def run(args) -> None:
             raise SystemExit(f"only {len(times)} of {args.parts} parts replied; see {tmp / 'worker.log'}")
         rate = (args.parts - 1) * args.records / (times[-1] - times[0])
         print(f"parts {args.parts} x {args.records:,} records, store {args.store} with {points:,} last readings, "
-              f"{tc_chunks} trading-center chunks")
+              f"{tc_chunks} trading-center chunks, one worker with {args.consumers} consumer(s)")
         print(f"end to end (worker, RabbitMQ, store, both outputs, reply): {rate:,.0f} records/s")
         print(f"bare lxml loop (parse, XSD, read fields):                  {bare:,.0f} records/s")
         print(f"ratio: {rate / bare:.2f}; worker peak RSS {rss:.0f} MB; load average {os.getloadavg()[0]:.1f}")
@@ -202,7 +204,8 @@ def run(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--parts", type=int, default=6)
+    parser.add_argument("--parts", type=int, default=12)
+    parser.add_argument("--consumers", type=int, default=2, help="GRIDBUS_LANE_CONSUMERS of the worker (default 2)")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--timeout", type=float, default=600)

@@ -144,12 +144,18 @@ def build_lanes(settings: Settings, routes: Iterable[Route], *, store: Store | N
     shared = store
     if shared is None and not settings.store_url.startswith(("postgresql://", "postgres://")):
         shared = Store(settings.store_url)
-    def name(lane) -> str:  # in each connection's name: operators tell the lanes apart in list_connections
-        return settings.worker_name if len(lanes) == 1 else f"{settings.worker_name}/{lane.name}"
+    copies = settings.lane_consumers
+
+    def name(lane, copy: int) -> str:  # in each connection's name: operators tell the lanes apart in list_connections
+        base = settings.worker_name if len(lanes) == 1 else f"{settings.worker_name}/{lane.name}"
+        return base if copies == 1 else f"{base}#{copy}"
 
     kwargs.setdefault("alerts", build_alerts(settings))
     workers = {
-        lane.name: build_worker(settings, lane.routes, store=shared, breakers=breakers, name=name(lane), **kwargs)
+        (lane.name if copies == 1 else f"{lane.name}#{copy}"): build_worker(
+            settings, lane.routes, store=shared, breakers=breakers, name=name(lane, copy), **kwargs
+        )
         for lane in lanes
+        for copy in range(1, copies + 1)
     }
     return Lanes(workers)

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="Consume in lanes: one per set of synchronous peers the routes' steps call, each its own "
         "consumer in a thread of its own, so a slow or failing peer holds only its own routes' messages.",
     )
+    lane_consumers: int = Field(
+        1, ge=1, le=16,
+        description="Consumers per lane, each a thread with its own connections and batches, competing for the "
+        "lane's queues as separate workers would: while one waits for PostgreSQL, the broker or a peer, another "
+        "decodes and decides (the GIL is free during those waits, and while lxml parses and validates).",
+    )
     breaker_failures: int = Field(
         5, ge=1, description="Transient failures in a row that open a synchronous peer's circuit breaker."
     )

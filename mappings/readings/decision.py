@@ -2,8 +2,8 @@
 
 The state read per part is three ``get_many`` (one round trip each, whatever the part's size):
 the last accepted reading of each metering point (kind ``last-reading``, key = MeteringPointId,
-data ``{"last": [...], "previous": [...] or null}``, see ``rules.Held``: the previous one is the
-base of a correction), what the
+data ``{"last": "...", "previous": "..." or null}``, each a reading as ``rules.Held`` writes it:
+the previous one is the base of a correction), what the
 master data holds of each point (``metering-point``), and since when each is in the retail
 market (``market-point``); plus the records of the batch's other parts (``readings-part``, key =
 BatchId/PartNo, ref = BatchId), which track the batch for ``gridbus trace``. Its writes are one ``last-reading`` put per point that
@@ -40,13 +40,13 @@ CHINA = timezone(timedelta(hours=8))
 class _History:
     """A metering point's last accepted reading and the one before, as the decision moves them.
 
-    The stored lists are kept as read: the one before is turned into a ``Held`` only when a
+    The stored readings are kept as read: the one before is turned into a ``Held`` only when a
     correction needs it, and a reading that only moves from last to previous is written back as
-    the list it came as (ten thousand points a part: neither is free)."""
+    the text it came as (ten thousand points a part: neither is free)."""
 
     __slots__ = ("last", "_last_data", "_previous", "_previous_data", "moved")
 
-    def __init__(self, last: list | None = None, previous: list | None = None):
+    def __init__(self, last: str | None = None, previous: str | None = None):
         self.last = Held.from_data(last) if last else None
         self._last_data, self._previous, self._previous_data = last, None, previous
         self.moved = False
@@ -147,7 +147,7 @@ def decide(part: DailyFrozenPublished, state: State, now: datetime) -> Decision:
         if history is None and key not in moved:
             data = stored.get(key)
             last = data["last"] if data else None
-            if last is not None and _good(r, last, day, yesterday, master.get(key)):
+            if last is not None and _good(r, last.split("|"), day, yesterday, master.get(key)):
                 moved[key] = _encoded(r, last)
                 since = market_dates.get(key)
                 if since is not None and since <= day:
@@ -206,13 +206,15 @@ def _good(r: FrozenReading, last: list[str], day: str, yesterday: str, point: Me
     return (total - then) * multiplier <= rules.daily_cap_kwh(point)
 
 
-def _encoded(r: FrozenReading, last: list[str]) -> str:
+def _encoded(r: FrozenReading, last: str) -> str:
     """A point's new ``last-reading`` data as the store writes it (``to_json``: compact, keys in
-    order): the record as the last, the one it follows as the previous. Every value is an ISO
-    date or time, a decimal or an identifier the schema limits to letters, digits and ``-_.``:
-    none needs escaping in JSON."""
-    fields = (r.day, r.collected, r.meter_asset_no, str(r.total), *map(str, r.tariffs), str(r.multiplier))
-    return '{"last":["' + '","'.join(fields) + '"],"previous":["' + '","'.join(last) + '"]}'
+    order): the record as the last (as ``Held.to_data`` writes it), the one it follows, as it
+    was stored, as the previous. Every value is an ISO date or time, a decimal or an identifier
+    the schema limits to letters, digits and ``-_.``: none needs escaping in JSON."""
+    return (
+        f'{{"last":"{r.day}|{r.collected}|{r.meter_asset_no}|{r.total}|{r.tariffs[0]}|{r.tariffs[1]}|'
+        f'{r.tariffs[2]}|{r.tariffs[3]}|{r.multiplier}","previous":"{last}"}}'
+    )
 
 
 def _result(part: DailyFrozenPublished, out: _Outcome) -> dict[str, Any]:

@@ -88,17 +88,18 @@ class Held:
     def of(cls, r: FrozenReading) -> "Held":
         return cls(r.data_date, r.collected_at, r.meter_asset_no, r.total, r.tariffs, r.multiplier)
 
-    def to_data(self) -> list[str]:
-        """Compact, as ten thousand of them are written per part: ``[date, collected at, meter,
-        total, sharp, peak, flat, valley, multiplier]``, decimals as text."""
-        return [
+    def to_data(self) -> str:
+        """Compact, as ten thousand of them are read and written per part: ``date|collected
+        at|meter|total|sharp|peak|flat|valley|multiplier``, decimals as text (none of the values
+        can hold a ``|``: ISO dates and times, decimals, identifiers of letters, digits and ``-_.``)."""
+        return "|".join((
             self.data_date.isoformat(), self.collected_at.isoformat(), self.meter, str(self.total),
             *map(str, self.tariffs), str(self.multiplier),
-        ]
+        ))
 
     @classmethod
-    def from_data(cls, data: list[str]) -> "Held":
-        day, collected, meter, total, r1, r2, r3, r4, multiplier = data
+    def from_data(cls, data: str) -> "Held":
+        day, collected, meter, total, r1, r2, r3, r4, multiplier = data.split("|")
         return cls(
             date.fromisoformat(day), datetime.fromisoformat(collected), meter, Decimal(total),
             (Decimal(r1), Decimal(r2), Decimal(r3), Decimal(r4)), Decimal(multiplier),

@@ -22,7 +22,7 @@ from gridbus.contracts.soap import peer_wsdl
 from gridbus.mappings.readings import decision as readings
 from gridbus.tools.cli import main as cli
 from gridbus.tools.readings_batch import CHINA, Batch, good_record, point_id
-from tests.support.amqp import UpstreamSystem, dead_letter_reader, inbox_reader, running_worker, wait_for
+from tests.support.amqp import UpstreamSystem, dead_letter_reader, declare_routes, inbox_reader, running_worker, wait_for
 from tests.support.processes import WorkerProcess
 from tests.support.readings import (
     DAY, NOW, decide, fast_route, market_point, previous_day, problem_history, seed, thousand_with_problems,
@@ -190,6 +190,7 @@ def test_a_worker_killed_mid_part_sends_each_record_once_per_target(broker_url, 
     mkt_inbox, mdc_inbox = inbox_reader(broker_url, "mkt"), inbox_reader(broker_url, "mdc")
     worker = WorkerProcess(broker_url, store_url, "tests.support.readings:ROUTES", tmp_path,
                            gridbus_soap_peers=f"tc={tc_stub.url}", gridbus_readings_tc_chunk_size=50)
+    declare_routes(broker_url, (ROUTE,))
     ids = [publish(mdc, b.xml()) for b in parts]
     try:
         worker.start()
@@ -213,4 +214,37 @@ def test_a_worker_killed_mid_part_sends_each_record_once_per_target(broker_url, 
         assert tc_points(tc_stub, b.batch_id) == Counter(dict.fromkeys(market, 1))
     versions = {store.state.get_record("last-reading", r.point).version for b in parts for r in b.records}
     assert versions == {1}  # the state moved once
+    store.close()
+
+
+def test_two_consumers_in_one_worker_share_a_batchs_parts_on_postgresql(broker_url, tmp_path, pg_schema_url, tc_stub, mdc):
+    """GRIDBUS_LANE_CONSUMERS=2: the parts of one batch go to both consumers, each decided once
+    and none retried (the parts never refuse each other), every record sent once."""
+    import json
+
+    from gridbus.workers.store import Store
+
+    store = Store(pg_schema_url)
+    batch_id = f"MDC-TWO-{uuid.uuid4().hex[:6]}"
+    parts = [Batch(batch_id, DAY, tuple(good_record(n, DAY) for n in range(6000 + 200 * p, 6200 + 200 * p)),
+                   part_no=p + 1, part_count=6) for p in range(6)]
+    mkt_inbox, mdc_inbox = inbox_reader(broker_url, "mkt"), inbox_reader(broker_url, "mdc")
+    worker = WorkerProcess(broker_url, pg_schema_url, "tests.support.readings:ROUTES", tmp_path,
+                           gridbus_soap_peers=f"tc={tc_stub.url}", gridbus_lane_consumers=2,
+                           gridbus_prefetch=1, gridbus_batch_size=1)
+    declare_routes(broker_url, (ROUTE,))
+    ids = [publish(mdc, b.xml()) for b in parts]
+    try:
+        worker.start()
+        wait_for(lambda: all(replies(mdc_inbox, i) for i in ids), timeout=90, what="every part replied")
+    finally:
+        worker.close()
+    entries = [json.loads(line) for line in worker.log_path.read_text(errors="replace").splitlines() if line.startswith("{")]
+    outcomes = [(e.get("lane"), e["outcome"]) for e in entries if e.get("route") == ROUTE.name and "outcome" in e]
+    assert sorted(o for _, o in outcomes) == ["delivered"] * 6, outcomes
+    assert {lane for lane, _ in outcomes} == {"tc#1", "tc#2"}, outcomes
+    sent = Counter(point for message in readings_sent(mkt_inbox, batch_id).values() for _, point, _ in message)
+    assert sent == Counter({r.point: 1 for b in parts for r in b.records})
+    shown = CliRunner().invoke(cli, ["trace", batch_id, "--store", pg_schema_url])
+    assert shown.output.rstrip().splitlines()[-1] == f"batch {batch_id}: parts received 6 of 6, complete"
     store.close()

@@ -71,6 +71,17 @@ def test_lanes_off_is_one_loop_for_every_route(tmp_path):
     assert list(lanes.workers) == ["all"] and lanes.workers["all"].routes == list(ROUTES)
 
 
+def test_several_consumers_per_lane_are_workers_of_their_own_on_the_lanes_routes(tmp_path):
+    lanes = build_lanes(settings(tmp_path, lane_consumers=2, worker_name="w1"), ROUTES)
+    workers = lanes.workers
+    assert sorted(workers) == ["amqp#1", "amqp#2", "cmd#1", "cmd#2", "tc#1", "tc#2"]
+    assert workers["tc#1"].routes == workers["tc#2"].routes and workers["tc#1"] is not workers["tc#2"]
+    assert workers["tc#1"].adapters["tc"].adapter is not workers["tc#2"].adapters["tc"].adapter  # sessions of their own
+    assert workers["tc#1"].adapters["tc"].breaker is workers["tc#2"].adapters["tc"].breaker  # one breaker per peer
+    assert len({id(w.store) for w in workers.values()}) == 1  # SQLite: one connection, shared
+    assert {w.name for w in workers.values()} == {f"w1/{lane}#{n}" for lane in ("amqp", "cmd", "tc") for n in (1, 2)}
+
+
 class FakeWorker:
     """Runs until stopped, or raises ``error`` at once."""
 

@@ -182,6 +182,6 @@ def test_the_decisions_quick_check_passes_exactly_the_records_the_rules_find_not
         multiplier=value if what == "multiplier" else D("1"), **changes,
     )
     last = base.to_data()
-    quick = _good(r, last, DAY.isoformat(), (DAY - timedelta(days=1)).isoformat(), master)
+    quick = _good(r, last.split("|"), DAY.isoformat(), (DAY - timedelta(days=1)).isoformat(), master)
     assert quick == (judge(r, DAY, _History(last), master) == (rules.NEW, []))
     event("passes the quick check" if quick else "goes to the full rules")
