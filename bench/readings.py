@@ -109,6 +109,23 @@ def queue_depth(url: str, queue: str) -> int:
         return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The RabbitMQ node's Erlang VM (beam.smp), when it runs on this machine."""
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() == "beam.smp":
+                return int(status.parent.name)
+        except OSError:
+            continue
+    return None
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -174,8 +191,12 @@ def run(args) -> None:
             replies_queue = system_inbox_queue("mdc")
             times: list[float] = []
             deadline = time.monotonic() + args.timeout
+            cpu: list[tuple[float, float]] = []  # (worker, broker) CPU seconds at the first and the last reply
+            broker = broker_pid()
             while len(times) < args.parts and time.monotonic() < deadline and worker.poll() is None:
                 depth = queue_depth(url, replies_queue)
+                if depth > len(times) and (not times or depth == args.parts):
+                    cpu.append((cpu_seconds(worker.pid), cpu_seconds(broker) if broker else float("nan")))
                 times += [time.perf_counter()] * (depth - len(times))
                 time.sleep(0.05)
             rss = peak_rss_mb(worker.pid) if worker.poll() is None else float("nan")
@@ -188,6 +209,10 @@ def run(args) -> None:
         print(f"end to end (worker, RabbitMQ, store, both outputs, reply): {rate:,.0f} records/s")
         print(f"bare lxml loop (parse, XSD, read fields):                  {bare:,.0f} records/s")
         print(f"ratio: {rate / bare:.2f}; worker peak RSS {rss:.0f} MB; load average {os.getloadavg()[0]:.1f}")
+        if len(cpu) == 2:
+            span = times[-1] - times[0]
+            print(f"CPU while measured: worker {(cpu[1][0] - cpu[0][0]) / span:.0%} of a core, "
+                  f"broker {(cpu[1][1] - cpu[0][1]) / span:.0%}")
     finally:
         if worker is not None and worker.poll() is None:
             worker.terminate()

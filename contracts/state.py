@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,6 @@ class Record:
     data: Mapping[str, Any]
     ref: str | None = None
     version: int = 0
-
-
-class Encoded(str):
-    """A record's data already written as JSON text, as the store writes it (compact, keys
-    sorted, Chinese as it is): for a decision that writes thousands of records of one plain
-    shape, where encoding each through ``json`` would cost more than the rest of the decision."""
 
 
 class State(Protocol):
@@ -54,9 +48,10 @@ class State(Protocol):
         this decision writes (then either order of the two is a valid history)."""
         ...
 
-    def get_data_many(self, kind: str, keys: Iterable[str]) -> dict[str, Any]:
+    def get_data_many(self, kind: str, keys: Iterable[str], *, raw: bool = False) -> dict[str, Any]:
         """``get_many``'s records' ``data`` alone, by key: the same read, checked at commit the same
-        way, without a ``Record`` for each of ten thousand keys."""
+        way, without a ``Record`` for each of ten thousand keys; with ``raw`` each as its stored
+        JSON text, for a decision that reads its own plain shape faster than ``json`` does."""
         ...
 
     def find(
@@ -102,9 +97,26 @@ class Decision:
     schedules: list[Schedule] = field(default_factory=list)
     cancels: list[Cancel] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    #: ``put_encoded``'s records: kind -> {key: data as JSON text}, no ref
+    encoded: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def put(self, kind: str, key: str, data: Mapping[str, Any] | Encoded, ref: str | None = None) -> None:
-        self.puts.append(Record(kind, key, data if isinstance(data, Encoded) else dict(data), ref))
+    def put(self, kind: str, key: str, data: Mapping[str, Any], ref: str | None = None) -> None:
+        self.puts.append(Record(kind, key, dict(data), ref))
+
+    def put_encoded(self, kind: str, data: Mapping[str, str]) -> None:
+        """Records of ``kind`` by key, their data already JSON text as the store writes it
+        (compact, keys sorted, Chinese as it is), no ref: for a decision that writes ten thousand
+        records of one plain shape, where an object and ``json`` for each would cost more than
+        the rest of the decision."""
+        self.encoded.setdefault(kind, {}).update(data)
+
+    def writes(self) -> Iterator[tuple[str, str, str | None, Any]]:
+        """Every record this decision writes: ``(kind, key, ref, data)``; ``put_encoded``'s data as its text."""
+        for put in self.puts:
+            yield put.kind, put.key, put.ref, put.data
+        for kind, data in self.encoded.items():
+            for key, text in data.items():
+                yield kind, key, None, text
 
     def change(self, keys: Iterable[str], what: str) -> None:
         self.changes.append(Change(tuple(keys), what))

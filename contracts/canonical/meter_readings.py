@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import ClassVar, NamedTuple
 
 from gridbus.contracts.canonical.envelope import NAMESPACE
@@ -33,14 +34,16 @@ READING_TYPES = tuple(f"11.0.0.1.1.1.12.0.0.0.0.{tou}.0.0.0.3.72.0" for tou in r
 
 
 class MeterReading(NamedTuple):
-    """One record as marketing gets it: registers as text (total, then TOU 1-4)."""
+    """One record as marketing gets it: the total and the four TOU registers (sharp, peak, flat,
+    valley) and the multiplier as decimals, written as ``str`` writes a ``Decimal``."""
 
     meter: str
     usage_point: str
     time_stamp: str
     collected_at: str
-    registers: tuple[str, str, str, str, str]
-    multiplier: str
+    total: Decimal
+    tariffs: tuple[Decimal, Decimal, Decimal, Decimal]
+    multiplier: Decimal
     qualities: tuple[str, ...] = ()
 
 
@@ -80,16 +83,20 @@ class MeterReadingsMessage:
 
 
 def _reading(r: MeterReading) -> str:
-    meter, point, time_stamp, collected, registers, multiplier, qualities = r
-    quality = "".join(f"<ReadingQualities><ReadingQualityType ref=\"{q}\"/></ReadingQualities>" for q in qualities)
-    head = f"<Readings>{quality}<ReadingType ref=\""
+    meter, point, time_stamp, collected, total, tariffs, multiplier, qualities = r
+    if qualities:
+        head = "<Readings>" + "".join(
+            f"<ReadingQualities><ReadingQualityType ref=\"{q}\"/></ReadingQualities>" for q in qualities
+        ) + "<ReadingType ref=\""
+    else:
+        head = "<Readings><ReadingType ref=\""
     tail = f"\"/><reportedDateTime>{collected}</reportedDateTime><timeStamp>{time_stamp}</timeStamp><value>"
-    total, sharp, peak, flat, valley = registers
+    sharp, peak, flat, valley = tariffs
     return (
-        f"<MeterReading><Meter><mRID>{escape_text(meter)}</mRID><multiplier>{multiplier}</multiplier></Meter>"
-        f"{head}{_TYPE_0}{tail}{total}</value></Readings>{head}{_TYPE_1}{tail}{sharp}</value></Readings>"
-        f"{head}{_TYPE_2}{tail}{peak}</value></Readings>{head}{_TYPE_3}{tail}{flat}</value></Readings>"
-        f"{head}{_TYPE_4}{tail}{valley}</value></Readings>"
+        f"<MeterReading><Meter><mRID>{escape_text(meter)}</mRID><multiplier>{multiplier!s}</multiplier></Meter>"
+        f"{head}{_TYPE_0}{tail}{total!s}</value></Readings>{head}{_TYPE_1}{tail}{sharp!s}</value></Readings>"
+        f"{head}{_TYPE_2}{tail}{peak!s}</value></Readings>{head}{_TYPE_3}{tail}{flat!s}</value></Readings>"
+        f"{head}{_TYPE_4}{tail}{valley!s}</value></Readings>"
         f"<UsagePoint><mRID>{escape_text(point)}</mRID></UsagePoint></MeterReading>"
     )
 

@@ -28,7 +28,7 @@ from typing import Any
 from gridbus.contracts.canonical.reply import ReplyError, result_of
 from gridbus.contracts.mdc import DailyFrozenPublished, FrozenReading
 from gridbus.contracts.metering_point import MARKET_POINT, METERING_POINT, MarketPointData, MeteringPointData
-from gridbus.contracts.state import Decision, Encoded, State
+from gridbus.contracts.state import Decision, State
 from gridbus.mappings.readings import rules
 from gridbus.mappings.readings.rules import FATAL, INFORM, WARNING, Finding, Held
 
@@ -130,7 +130,7 @@ def decide(part: DailyFrozenPublished, state: State, now: datetime) -> Decision:
     decision = Decision()
     readings = part.readings
     points = list(dict.fromkeys(r.metering_point_id for r in readings))
-    stored = state.get_data_many(LAST_READING, points)
+    stored = state.get_data_many(LAST_READING, points, raw=True)
     # What the master data and the retail flows hold: read as it is now, not checked again at
     # commit (this decision writes neither kind, and their writers never read the readings).
     master = {key: MeteringPointData.from_data(rec.data) for key, rec in state.get_many(METERING_POINT, points, checked=False).items()}
@@ -145,8 +145,8 @@ def decide(part: DailyFrozenPublished, state: State, now: datetime) -> Decision:
         key = r.metering_point_id
         history = histories.get(key)
         if history is None and key not in moved:
-            data = stored.get(key)
-            last = data["last"] if data else None
+            text = stored.get(key)
+            last = _last_of(text) if text is not None else None
             if last is not None and _good(r, last.split("|"), day, yesterday, master.get(key)):
                 moved[key] = _encoded(r, last)
                 since = market_dates.get(key)
@@ -154,7 +154,7 @@ def decide(part: DailyFrozenPublished, state: State, now: datetime) -> Decision:
                     out.market.append(r.index)
                 continue
         if history is None:  # the full rules: a record the quick check did not pass, or a point's second record
-            history = histories[key] = _History.from_data(stored[key]) if key in stored else _History()
+            history = histories[key] = _History.from_data(json.loads(stored[key])) if key in stored else _History()
             if key in moved:
                 history.advance(Held.from_data(json.loads(moved.pop(key))["last"]))
         where, findings = judge(r, part.data_date, history, master.get(key))
@@ -176,14 +176,25 @@ def decide(part: DailyFrozenPublished, state: State, now: datetime) -> Decision:
         since = market_dates.get(key)
         if since is not None and since <= day:
             out.market.append(r.index)
-    for key, text in moved.items():
-        decision.put(LAST_READING, key, Encoded(text))
+    decision.put_encoded(LAST_READING, moved)
     for key, history in histories.items():
         if history.moved:
             decision.put(LAST_READING, key, history.to_data())
     decision.result = _result(part, out)
     _track_part(part, state, decision)
     return decision
+
+
+def _last_of(text: str) -> str | None:
+    """The last reading of a stored ``last-reading`` record's JSON text, read without ``json``
+    where it is as ``_encoded`` and ``to_json`` write it (``{"last":"...",...}``: none of its
+    values needs escaping, so the first quote after the key ends it)."""
+    if text.startswith(_LAST_PREFIX):
+        return text[len(_LAST_PREFIX):text.index('"', len(_LAST_PREFIX))]
+    return json.loads(text).get("last")
+
+
+_LAST_PREFIX = '{"last":"'
 
 
 def _good(r: FrozenReading, last: list[str], day: str, yesterday: str, point: MeteringPointData | None) -> bool:
@@ -194,14 +205,16 @@ def _good(r: FrozenReading, last: list[str], day: str, yesterday: str, point: Me
     consumption is within the point's cap. Anything else goes through the full rules."""
     if r.day != day or last[0] != yesterday or last[2] != r.meter_asset_no:
         return False
-    total, tariffs, multiplier = r.total, r.tariffs, r.multiplier
-    if multiplier <= 0 or min(tariffs) < 0 or abs(sum(tariffs) - total) > r.resolution * rules.TARIFF_REGISTERS:
+    total, multiplier = r.total, r.multiplier
+    sharp, peak, flat, valley = r.tariffs
+    if multiplier <= 0 or abs(sharp + peak + flat + valley - total) > r.resolution * rules.TARIFF_REGISTERS:
         return False
     expected = point.multiplier if point is not None and point.multiplier is not None else Decimal(last[8])
     if multiplier != expected:
         return False
     then = Decimal(last[3])
-    if total < then or any(now < Decimal(was) for now, was in zip(tariffs, last[4:8])):
+    # Registers at or above the last reading's, which were never negative: none is negative now.
+    if total < then or sharp < Decimal(last[4]) or peak < Decimal(last[5]) or flat < Decimal(last[6]) or valley < Decimal(last[7]):
         return False
     return (total - then) * multiplier <= rules.daily_cap_kwh(point)
 
@@ -211,9 +224,10 @@ def _encoded(r: FrozenReading, last: str) -> str:
     order): the record as the last (as ``Held.to_data`` writes it), the one it follows, as it
     was stored, as the previous. Every value is an ISO date or time, a decimal or an identifier
     the schema limits to letters, digits and ``-_.``: none needs escaping in JSON."""
+    sharp, peak, flat, valley = r.tariffs
     return (
-        f'{{"last":"{r.day}|{r.collected}|{r.meter_asset_no}|{r.total}|{r.tariffs[0]}|{r.tariffs[1]}|'
-        f'{r.tariffs[2]}|{r.tariffs[3]}|{r.multiplier}","previous":"{last}"}}'
+        f'{{"last":"{r.day}|{r.collected}|{r.meter_asset_no}|{r.total!s}|{sharp!s}|{peak!s}|{flat!s}|{valley!s}|'
+        f'{r.multiplier!s}","previous":"{last}"}}'
     )
 
 

@@ -51,8 +51,7 @@ def _to_marketing(part: DailyFrozenPublished, ctx: MappingContext, indices: list
         ),
         readings=tuple(
             MeterReading(
-                r.meter_asset_no, r.metering_point_id, _end_of(r.day), r.collected,
-                (str(r.total), *map(str, r.tariffs)), str(r.multiplier),
+                r.meter_asset_no, r.metering_point_id, _end_of(r.day), r.collected, r.total, r.tariffs, r.multiplier,
                 _qualities(decision, r.index) if str(r.index) in flagged else (),
             )
             for r in (readings[i - 1] for i in indices)

@@ -15,7 +15,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable
 
-from gridbus.contracts.state import Decision, Encoded, Record
+from gridbus.contracts.state import Decision, Record
 from gridbus.workers.store.db import Database, to_json
 from gridbus.workers.store.journal import Journal
 from gridbus.workers.store.schedules import Schedules
@@ -70,11 +70,14 @@ class BusinessState:
         rows = self._db.query(self._db.keyed(_COLUMNS, "records", "key", "kind = {p}"), (self._db.set_param(set(keys)), kind))
         return {row[1]: _record(row) for row in rows}
 
-    def get_data(self, kind: str, keys: Iterable[str]) -> list[tuple[str, int, object]]:
+    def get_data(self, kind: str, keys: Iterable[str], *, raw: bool = False) -> list[tuple[str, int, object]]:
         """``(key, version, data)`` of the records of ``kind`` under ``keys`` that exist, in one
-        statement: ``get_records`` without a ``Record`` per row, for thousands of keys."""
-        loads = json.loads
+        statement: ``get_records`` without a ``Record`` per row, for thousands of keys; with
+        ``raw`` the data as its stored JSON text."""
         rows = self._db.query(self._db.keyed("key, version, data", "records", "key", "kind = {p}"), (self._db.set_param(set(keys)), kind))
+        if raw:
+            return [(key, int(version), data) for key, version, data in rows]
+        loads = json.loads
         return [(key, int(version), loads(data)) for key, version, data in rows]
 
     def find_records(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
@@ -115,19 +118,28 @@ class BusinessState:
         unread, absent, updated = [], [], []
         for put in decision.puts:
             version = read.get((put.kind, put.key))
-            data = put.data if isinstance(put.data, Encoded) else to_json(put.data)
+            data = to_json(put.data)
             if version is None:
                 unread.append((put.kind, put.key, put.ref, data, at))
             elif version == 0:
                 absent.append((put.kind, put.key, put.ref, data, at))
             else:
                 updated.append((put.ref, data, at, put.kind, put.key, version))
+        for kind, texts in decision.encoded.items():
+            for key, data in texts.items():
+                version = read.get((kind, key))
+                if version is None:
+                    unread.append((kind, key, None, data, at))
+                elif version == 0:
+                    absent.append((kind, key, None, data, at))
+                else:
+                    updated.append((None, data, at, kind, key, version))
         for statement, rows in ((_PUT_UNREAD, unread), (_PUT_ABSENT, absent), (_PUT_READ, updated)):
             if rows:  # one statement per kind of write, each row of it must have taken effect
                 cur.executemany(sql(statement), rows)
                 if cur.rowcount != len(rows):
                     raise _Refused
-        written = {(put.kind, put.key) for put in decision.puts}
+        written = {(kind, key) for kind, key, _, _ in decision.writes()}
         self._check_unchanged(cur, {k: v for k, v in read.items() if k not in written})
         self._journal.write(
             cur, [(at, key, "state", route, message_id, change.what) for change in decision.changes for key in change.keys]
@@ -170,9 +182,9 @@ class StateView:
                 read.setdefault((kind, key), record.version if record else 0)
         return records
 
-    def get_data_many(self, kind: str, keys: Iterable[str]) -> dict[str, Any]:
+    def get_data_many(self, kind: str, keys: Iterable[str], *, raw: bool = False) -> dict[str, Any]:
         keys = set(keys)
-        found = self._state.get_data(kind, keys)
+        found = self._state.get_data(kind, keys, raw=raw)
         read = self.read
         for key in keys:
             read.setdefault((kind, key), 0)
