@@ -104,9 +104,8 @@ def bare_loop(bodies: list[bytes]) -> float:
     return records / (time.perf_counter() - started)
 
 
-def queue_depth(url: str, queue: str) -> int:
-    with Connection(url) as conn:
-        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+def queue_depth(channel, queue: str) -> int:
+    return channel.queue_declare(queue=queue, passive=True).message_count
 
 
 def cpu_seconds(pid: int) -> float:
@@ -193,16 +192,20 @@ def run(args) -> None:
             deadline = time.monotonic() + args.timeout
             cpu: list[tuple[float, float]] = []  # (worker, broker) CPU seconds at the first and the last reply
             broker = broker_pid()
+            poller = Connection(url)  # one connection for the polls: the broker's time is the worker's
             while len(times) < args.parts and time.monotonic() < deadline and worker.poll() is None:
-                depth = queue_depth(url, replies_queue)
+                depth = queue_depth(poller.default_channel, replies_queue)
                 if depth > len(times) and (not times or depth == args.parts):
                     cpu.append((cpu_seconds(worker.pid), cpu_seconds(broker) if broker else float("nan")))
                 times += [time.perf_counter()] * (depth - len(times))
                 time.sleep(0.05)
+            poller.release()
             rss = peak_rss_mb(worker.pid) if worker.poll() is None else float("nan")
             tc_chunks = len(stub.effects("ReceiveMeterReadings"))
         if len(times) < args.parts:
-            raise SystemExit(f"only {len(times)} of {args.parts} parts replied; see {tmp / 'worker.log'}")
+            kept = Path(tempfile.gettempdir()) / "gridbus-bench-readings-worker.log"
+            shutil.copy(tmp / "worker.log", kept)
+            raise SystemExit(f"only {len(times)} of {args.parts} parts replied; the worker's log is in {kept}")
         rate = (args.parts - 1) * args.records / (times[-1] - times[0])
         print(f"parts {args.parts} x {args.records:,} records, store {args.store} with {points:,} last readings, "
               f"{tc_chunks} trading-center chunks, one worker with {args.consumers} consumer(s)")

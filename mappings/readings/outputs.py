@@ -92,8 +92,8 @@ def tc_readings(part: DailyFrozenPublished, ctx: MappingContext) -> MeterReading
         data_date=part.data_date,
         chunk_no=chunk["no"],
         chunk_count=chunk["count"],
-        readings=tuple(
-            ChunkReading(
+        readings=tuple(  # the record's values are the contract's, validated: no model validation per reading
+            ChunkReading.model_construct(
                 metering_point_id=r.metering_point_id,
                 meter_asset_no=r.meter_asset_no,
                 collected_at=r.collected_at,

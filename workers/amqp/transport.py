@@ -102,6 +102,8 @@ class BufferedTCPTransport(TCPTransport):
         if end <= len(buf):
             self._rpos = end
             return buf[pos:end]
+        if n >= self.RECV_BYTES:  # a large frame's payload (a readings part is 4 MB): read into place
+            return self._read_into(n, initial, _errnos)
         recv = self._quick_recv
         rbuf = buf[pos:]
         try:
@@ -122,6 +124,35 @@ class BufferedTCPTransport(TCPTransport):
             raise
         self._rbuf, self._rpos = rbuf, n
         return rbuf[:n]
+
+    def _read_into(self, n, initial, _errnos):
+        """``_read`` of ``n`` bytes, the buffered ones first and the rest received straight into
+        one buffer of ``n`` bytes: growing a bytes object by each ``recv`` copied a frame's
+        payload again and again. Reads nothing beyond the ``n`` bytes."""
+        buf, pos = self._rbuf, self._rpos
+        out = bytearray(n)
+        view = memoryview(out)
+        got = len(buf) - pos
+        view[:got] = memoryview(buf)[pos:]
+        recv_into = self.sock.recv_into
+        try:
+            while got < n:
+                try:
+                    received = recv_into(view[got:], n - got)
+                except OSError as exc:
+                    if exc.errno in _errnos:
+                        if initial and self.raise_on_initial_eintr:
+                            raise socket.timeout()
+                        continue
+                    raise
+                if not received:
+                    raise OSError("Server unexpectedly closed connection")
+                got += received
+        except:  # noqa: E722 - as py-amqp: keep what was read, whatever interrupted the read
+            self._rbuf, self._rpos = bytes(view[:got]), 0
+            raise
+        self._rbuf, self._rpos = b"", 0
+        return bytes(out)
 
 
 class _NoTimeoutChange:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from itertools import repeat
 from typing import Any, Iterable
 
 from gridbus.contracts.state import Decision, Record
@@ -103,49 +104,29 @@ class BusinessState:
         """Commit a decision with everything it writes; False (nothing written) when a record it
         read changed meanwhile or the message was decided by another worker."""
         at = now.timestamp()
+        rows, unchanged = _rows(decision, read, at)  # before the transaction: the store's lock is held less
         try:
             with self._db.transaction() as cur:
-                self._write(cur, route, message_id, decision, read, at)
+                self._write(cur, route, message_id, decision, rows, unchanged, at)
         except _Refused:
             return False
         return True
 
-    def _write(self, cur, route: str, message_id: str, decision: Decision, read, at: float) -> None:
+    def _write(self, cur, route: str, message_id: str, decision: Decision, rows, unchanged, at: float) -> None:
         sql = self._db.sql
         cur.execute(sql(_DECIDED), (route, message_id, to_json(decision.result), at))
         if cur.rowcount != 1:
             raise _Refused
-        unread, absent, updated = [], [], []
-        for put in decision.puts:
-            version = read.get((put.kind, put.key))
-            data = to_json(put.data)
-            if version is None:
-                unread.append((put.kind, put.key, put.ref, data, at))
-            elif version == 0:
-                absent.append((put.kind, put.key, put.ref, data, at))
-            else:
-                updated.append((put.ref, data, at, put.kind, put.key, version))
-        for kind, texts in decision.encoded.items():
-            for key, data in texts.items():
-                version = read.get((kind, key))
-                if version is None:
-                    unread.append((kind, key, None, data, at))
-                elif version == 0:
-                    absent.append((kind, key, None, data, at))
-                else:
-                    updated.append((None, data, at, kind, key, version))
-        for statement, rows in ((_PUT_UNREAD, unread), (_PUT_ABSENT, absent), (_PUT_READ, updated)):
-            if rows:  # one statement per kind of write, each row of it must have taken effect
-                cur.executemany(sql(statement), rows)
-                if cur.rowcount != len(rows):
+        for statement, batch in zip((_PUT_UNREAD, _PUT_ABSENT, _PUT_READ), rows):
+            if batch:  # one statement per kind of write, each row of it must have taken effect
+                cur.executemany(sql(statement), batch)
+                if cur.rowcount != len(batch):
                     raise _Refused
-        written = {(kind, key) for kind, key, _, _ in decision.writes()}
-        self._check_unchanged(cur, {k: v for k, v in read.items() if k not in written})
+        self._check_unchanged(cur, unchanged)
         self._journal.write(
             cur, [(at, key, "state", route, message_id, change.what) for change in decision.changes for key in change.keys]
         )
         self._schedules.write(cur, route, message_id, decision.schedules, decision.cancels, at)
-
 
     def _check_unchanged(self, cur, read: dict[tuple[str, str], int]) -> None:
         """What was read and not written must still be at the version read (0: still absent):
@@ -158,6 +139,36 @@ class BusinessState:
             found = dict(cur.fetchall())
             if any(found.get(key, 0) != version for key, version in versions.items()):
                 raise _Refused
+
+
+def _rows(decision: Decision, read: dict[tuple[str, str], int], at: float):
+    """The decision's writes as rows of the three statements (written unread, read as absent,
+    read at a version), and what it read without writing (to check at commit)."""
+    unread, absent, updated = [], [], []
+    unchanged = dict(read)
+    pop = unchanged.pop
+    for put in decision.puts:
+        version = pop((put.kind, put.key), None)
+        data = to_json(put.data)
+        if version is None:
+            unread.append((put.kind, put.key, put.ref, data, at))
+        elif version == 0:
+            absent.append((put.kind, put.key, put.ref, data, at))
+        else:
+            updated.append((put.ref, data, at, put.kind, put.key, version))
+    for kind, texts in decision.encoded.items():
+        versions = [pop((kind, key), None) for key in texts]
+        if None not in versions and 0 not in versions:  # every one read, at a version: ten thousand at C speed
+            updated += zip(repeat(None), texts.values(), repeat(at), repeat(kind), texts.keys(), versions)
+            continue
+        for (key, data), version in zip(texts.items(), versions):
+            if version is None:
+                unread.append((kind, key, None, data, at))
+            elif version == 0:
+                absent.append((kind, key, None, data, at))
+            else:
+                updated.append((None, data, at, kind, key, version))
+    return (unread, absent, updated), unchanged
 
 
 class StateView:
