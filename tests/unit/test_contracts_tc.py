@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import zeep
-from lxml import etree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
