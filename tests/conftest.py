@@ -4,6 +4,8 @@ users of their own; the users named by the system codes are watched, never chang
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -58,16 +60,30 @@ SESSION_VHOST = VHOST_PREFIX
 FRESH_VHOST = f"{VHOST_PREFIX}-fresh"  # see also TEST_VHOSTS below
 
 
+def broker_definitions() -> dict:
+    """The node's definitions (vhosts, users, permissions, queues of every vhost) in one
+    rabbitmqctl call: each call costs an Erlang VM start-up, about half a second to a second."""
+    return json.loads(rabbitmqctl("export_definitions", "-", "--quiet"))
+
+
 def ensure_empty_vhost(name: str) -> str:
-    if name not in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
+    definitions = broker_definitions()
+    if name not in {v["name"] for v in definitions["vhosts"]}:
         rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    delete_all_queues(name)
+    if not any(
+        p["vhost"] == name and p["user"] == "guest" and (p["configure"], p["write"], p["read"]) == (".*", ".*", ".*")
+        for p in definitions["permissions"]
+    ):
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    delete_all_queues(name, definitions)
     return name
 
 
-def delete_all_queues(vhost: str) -> None:
-    queues = rabbitmqctl("list_queues", "-p", vhost, "name", "--quiet", "--no-table-headers").split()
+def delete_all_queues(vhost: str, definitions: dict | None = None) -> None:
+    """Delete every queue in ``vhost``. The definitions hold every queue but the exclusive ones,
+    which go with the connection that declared them."""
+    definitions = broker_definitions() if definitions is None else definitions
+    queues = [q["name"] for q in definitions["queues"] if q["vhost"] == vhost]
     if queues:
         with Connection(f"amqp://guest:guest@{BROKER_HOST}:5672/{vhost}", connect_timeout=10) as conn:
             channel = conn.channel()
@@ -99,10 +115,11 @@ def _drop_the_modules_queues(request):
     yield
     if request.node.get_closest_marker("broker") is None and "integration" not in str(request.node.fspath):
         return
-    listed = rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split()
+    definitions = broker_definitions()  # one rabbitmqctl call for every test vhost
+    listed = {v["name"] for v in definitions["vhosts"]}
     for vhost in TEST_VHOSTS:
         if vhost in listed:
-            delete_all_queues(vhost)
+            delete_all_queues(vhost, definitions)
 
 
 @pytest.fixture(scope="session")
@@ -151,10 +168,42 @@ SYSTEMS = ("tc", "mkt", "pms", "mdc", "cmd")
 TEST_SOURCE_USERS = {system: f"{VHOST_PREFIX}-{system}" for system in SYSTEMS}
 
 
+def _password_hash(password: str) -> str:
+    """RabbitMQ's salted SHA-256 hash (``rabbit_password_hashing_sha256``), as ``add_user`` keeps it."""
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def import_definitions(users: dict[str, str] | None = None, permissions: list[dict] | None = None) -> None:
+    """Create users (name -> password; an existing one is given that password) and set
+    permissions, all in one rabbitmqctl call; the definitions go on standard input, the passwords
+    only as salted hashes."""
+    definitions = {
+        "users": [
+            {"name": name, "password_hash": _password_hash(password),
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}
+            for name, password in (users or {}).items()
+        ],
+        "permissions": permissions or [],
+    }
+    rabbitmqctl("import_definitions", "--quiet", stdin=json.dumps(definitions))
+
+
+def system_permissions(vhost: str, systems) -> list[dict]:
+    """The suite's own user of each system may publish to its system's exchange in ``vhost``, and
+    nothing else (the permissions ``users.ensure_system_users`` sets)."""
+    from gridbus.tools import users
+
+    return [
+        {"user": TEST_SOURCE_USERS[system], "vhost": vhost, "configure": users.CONFIGURE_PERMISSION,
+         "write": users.write_permission(system), "read": users.READ_PERMISSION}
+        for system in systems
+    ]
+
+
 def password_hashes() -> dict[str, str]:
     """user -> the salted password hash RabbitMQ keeps; setting a password, even the same, changes it."""
-    definitions = json.loads(rabbitmqctl("export_definitions", "-", "--quiet"))
-    return {user["name"]: user.get("password_hash", "") for user in definitions["users"]}
+    return {user["name"]: user.get("password_hash", "") for user in broker_definitions()["users"]}
 
 
 @pytest.fixture(scope="session")
@@ -167,8 +216,8 @@ def broker_wide_users():
     """
     before = password_hashes()
     added = [user for user in SYSTEMS if user not in before]
-    for user in added:
-        rabbitmqctl("add_user", user, stdin=secrets.token_urlsafe(18))
+    if added:
+        import_definitions(users={user: secrets.token_urlsafe(18) for user in added})  # one call for them all
     recorded = {user: hashed for user, hashed in password_hashes().items() if user in SYSTEMS}
     yield recorded
     after = password_hashes()
@@ -187,8 +236,11 @@ def broker_wide_users():
 def system_users(vhost) -> dict[str, tuple[str, str]]:
     """system -> (user, password): the suite's own user of each upstream system, created (or given
     the session's password) and allowed to publish only to its system's exchange in ``vhost``."""
-    from gridbus.tools import users
-
     password = secrets.token_urlsafe(18)
-    created = users.ensure_system_users(vhost, SYSTEMS, dict.fromkeys(SYSTEMS, password), usernames=TEST_SOURCE_USERS)
-    return {u.system: (u.username, u.password) for u in created}
+    # What ``users.ensure_system_users`` does (tested in test_users.py), in one rabbitmqctl call
+    # instead of three per user.
+    import_definitions(
+        users={TEST_SOURCE_USERS[system]: password for system in SYSTEMS},
+        permissions=system_permissions(vhost, SYSTEMS),
+    )
+    return {system: (TEST_SOURCE_USERS[system], password) for system in SYSTEMS}

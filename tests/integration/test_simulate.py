@@ -17,10 +17,10 @@ from kombu import Connection
 from gridbus.contracts.identifiers import is_valid_credit_code
 from gridbus.routes import ROUTES, route_by_name
 from gridbus.workers.store import Store
-from tests.conftest import BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost
+from tests.conftest import (BROKER_HOST, SIM_VHOST, TEST_SOURCE_USERS, ensure_empty_vhost, import_definitions,
+                            system_permissions)
 from gridbus.workers import topology
 from gridbus.tools import commands
-from gridbus.tools import users
 from gridbus.tools.simulate import EXAMPLES_DIR, example_path, simulate
 
 pytestmark = pytest.mark.broker
@@ -47,7 +47,7 @@ def sim_url(sim_vhost) -> str:
 @pytest.fixture(scope="module")
 def credentials(sim_vhost, system_users):
     """The suite's own system users (never the real ones), allowed to publish in this vhost too."""
-    users.ensure_system_users(sim_vhost, SYSTEMS, usernames=TEST_SOURCE_USERS)
+    import_definitions(permissions=system_permissions(sim_vhost, SYSTEMS))  # one rabbitmqctl call
     return {s: system_users[s] for s in SYSTEMS}
 
 
