@@ -206,6 +206,9 @@ def run(args) -> None:
             kept = Path(tempfile.gettempdir()) / "gridbus-bench-readings-worker.log"
             shutil.copy(tmp / "worker.log", kept)
             raise SystemExit(f"only {len(times)} of {args.parts} parts replied; the worker's log is in {kept}")
+        if times[-1] - times[0] < 0.2:
+            raise SystemExit(f"every reply was seen within {times[-1] - times[0]:.2f} s of the first: the queue polls were "
+                             "held up (the broker busy with something else?), no rate to take; run again")
         rate = (args.parts - 1) * args.records / (times[-1] - times[0])
         print(f"parts {args.parts} x {args.records:,} records, store {args.store} with {points:,} last readings, "
               f"{tc_chunks} trading-center chunks, one worker with {args.consumers} consumer(s)")

@@ -129,16 +129,18 @@ _FIELDS = 12
 
 
 def _readings(records: etree._Element) -> tuple[FrozenReading, ...]:
-    """The records of a validated part, read in one pass over their fields' texts."""
+    """The records of a validated part, read in one pass over their fields' texts and converted
+    column by column (``map`` over ten thousand values of a field, not a call per record)."""
     texts = _FIELD_TEXTS(records)
     count = len(records)
     if len(texts) != count * _FIELDS:  # not as the schema and parser promise: read field by field
         texts = [field.xpath("string()") for record in records for field in record]
-    fields = iter(texts)
-    new = FrozenReading._make
-    return tuple(
-        new((index, meter, point, day.strip(), collected.strip(), source, Decimal(total),
-             (Decimal(r1), Decimal(r2), Decimal(r3), Decimal(r4)), Decimal(resolution), Decimal(multiplier)))
-        for index, (meter, point, day, collected, source, total, r1, r2, r3, r4, resolution, multiplier)
-        in enumerate(zip(*[fields] * _FIELDS), start=1)
-    )
+    column = [texts[i::_FIELDS] for i in range(_FIELDS)]
+    meter, point, day, collected, source, total, r1, r2, r3, r4, resolution, multiplier = column
+    decimals = [list(map(Decimal, values)) for values in (total, r1, r2, r3, r4, resolution, multiplier)]
+    total, r1, r2, r3, r4, resolution, multiplier = decimals
+    return tuple(map(
+        FrozenReading._make,
+        zip(range(1, count + 1), meter, point, map(str.strip, day), map(str.strip, collected), source, total,
+            zip(r1, r2, r3, r4), resolution, multiplier),
+    ))

@@ -66,20 +66,28 @@ class BusinessState:
         rows = self._db.query(f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}} AND key = {{p}}", (kind, key))
         return _record(rows[0]) if rows else None
 
-    def get_records(self, kind: str, keys: Iterable[str]) -> dict[str, Record]:
+    def get_records(self, kind: str, keys: Iterable[str], param: Any = None) -> dict[str, Record]:
         """The records of ``kind`` under ``keys`` that exist, by key, read in one statement."""
-        rows = self._db.query(self._db.keyed(_COLUMNS, "records", "key", "kind = {p}"), (self._db.set_param(set(keys)), kind))
+        rows = self._db.query(self._db.keyed(_COLUMNS, "records", "key", "kind = {p}"), (self._db.set_param(set(keys)) if param is None else param, kind))
         return {row[1]: _record(row) for row in rows}
 
-    def get_data(self, kind: str, keys: Iterable[str], *, raw: bool = False) -> list[tuple[str, int, object]]:
+    def get_data(self, kind: str, keys: Iterable[str], *, raw: bool = False, param: Any = None) -> list[tuple[str, int, object]]:
         """``(key, version, data)`` of the records of ``kind`` under ``keys`` that exist, in one
         statement: ``get_records`` without a ``Record`` per row, for thousands of keys; with
-        ``raw`` the data as its stored JSON text."""
-        rows = self._db.query(self._db.keyed("key, version, data", "records", "key", "kind = {p}"), (self._db.set_param(set(keys)), kind))
+        ``raw`` the data as its stored JSON text; ``param``: the keys as ``Database.set_param``
+        gives them, when the caller has it already."""
+        rows = self._db.query(
+            self._db.keyed("key, version, data", "records", "key", "kind = {p}"),
+            (self._db.set_param(set(keys)) if param is None else param, kind),
+        )
         if raw:
             return [(key, int(version), data) for key, version, data in rows]
         loads = json.loads
         return [(key, int(version), loads(data)) for key, version, data in rows]
+
+    def key_param(self, keys: Iterable[str]) -> Any:
+        """``keys`` as the parameter of ``get_records`` and ``get_data``."""
+        return self._db.set_param(keys)
 
     def find_records(self, kind: str, *, ref: str | None = None, key_prefix: str | None = None) -> list[Record]:
         sql, params = f"SELECT {_COLUMNS} FROM records WHERE kind = {{p}}", [kind]
@@ -177,15 +185,27 @@ class StateView:
     def __init__(self, state: BusinessState):
         self._state = state
         self.read: dict[tuple[str, str], int] = {}
+        self._keys: tuple[tuple[str, ...], set[str], Any] | None = None  # the last keys read, see _key_set
 
     def get(self, kind: str, key: str) -> Record | None:
         record = self._state.get_record(kind, key)
         self.read.setdefault((kind, key), record.version if record else 0)
         return record
 
+    def _key_set(self, keys: Iterable[str]) -> tuple[set[str], Any]:
+        """The keys as a set and as the statement's parameter: the same keys read for several
+        kinds (a readings part's ten thousand points, three kinds) are encoded once."""
+        wanted = tuple(keys)
+        if self._keys is not None and self._keys[0] == wanted:
+            return self._keys[1], self._keys[2]
+        unique = set(wanted)
+        param = self._state.key_param(unique)
+        self._keys = (wanted, unique, param)
+        return unique, param
+
     def get_many(self, kind: str, keys: Iterable[str], *, checked: bool = True) -> dict[str, Record]:
-        keys = set(keys)
-        records = self._state.get_records(kind, keys)
+        keys, param = self._key_set(keys)
+        records = self._state.get_records(kind, keys, param)
         if checked:
             read = self.read
             for key in keys:
@@ -194,8 +214,8 @@ class StateView:
         return records
 
     def get_data_many(self, kind: str, keys: Iterable[str], *, raw: bool = False) -> dict[str, Any]:
-        keys = set(keys)
-        found = self._state.get_data(kind, keys, raw=raw)
+        keys, param = self._key_set(keys)
+        found = self._state.get_data(kind, keys, raw=raw, param=param)
         read = self.read
         for key in keys:
             read.setdefault((kind, key), 0)
