@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import sys
 
@@ -65,6 +66,9 @@ def worker(route_names, routes_module, broker, store) -> None:
     # out of the cyclic collector's full passes, which would walk it again every few thousand messages.
     gc.collect()
     gc.freeze()
+    # A fatal error in a C library (a segmentation fault, an abort) prints every thread's Python
+    # stack to stderr before the process ends: the supervisor's log then says where it happened.
+    faulthandler.enable(all_threads=True)
     # A batch makes hundreds of thousands of short-lived objects (a readings part: ten thousand
     # records and their registers), which reference counting frees; the collector's default pass
     # every 700 allocations would walk them dozens of times a part, for no cycle found.

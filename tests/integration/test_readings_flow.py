@@ -226,7 +226,8 @@ def test_two_consumers_in_one_worker_share_a_batchs_parts_on_postgresql(broker_u
 
     store = Store(pg_schema_url)
     batch_id = f"MDC-TWO-{uuid.uuid4().hex[:6]}"
-    parts = [Batch(batch_id, DAY, tuple(good_record(n, DAY) for n in range(6000 + 200 * p, 6200 + 200 * p)),
+    # parts of 1,000 records: long enough in hand that the second consumer is up before the first has taken them all
+    parts = [Batch(batch_id, DAY, tuple(good_record(n, DAY) for n in range(6000 + 1000 * p, 7000 + 1000 * p)),
                    part_no=p + 1, part_count=6) for p in range(6)]
     mkt_inbox, mdc_inbox = inbox_reader(broker_url, "mkt"), inbox_reader(broker_url, "mdc")
     worker = WorkerProcess(broker_url, pg_schema_url, "tests.support.readings:ROUTES", tmp_path,
