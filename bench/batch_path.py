@@ -87,14 +87,15 @@ class _Message:
 
     __slots__ = ("body", "properties", "headers", "delivery_info", "delivery_tag", "acked")
 
-    def __init__(self, body: bytes, tag: int):
+    def __init__(self, body: bytes, tag: int, *, message_type: str = "BlackMapPublished", user: str = "pms",
+                 exchange: str = "pms.out", routing_key: str = "pms.black-map-published"):
         self.body = body
         self.properties = {
-            "message_id": str(uuid.uuid4()), "type": "BlackMapPublished", "user_id": "pms",
+            "message_id": str(uuid.uuid4()), "type": message_type, "user_id": user,
             "content_type": "application/xml", "delivery_mode": 2,
         }
         self.headers = {}
-        self.delivery_info = {"exchange": "pms.out", "routing_key": "pms.black-map-published", "redelivered": False}
+        self.delivery_info = {"exchange": exchange, "routing_key": routing_key, "redelivered": False}
         self.delivery_tag = tag
         self.acked = 0
 

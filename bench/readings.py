@@ -33,8 +33,10 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Iterator
 
 import pika
 from kombu import Connection
@@ -57,6 +59,25 @@ from gridbus.workers.store import Store  # noqa: E402
 from gridbus.workers.store.db import to_json  # noqa: E402
 
 PG_URL = os.environ.get("GRIDBUS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def bench_store(kind: str, folder: Path) -> Iterator[str]:
+    """A bench's store URL: a SQLite file in ``folder``, or a PostgreSQL schema of the bench's
+    own (``GRIDBUS_TEST_PG_URL``, never ``public``), dropped when the block ends."""
+    if kind != "postgresql":
+        yield f"sqlite:///{folder}/store.sqlite3"
+        return
+    import psycopg
+
+    schema = f"gridbus_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -139,16 +160,8 @@ def run(args) -> None:
     vhost = f"{prefix}-bench-readings"
     url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     tmp = Path(tempfile.mkdtemp(prefix="gridbus-bench-readings-"))
-    schema = None
-    if args.store == "postgresql":
-        import psycopg
-
-        schema = f"gridbus_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        store_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    else:
-        store_url = f"sqlite:///{tmp}/store.sqlite3"
+    stores = ExitStack()  # closed in the finally below: a PostgreSQL schema is dropped
+    store_url = stores.enter_context(bench_store(args.store, tmp))
     benched = args.parts * args.records
     points = max(args.points, benched)
     rabbitmqctl("add_vhost", vhost)
@@ -207,8 +220,8 @@ def run(args) -> None:
             shutil.copy(tmp / "worker.log", kept)
             raise SystemExit(f"only {len(times)} of {args.parts} parts replied; the worker's log is in {kept}")
         if times[-1] - times[0] < 0.2:
-            raise SystemExit(f"every reply was seen within {times[-1] - times[0]:.2f} s of the first: the queue polls were "
-                             "held up (the broker busy with something else?), no rate to take; run again")
+            raise SystemExit(f"every reply was seen within {times[-1] - times[0]:.2f} s of the first: too little to time "
+                             "(give more or larger --parts), or the queue polls were held up; no rate to take")
         rate = (args.parts - 1) * args.records / (times[-1] - times[0])
         print(f"parts {args.parts} x {args.records:,} records, store {args.store} with {points:,} last readings, "
               f"{tc_chunks} trading-center chunks, one worker with {args.consumers} consumer(s)")
@@ -224,11 +237,7 @@ def run(args) -> None:
             worker.terminate()
             worker.wait(30)
         rabbitmqctl("delete_vhost", vhost)
-        if schema is not None:
-            import psycopg
-
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        stores.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

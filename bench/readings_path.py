@@ -21,15 +21,14 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from batch_path import InstantPublisher  # noqa: E402
-from readings import PG_URL, prefill  # noqa: E402
+from batch_path import InstantPublisher, _Message  # noqa: E402
+from readings import bench_store, prefill  # noqa: E402
 
 from gridbus.adapters.soap_stub import SoapStub  # noqa: E402
 from gridbus.contracts.soap import peer_wsdl  # noqa: E402
@@ -64,24 +63,9 @@ class _Publisher(InstantPublisher):
         writer(1, 1, (60, 40), b"", message)  # basic.publish's method frame, header and body frames
 
 
-class _Message:
-    """What the worker reads of a kombu message, and its ack."""
-
-    __slots__ = ("body", "properties", "headers", "delivery_info", "delivery_tag", "acked")
-
-    def __init__(self, body: bytes, tag: int):
-        self.body = body
-        self.properties = {
-            "message_id": str(uuid.uuid4()), "type": "DailyFrozenPublished", "user_id": "mdc",
-            "content_type": "application/xml", "delivery_mode": 2,
-        }
-        self.headers = {}
-        self.delivery_info = {"exchange": "mdc.out", "routing_key": "daily-frozen.published", "redelivered": False}
-        self.delivery_tag = tag
-        self.acked = 0
-
-    def ack(self, multiple: bool = False) -> None:
-        self.acked += 1
+def _message(body: bytes, tag: int) -> _Message:
+    return _Message(body, tag, message_type="DailyFrozenPublished", user="mdc", exchange=ROUTE.source.exchange,
+                    routing_key=ROUTE.source.routing_key)
 
 
 def run(args) -> None:
@@ -89,57 +73,40 @@ def run(args) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])  # as `gridbus worker` does
-    schema = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.store == "postgresql":
-            import psycopg
+    with tempfile.TemporaryDirectory() as tmp, bench_store(args.store, Path(tmp)) as store_url:
+        parts = args.parts + 1  # the first warms the schemas and caches, and is not counted
+        store = Store(store_url)
+        prefill(store, max(args.points, parts * args.records), 10, parts * args.records)
+        bodies = [
+            Batch(f"MDC-PATH-{p:03d}", DAY, tuple(good_record(n, DAY) for n in range(p * args.records + 1, (p + 1) * args.records + 1)),
+                  part_no=p + 1, part_count=parts).xml()
+            for p in range(parts)
+        ]
+        with SoapStub(peer_wsdl("tc"), path="/tc") as stub:
+            os.environ["GRIDBUS_SOAP_PEERS"] = f"tc={stub.url}"
+            settings = load_settings()
+            worker = Worker([ROUTE], broker_url="amqp://unused", store=store, adapters=adapter_factory(settings),
+                            source_users={"mdc": "mdc"}, options=settings.mapping_options())
+            publisher = _Publisher()
+            worker._publisher, worker.settlement.multiple_ack = publisher, True
+            profiler = None
+            times = []
+            for n, body in enumerate(bodies):
+                if n == 1 and args.profile:
+                    import cProfile
 
-            schema = f"gridbus_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            store_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-        else:
-            store_url = f"sqlite:///{tmp}/store.sqlite3"
-        try:
-            parts = args.parts + 1  # the first warms the schemas and caches, and is not counted
-            store = Store(store_url)
-            prefill(store, max(args.points, parts * args.records), 10, parts * args.records)
-            bodies = [
-                Batch(f"MDC-PATH-{p:03d}", DAY, tuple(good_record(n, DAY) for n in range(p * args.records + 1, (p + 1) * args.records + 1)),
-                      part_no=p + 1, part_count=parts).xml()
-                for p in range(parts)
-            ]
-            with SoapStub(peer_wsdl("tc"), path="/tc") as stub:
-                os.environ["GRIDBUS_SOAP_PEERS"] = f"tc={stub.url}"
-                settings = load_settings()
-                worker = Worker([ROUTE], broker_url="amqp://unused", store=store, adapters=adapter_factory(settings),
-                                source_users={"mdc": "mdc"}, options=settings.mapping_options())
-                publisher = _Publisher()
-                worker._publisher, worker.settlement.multiple_ack = publisher, True
-                profiler = None
-                times = []
-                for n, body in enumerate(bodies):
-                    if n == 1 and args.profile:
-                        import cProfile
-
-                        profiler = cProfile.Profile()
-                        profiler.enable()
-                    batch = [Delivery(route=ROUTE, message=_Message(body, n + 1))]
-                    started = time.perf_counter()
-                    worker.settlement.process(batch)
-                    times.append(time.perf_counter() - started)
-                    if batch[0].outcome != "delivered":
-                        raise SystemExit(f"part {n + 1}: {batch[0].outcome} {batch[0].error}")
-                if profiler is not None:
-                    profiler.disable()
-                    profiler.dump_stats(args.profile)
-            store.close()
-        finally:
-            if schema is not None:
-                import psycopg
-
-                with psycopg.connect(PG_URL, autocommit=True) as conn:
-                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                batch = [Delivery(route=ROUTE, message=_message(body, n + 1))]
+                started = time.perf_counter()
+                worker.settlement.process(batch)
+                times.append(time.perf_counter() - started)
+                if batch[0].outcome != "delivered":
+                    raise SystemExit(f"part {n + 1}: {batch[0].outcome} {batch[0].error}")
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+        store.close()
     counted = sorted(times[1:])
     median = counted[len(counted) // 2]
     print(f"readings batch path ({args.store}): {median:.3f} s per part of {args.records:,} (median of {len(counted)}; "

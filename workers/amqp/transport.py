@@ -108,17 +108,7 @@ class BufferedTCPTransport(TCPTransport):
         rbuf = buf[pos:]
         try:
             while len(rbuf) < n:
-                try:
-                    s = recv(max(n - len(rbuf), self.RECV_BYTES))
-                except OSError as exc:
-                    if exc.errno in _errnos:
-                        if initial and self.raise_on_initial_eintr:
-                            raise socket.timeout()
-                        continue
-                    raise
-                if not s:
-                    raise OSError("Server unexpectedly closed connection")
-                rbuf += s
+                rbuf += self._received(lambda: recv(max(n - len(rbuf), self.RECV_BYTES)), initial, _errnos)
         except:  # noqa: E722 - as py-amqp: keep what was read, whatever interrupted the read
             self._rbuf, self._rpos = rbuf, 0
             raise
@@ -137,22 +127,29 @@ class BufferedTCPTransport(TCPTransport):
         recv_into = self.sock.recv_into
         try:
             while got < n:
-                try:
-                    received = recv_into(view[got:], n - got)
-                except OSError as exc:
-                    if exc.errno in _errnos:
-                        if initial and self.raise_on_initial_eintr:
-                            raise socket.timeout()
-                        continue
-                    raise
-                if not received:
-                    raise OSError("Server unexpectedly closed connection")
-                got += received
+                got += self._received(lambda: recv_into(view[got:], n - got), initial, _errnos)
         except:  # noqa: E722 - as py-amqp: keep what was read, whatever interrupted the read
             self._rbuf, self._rpos = bytes(view[:got]), 0
             raise
         self._rbuf, self._rpos = b"", 0
         return bytes(out)
+
+    def _received(self, receive: Callable, initial: bool, _errnos):
+        """What one ``receive()`` returns, retried as py-amqp retries a read: again on EAGAIN and
+        EINTR (a timeout instead on the first read, with ``raise_on_initial_eintr``); nothing
+        received is a closed connection."""
+        while True:
+            try:
+                received = receive()
+            except OSError as exc:
+                if exc.errno in _errnos:
+                    if initial and self.raise_on_initial_eintr:
+                        raise socket.timeout()
+                    continue
+                raise
+            if not received:
+                raise OSError("Server unexpectedly closed connection")
+            return received
 
 
 class _NoTimeoutChange:
